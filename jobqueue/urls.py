@@ -1,0 +1,14 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from jobs.api.views import health
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/", include("jobs.api.urls")),
+    re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
+    re_path(r"^docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    re_path(r"^health/?$", health, name="health"),
+    path("api-auth/", include("rest_framework.urls")),
+]

@@ -1,0 +1,10 @@
+from rest_framework.routers import DefaultRouter
+
+from jobs.api.views import JobViewSet
+
+router = DefaultRouter()
+# Accept every path with and without its trailing slash (the prototype had none).
+router.trailing_slash = "/?"
+router.register("jobs", JobViewSet, basename="job")
+
+urlpatterns = router.urls

@@ -1,0 +1,129 @@
+"""The jobs API: thin views over ``jobs.lifecycle`` and ``jobs.runner``."""
+
+from typing import Any
+
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from jobs import lifecycle, runner
+from jobs.api.filters import JobFilter
+from jobs.api.serializers import JobDetailSerializer, JobSerializer, JobStatusSerializer
+from jobs.exceptions import TransitionRefused, UnknownTask
+from jobs.models import Job
+
+
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The job's current status does not allow this."
+    default_code = "conflict"
+
+
+def _conflict(refused: TransitionRefused) -> APIException:
+    if refused.current is None:
+        return NotFound(str(refused))
+    return Conflict(str(refused))
+
+
+class JobViewSet(
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Submit jobs, follow them, and change their status."""
+
+    queryset = Job.objects.all()
+    serializer_class = JobSerializer
+    filterset_class = JobFilter
+    ordering_fields = ["created_at", "updated_at", "priority", "status", "queue", "task"]
+    ordering = ["-created_at"]
+
+    def get_serializer_class(self) -> type:
+        if self.action == "retrieve":
+            return JobDetailSerializer
+        if self.action == "set_status":
+            return JobStatusSerializer
+        return JobSerializer
+
+    def get_queryset(self) -> Any:
+        if self.action == "retrieve":
+            return Job.objects.prefetch_related("history")
+        return Job.objects.all()
+
+    @extend_schema(responses={201: JobSerializer, 200: JobSerializer})
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Queue a job; for a known unfinished ``idempotency_key``, return that job (200)."""
+        serializer = JobSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            job, created = lifecycle.enqueue(**serializer.validated_data)
+        except UnknownTask as exc:
+            raise ValidationError({"task": [str(exc)]}) from None
+        except TransitionRefused as exc:
+            raise Conflict(str(exc)) from None
+        return Response(
+            JobSerializer(job).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Delete a job and answer with it, as it was."""
+        job = self.get_object()
+        data = JobSerializer(job).data
+        job.delete()
+        return Response(data)
+
+    @extend_schema(request=JobStatusSerializer, responses={200: JobSerializer})
+    @action(detail=True, methods=["patch"], url_path="status", url_name="status")
+    def set_status(self, request: Request, pk: str | None = None) -> Response:
+        """Change a job's status by hand, through the lifecycle's rules (409 if refused)."""
+        job = self.get_object()
+        serializer = JobStatusSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return self._transition(lifecycle.set_status, job_id=job.pk, **serializer.validated_data)
+
+    @extend_schema(request=None, responses={200: JobSerializer})
+    @action(detail=True, methods=["post"])
+    def run(self, request: Request, pk: str | None = None) -> Response:
+        """Run the job now, in this request, as a worker would; answer with the result."""
+        job = self.get_object()
+        return self._transition(runner.run_now, job_id=job.pk)
+
+    @extend_schema(request=None, responses={200: JobSerializer})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        """Cancel a queued or running job."""
+        job = self.get_object()
+        return self._transition(lifecycle.cancel, job_id=job.pk)
+
+    @extend_schema(request=None, responses={200: JobSerializer})
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, pk: str | None = None) -> Response:
+        """Put a failed, cancelled or done job back in the queue."""
+        job = self.get_object()
+        return self._transition(lifecycle.retry, job_id=job.pk)
+
+    def _transition(self, verb: Any, **kwargs: Any) -> Response:
+        try:
+            job = verb(**kwargs)
+        except TransitionRefused as refused:
+            raise _conflict(refused) from None
+        return Response(JobSerializer(job).data)
+
+
+def health(request: HttpRequest) -> JsonResponse:
+    """Answer 200 when the database answers, 503 when it does not."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception as exc:
+        return JsonResponse({"status": "error", "database": str(exc)}, status=503)
+    return JsonResponse({"status": "ok", "database": connection.vendor})

@@ -1,0 +1,24 @@
+"""Errors raised by the queue's core, independent of HTTP or the admin."""
+
+
+class JobsError(Exception):
+    """Base class for the queue's own errors."""
+
+
+class TransitionRefused(JobsError):
+    """A status change was refused: the job is not in a state that allows it.
+
+    ``current`` is the status found (``None`` when the job does not exist).
+    """
+
+    def __init__(self, message: str, *, current: str | None = None) -> None:
+        super().__init__(message)
+        self.current = current
+
+
+class UnknownTask(JobsError):
+    """A job names a task that is not registered."""
+
+
+class PermanentFailure(JobsError):
+    """Raise from a task to fail the job at once, without further retries."""

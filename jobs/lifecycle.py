@@ -1,0 +1,507 @@
+"""The job state machine: the only code that writes ``Job.status``.
+
+A job is created ``queued``. A worker *claims* it (``processing``): the claim
+counts an attempt, names the holder in ``worker_id`` and grants a lease until
+``lease_expires_at``, which the holder renews while the task runs. The holder
+then reports success (``done``) or failure: with attempts left the job goes
+back to ``queued`` with ``run_after`` set by the backoff policy, otherwise it
+lands in ``failed``, the failure queue, where it stays until an operator
+retries it. A queued or processing job can be cancelled at any time. A
+processing job whose lease expired is *recovered*: its holder is presumed dead,
+the attempt is archived as lost, and the job is requeued or failed.
+
+Every transition is one guarded UPDATE (compare-and-set) on the expected
+status; a worker's own transitions are also fenced on ``worker_id`` and the
+attempt number, so a worker that wakes up after losing its lease cannot
+overwrite the attempt that replaced it. Zero rows updated raises
+``TransitionRefused``: someone else moved the job first.
+
+``TRANSITIONS`` lists every edge; ``MANUAL_TRANSITIONS`` the edits an operator
+or API client may request with ``set_status``.
+"""
+
+import logging
+import random
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Case, F, PositiveIntegerField, Q, When
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from jobs import tasks
+from jobs.conf import conf
+from jobs.exceptions import TransitionRefused
+from jobs.models import ACTIVE_STATUSES, Job, JobAttempt, Outcome, Status
+
+logger = logging.getLogger(__name__)
+
+QUEUED, PROCESSING, DONE = Status.QUEUED, Status.PROCESSING, Status.DONE
+FAILED, CANCELLED = Status.FAILED, Status.CANCELLED
+
+# verb -> (statuses it starts from, statuses it may end in)
+TRANSITIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "enqueue": (frozenset(), frozenset({QUEUED})),
+    "claim": (frozenset({QUEUED}), frozenset({PROCESSING})),
+    "succeed": (frozenset({PROCESSING}), frozenset({DONE})),
+    "fail": (frozenset({PROCESSING}), frozenset({QUEUED, FAILED})),
+    "recover": (frozenset({PROCESSING}), frozenset({QUEUED, FAILED})),
+    "release": (frozenset({PROCESSING}), frozenset({QUEUED})),
+    "cancel": (frozenset({QUEUED, PROCESSING}), frozenset({CANCELLED})),
+    "retry": (frozenset({FAILED, CANCELLED, DONE}), frozenset({QUEUED})),
+}
+
+# set_status(current -> requested): the lifecycle verb that performs it.
+MANUAL_TRANSITIONS: dict[tuple[str, str], str] = {
+    (QUEUED, PROCESSING): "claim",
+    (QUEUED, CANCELLED): "cancel",
+    (PROCESSING, QUEUED): "release",
+    (PROCESSING, DONE): "succeed",
+    (PROCESSING, FAILED): "fail",
+    (PROCESSING, CANCELLED): "cancel",
+    (DONE, QUEUED): "retry",
+    (FAILED, QUEUED): "retry",
+    (CANCELLED, QUEUED): "retry",
+}
+
+MANUAL_HOLDER = "manual"
+
+
+def new_worker_id(prefix: str) -> str:
+    """Return a holder id unique to this process start (or this one-off run)."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def backoff(attempt: int, *, base: float | None = None, cap: float | None = None) -> float:
+    """Seconds to wait before retrying after failed attempt number ``attempt``.
+
+    Exponential with full jitter: uniform in [0, min(cap, base * 2**(attempt-1))].
+    """
+    base = conf.BACKOFF_BASE if base is None else base
+    cap = conf.BACKOFF_MAX if cap is None else cap
+    return random.uniform(0, min(cap, base * 2 ** max(attempt - 1, 0)))  # noqa: S311
+
+
+def _refused(job_id: Any, verb: str) -> TransitionRefused:
+    current = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
+    if current is None:
+        return TransitionRefused(f"job {job_id} does not exist", current=None)
+    allowed = ", ".join(sorted(TRANSITIONS[verb][0]))
+    return TransitionRefused(
+        f"cannot {verb} a {current} job (allowed from: {allowed})", current=current
+    )
+
+
+# -- enqueue -----------------------------------------------------------------------------
+
+
+def enqueue(
+    *,
+    task: str = "simulate",
+    payload: Any = None,
+    queue: str | None = None,
+    priority: int | None = None,
+    run_after: datetime | None = None,
+    max_attempts: int | None = None,
+    timeout: float | None = None,
+    idempotency_key: str | None = None,
+) -> tuple[Job, bool]:
+    """Create a queued job; return ``(job, created)``.
+
+    With an ``idempotency_key`` that an unfinished job already holds, return that
+    job and ``created=False``. Raises ``UnknownTask`` for an unregistered task.
+    """
+    spec = tasks.get(task)
+    job = Job(
+        task=task,
+        payload=payload,
+        queue=queue or spec.queue,
+        priority=spec.priority if priority is None else priority,
+        run_after=run_after,
+        max_attempts=max_attempts or spec.max_attempts or conf.MAX_ATTEMPTS,
+        timeout=timeout if timeout is not None else spec.timeout,
+        idempotency_key=idempotency_key or None,
+    )
+    if not job.idempotency_key:
+        job.save(force_insert=True)
+        _log_transition(job, "enqueue")
+        return job, True
+    for _ in range(3):
+        try:
+            with transaction.atomic():
+                job.save(force_insert=True)
+        except IntegrityError:
+            existing = Job.objects.filter(
+                idempotency_key=job.idempotency_key, status__in=ACTIVE_STATUSES
+            ).first()
+            if existing is not None:
+                return existing, False
+            continue  # the holder finished in between: insert again
+        _log_transition(job, "enqueue")
+        return job, True
+    raise TransitionRefused(f"idempotency key {idempotency_key!r} is contended")
+
+
+def enqueue_many(specs: Sequence[dict[str, Any]]) -> list[Job]:
+    """Create many queued jobs in one INSERT; each spec takes ``enqueue``'s arguments."""
+    jobs = []
+    for spec in specs:
+        task = tasks.get(spec.get("task", "simulate"))
+        jobs.append(
+            Job(
+                task=task.name,
+                payload=spec.get("payload"),
+                queue=spec.get("queue") or task.queue,
+                priority=spec.get("priority", task.priority),
+                run_after=spec.get("run_after"),
+                max_attempts=spec.get("max_attempts") or task.max_attempts or conf.MAX_ATTEMPTS,
+                timeout=spec.get("timeout", task.timeout),
+            )
+        )
+    return Job.objects.bulk_create(jobs, batch_size=500)
+
+
+def validate_task(name: str) -> None:
+    """Raise ``UnknownTask`` unless a task of this name is registered."""
+    tasks.get(name)
+
+
+# -- claiming and the holder's transitions ------------------------------------------------
+
+
+def claim(
+    *,
+    worker_id: str,
+    queues: Sequence[str] | None = None,
+    limit: int = 1,
+    lease_seconds: float | None = None,
+) -> list[Job]:
+    """Claim up to ``limit`` due jobs for ``worker_id``, in claim order.
+
+    Rows another transaction has locked are skipped, never waited on.
+    """
+    now = timezone.now()
+    lease = now + timedelta(seconds=lease_seconds or conf.LEASE_SECONDS)
+    with transaction.atomic():
+        ids = list(
+            Job.objects.claimable(queues=queues, now=now)
+            .select_for_update(skip_locked=True)
+            .values_list("pk", flat=True)[:limit]
+        )
+        if not ids:
+            return []
+        Job.objects.filter(pk__in=ids, status=QUEUED).update(
+            status=PROCESSING,
+            worker_id=worker_id,
+            lease_expires_at=lease,
+            attempts=F("attempts") + 1,
+            started_at=now,
+            finished_at=None,
+            updated_at=now,
+        )
+        claimed = list(Job.objects.filter(pk__in=ids, status=PROCESSING, worker_id=worker_id))
+    claimed.sort(key=lambda job: ids.index(job.pk))
+    for job in claimed:
+        _log_transition(job, "claim")
+    return claimed
+
+
+def claim_for_run(*, job_id: Any, worker_id: str) -> Job:
+    """Claim one job to run it now: a queued job (due or not), or one held by hand.
+
+    Raises ``TransitionRefused`` when a worker holds it or it has finished.
+    """
+    now = timezone.now()
+    lease = now + timedelta(seconds=conf.LEASE_SECONDS)
+    updated = Job.objects.filter(
+        Q(status=QUEUED) | Q(status=PROCESSING, worker_id=MANUAL_HOLDER), pk=job_id
+    ).update(
+        # A job claimed by hand already counted its attempt.
+        attempts=Case(
+            When(status=QUEUED, then=F("attempts") + 1),
+            default=F("attempts"),
+            output_field=PositiveIntegerField(),
+        ),
+        status=PROCESSING,
+        worker_id=worker_id,
+        lease_expires_at=lease,
+        started_at=now,
+        updated_at=now,
+    )
+    if not updated:
+        raise _refused(job_id, "claim")
+    job = Job.objects.get(pk=job_id)
+    _log_transition(job, "claim")
+    return job
+
+
+def _held(job: Job, worker_id: str) -> Any:
+    return Job.objects.filter(
+        pk=job.pk, status=PROCESSING, worker_id=worker_id, attempts=job.attempts
+    )
+
+
+def succeed(*, job: Job, worker_id: str, result: Any = None) -> None:
+    """Record success of the attempt ``job`` describes. Raises ``TransitionRefused``."""
+    now = timezone.now()
+    updated = _held(job, worker_id).update(
+        status=DONE,
+        result=result,
+        error=None,
+        traceback=None,
+        finished_at=now,
+        lease_expires_at=None,
+        updated_at=now,
+    )
+    if not updated:
+        raise _refused(job.pk, "succeed")
+    job.status, job.result, job.finished_at = DONE, result, now
+    _log_transition(job, "succeed", duration=_duration(job, now))
+
+
+def fail(
+    *,
+    job: Job,
+    worker_id: str,
+    error: str,
+    traceback: str | None = None,
+    retry: bool = True,
+    outcome: str = Outcome.FAILED,
+) -> str:
+    """Record a failed attempt: requeue with backoff if attempts remain, else fail.
+
+    Return the new status. Raises ``TransitionRefused`` if ``worker_id`` no longer
+    holds this attempt.
+    """
+    now = timezone.now()
+    requeue = retry and job.attempts < job.max_attempts
+    with transaction.atomic():
+        changes: dict[str, Any] = {
+            "error": error,
+            "traceback": traceback,
+            "lease_expires_at": None,
+            "updated_at": now,
+        }
+        if requeue:
+            run_after = now + timedelta(seconds=backoff(job.attempts))
+            changes |= {"status": QUEUED, "run_after": run_after, "worker_id": None}
+        else:
+            changes |= {"status": FAILED, "finished_at": now}
+        if not _held(job, worker_id).update(**changes):
+            raise _refused(job.pk, "fail")
+        _archive([job], outcome=outcome, now=now, error=error, traceback=traceback)
+    job.status = changes["status"]
+    _log_transition(job, "fail", error=error, next=job.status, duration=_duration(job, now))
+    return job.status
+
+
+def release(*, jobs: Iterable[Job], worker_id: str, started: bool = False) -> int:
+    """Hand claimed jobs back to the queue unfinished; return how many were released.
+
+    A job that never ``started`` gets its attempt back. A started one keeps it, so
+    attempt numbers only grow and keep fencing out the holder that let it go.
+    """
+    now = timezone.now()
+    released = 0
+    for job in jobs:
+        updated = _held(job, worker_id).update(
+            status=QUEUED,
+            worker_id=None,
+            lease_expires_at=None,
+            attempts=F("attempts") - (0 if started else 1),
+            updated_at=now,
+        )
+        released += updated
+        if updated:
+            _log_transition(job, "release")
+    return released
+
+
+def heartbeat(*, worker_id: str, job_ids: Sequence[Any]) -> set[Any]:
+    """Extend the lease of the jobs ``worker_id`` still holds; return their ids."""
+    if not job_ids:
+        return set()
+    lease = timezone.now() + timedelta(seconds=conf.LEASE_SECONDS)
+    held = Job.objects.filter(pk__in=list(job_ids), status=PROCESSING, worker_id=worker_id)
+    held.update(lease_expires_at=lease)
+    return set(held.values_list("pk", flat=True))
+
+
+def recover(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Requeue (or fail, when out of attempts) processing jobs whose lease expired.
+
+    Return how many were recovered.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        expired = list(
+            Job.objects.lease_expired(now=now).select_for_update(skip_locked=True)[:limit]
+        )
+        recovered = []
+        for job in expired:
+            requeue = job.attempts < job.max_attempts
+            changes: dict[str, Any] = {
+                "error": "worker lost",
+                "traceback": None,
+                "lease_expires_at": None,
+                "updated_at": now,
+            }
+            if requeue:
+                changes |= {"status": QUEUED, "worker_id": None, "run_after": None}
+            else:
+                changes |= {"status": FAILED, "finished_at": now}
+            if _held(job, job.worker_id).update(**changes):
+                recovered.append(job)
+                job.status = changes["status"]
+        _archive(recovered, outcome=Outcome.LOST, now=now, error="worker lost")
+    for job in recovered:
+        _log_transition(job, "recover", next=job.status)
+    return len(recovered)
+
+
+def _archive(
+    jobs: Sequence[Job], *, outcome: str, now: datetime, error: str | None, traceback=None
+) -> None:
+    JobAttempt.objects.bulk_create(
+        JobAttempt(
+            job_id=job.pk,
+            number=job.attempts,
+            worker_id=job.worker_id,
+            started_at=job.started_at,
+            finished_at=now,
+            outcome=outcome,
+            error=error,
+            traceback=traceback,
+        )
+        for job in jobs
+    )
+
+
+# -- operator and client transitions ------------------------------------------------------
+
+
+def cancel(*, job_id: Any) -> Job:
+    """Cancel a queued or processing job. Raises ``TransitionRefused`` otherwise.
+
+    A running task is not interrupted here: its holder finds the job cancelled at
+    its next heartbeat or when it reports, and its result is discarded.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(pk=job_id, status__in=ACTIVE_STATUSES).first()
+        if job is None:
+            raise _refused(job_id, "cancel")
+        Job.objects.filter(pk=job.pk, status=job.status).update(
+            status=CANCELLED, finished_at=now, lease_expires_at=None, updated_at=now
+        )
+        if job.status == PROCESSING:
+            _archive([job], outcome=Outcome.CANCELLED, now=now, error="cancelled")
+    job.refresh_from_db()
+    _log_transition(job, "cancel")
+    return job
+
+
+def retry(*, job_id: Any) -> Job:
+    """Put a failed, cancelled or done job back in the queue, to run as soon as possible.
+
+    ``attempts`` keeps counting (it fences stale workers), and ``max_attempts`` is
+    raised if needed so the job gets at least one more attempt.
+    """
+    now = timezone.now()
+    updated = Job.objects.filter(pk=job_id, status__in=[FAILED, CANCELLED, DONE]).update(
+        status=QUEUED,
+        max_attempts=Greatest(F("max_attempts"), F("attempts") + 1),
+        run_after=None,
+        worker_id=None,
+        lease_expires_at=None,
+        finished_at=None,
+        updated_at=now,
+    )
+    if not updated:
+        raise _refused(job_id, "retry")
+    job = Job.objects.get(pk=job_id)
+    _log_transition(job, "retry")
+    return job
+
+
+def set_status(*, job_id: Any, status: str) -> Job:
+    """Apply a manual status edit (API ``PATCH /status``, the admin's status field).
+
+    Setting the current status again changes nothing. Raises ``TransitionRefused``
+    for an edit ``MANUAL_TRANSITIONS`` does not allow, or when the job changed
+    meanwhile.
+    """
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None:
+        raise TransitionRefused(f"job {job_id} does not exist", current=None)
+    if job.status == status:
+        return job
+    verb = MANUAL_TRANSITIONS.get((job.status, status))
+    if verb is None:
+        targets = sorted(to for (frm, to) in MANUAL_TRANSITIONS if frm == job.status)
+        raise TransitionRefused(
+            f"cannot change a {job.status} job to {status} "
+            f"(allowed: {', '.join(targets) or 'none'})",
+            current=job.status,
+        )
+    if verb == "claim":
+        return claim_for_hand(job_id=job.pk)
+    if verb == "cancel":
+        return cancel(job_id=job.pk)
+    if verb == "retry":
+        return retry(job_id=job.pk)
+    holder = job.worker_id or ""
+    if verb == "release":
+        if not release(jobs=[job], worker_id=holder, started=True):
+            raise _refused(job.pk, "release")
+    elif verb == "succeed":
+        succeed(job=job, worker_id=holder, result=job.result)
+    else:
+        fail(job=job, worker_id=holder, error="marked failed by an operator", retry=False)
+    job.refresh_from_db()
+    return job
+
+
+def claim_for_hand(*, job_id: Any) -> Job:
+    """Mark a queued job processing by hand (held by ``manual`` under a normal lease)."""
+    now = timezone.now()
+    updated = Job.objects.filter(pk=job_id, status=QUEUED).update(
+        status=PROCESSING,
+        worker_id=MANUAL_HOLDER,
+        lease_expires_at=now + timedelta(seconds=conf.LEASE_SECONDS),
+        attempts=F("attempts") + 1,
+        started_at=now,
+        updated_at=now,
+    )
+    if not updated:
+        raise _refused(job_id, "claim")
+    job = Job.objects.get(pk=job_id)
+    _log_transition(job, "claim")
+    return job
+
+
+# -- logging ------------------------------------------------------------------------------
+
+
+def _duration(job: Job, now: datetime) -> float | None:
+    return round((now - job.started_at).total_seconds(), 6) if job.started_at else None
+
+
+def _log_transition(job: Job, verb: str, **extra: Any) -> None:
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    fields = " ".join(f"{key}={value}" for key, value in extra.items() if value is not None)
+    logger.info(
+        "job=%s transition=%s status=%s task=%s queue=%s attempt=%s worker=%s %s",
+        job.pk,
+        verb,
+        job.status,
+        job.task,
+        job.queue,
+        job.attempts,
+        job.worker_id,
+        fields,
+    )

@@ -1,0 +1,141 @@
+"""The job table and its read-only selectors.
+
+Nothing here changes a job's status: every write of ``Job.status`` lives in
+``jobs/lifecycle.py``.
+"""
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from django.db import models
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce, Now
+
+
+class Status(models.TextChoices):
+    QUEUED = "queued"  # waiting to be claimed (possibly not before run_after)
+    PROCESSING = "processing"  # claimed: a worker (or an operator) holds it under a lease
+    DONE = "done"  # finished successfully; result holds the return value
+    FAILED = "failed"  # out of attempts, or failed permanently: the failure queue
+    CANCELLED = "cancelled"  # stopped by a client or operator; never runs again unless retried
+
+
+ACTIVE_STATUSES = (Status.QUEUED, Status.PROCESSING)
+FINISHED_STATUSES = (Status.DONE, Status.FAILED, Status.CANCELLED)
+
+# When a queued job becomes runnable: its run_after if deferred, else its
+# creation. Claim order and the claim index both use this one expression, so
+# due jobs run FIFO within a priority and a deferred job takes its place in
+# line at its run_after, without a sentinel date.
+DUE_AT = Coalesce(F("run_after"), F("created_at"))
+
+
+class JobQuerySet(models.QuerySet):
+    def claimable(
+        self, *, queues: Sequence[str] | None = None, now: datetime | None = None
+    ) -> "JobQuerySet":
+        """Queued jobs that are due, in claim order (priority, then due time)."""
+        qs = self.filter(status=Status.QUEUED).alias(due_at=DUE_AT).filter(due_at__lte=now or Now())
+        if queues:
+            qs = qs.filter(queue__in=list(queues))
+        return qs.order_by("-priority", "due_at")
+
+    def lease_expired(self, *, now: datetime | None = None) -> "JobQuerySet":
+        """Processing jobs whose holder stopped renewing its lease."""
+        return self.filter(status=Status.PROCESSING, lease_expires_at__lt=now or Now())
+
+
+class Job(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    task = models.CharField(max_length=200, default="simulate")
+    payload = models.JSONField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    queue = models.CharField(max_length=100, default="default")
+    priority = models.SmallIntegerField(default=0)
+    run_after = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=3)
+    timeout = models.FloatField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(null=True, blank=True)
+    traceback = models.TextField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    worker_id = models.CharField(max_length=200, null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # Claiming reads only queued rows, so finished rows never slow it down.
+            models.Index(
+                F("queue"),
+                F("priority").desc(),
+                DUE_AT,
+                name="jobs_claim_idx",
+                condition=Q(status="queued"),
+            ),
+            models.Index(
+                fields=["lease_expires_at"],
+                name="jobs_lease_idx",
+                condition=Q(status="processing"),
+            ),
+            models.Index(fields=["status", "-created_at"], name="jobs_status_created_idx"),
+            models.Index(fields=["-created_at"], name="jobs_created_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(priority__gte=-100, priority__lte=100), name="jobs_priority_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=[s.value for s in Status]), name="jobs_status_valid"
+            ),
+            # One unfinished job per idempotency key; enforced by the database,
+            # so two concurrent creates cannot both insert.
+            models.UniqueConstraint(
+                fields=["idempotency_key"],
+                condition=Q(status__in=["queued", "processing"]),
+                name="jobs_idempotency_active",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task} {self.id} ({self.status})"
+
+
+class Outcome(models.TextChoices):
+    FAILED = "failed"  # the task raised
+    TIMED_OUT = "timed_out"  # the task overran its timeout and was stopped
+    LOST = "lost"  # the worker stopped renewing its lease (crash, kill, long pause)
+    CANCELLED = "cancelled"  # cancelled while running
+    RELEASED = "released"  # handed back unfinished (shutdown, operator)
+
+
+class JobAttempt(models.Model):
+    """An attempt that did not end in success, archived when the job moved on.
+
+    The job row itself always describes its latest attempt, so a job that
+    succeeds first time writes no history row at all.
+    """
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="history")
+    number = models.PositiveIntegerField()
+    worker_id = models.CharField(max_length=200, null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField()
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    error = models.TextField(null=True, blank=True)
+    traceback = models.TextField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job", "number", "id"]
+        indexes = [models.Index(fields=["job", "number"], name="jobs_attempt_job_idx")]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of {self.job_id}: {self.outcome}"

@@ -1,0 +1,129 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("JOBS_TASK_MODULES", "tests.tasks")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _test_settings(settings: Any) -> None:
+    """Register the test tasks; serve static files without a collected manifest."""
+    import tests.tasks  # noqa: F401
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+@pytest.fixture
+def make_job(db: None) -> Callable[..., Any]:
+    """Create a queued job through the lifecycle; overrides are enqueue()'s arguments."""
+    from jobs import lifecycle
+
+    def make(**overrides: Any) -> Any:
+        overrides.setdefault("task", "echo")
+        job, _ = lifecycle.enqueue(**overrides)
+        return job
+
+    return make
+
+
+@pytest.fixture
+def user(db: None) -> Any:
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_superuser("root", password="pw-for-tests-only")
+
+
+@pytest.fixture
+def api(user: Any) -> Any:
+    """An API client authenticated with a DRF token."""
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
+
+
+@pytest.fixture
+def anon(db: None) -> Any:
+    from rest_framework.test import APIClient
+
+    return APIClient()
+
+
+def database_url() -> str:
+    """The URL of the database the tests run on, for worker subprocesses."""
+    from django.db import connection
+
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{s['NAME']}"
+    return f"postgres://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 20, interval: float = 0.05) -> Any:
+    """Poll ``condition`` until it returns something truthy, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+class Processes:
+    """Start ``manage.py`` subprocesses against the test database; kill leftovers."""
+
+    def __init__(self) -> None:
+        self.started: list[subprocess.Popen] = []
+
+    def manage(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        full_env = {
+            **os.environ,
+            "DATABASE_URL": database_url(),
+            "JOBS_TASK_MODULES": "tests.tasks",
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.started.append(proc)
+        return proc
+
+    def worker(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        return self.manage("runworker", "--poll-interval", "0.05", *args, env=env)
+
+    def stop_all(self) -> None:
+        for proc in self.started:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            if proc.stdout:
+                proc.stdout.close()
+
+
+@pytest.fixture
+def processes(transactional_db: None) -> Iterator[Processes]:
+    procs = Processes()
+    yield procs
+    procs.stop_all()

@@ -1,0 +1,43 @@
+"""Small named tasks for the tests (registered through JOBS_TASK_MODULES)."""
+
+import time
+from pathlib import Path
+from typing import Any
+
+from jobs.exceptions import PermanentFailure
+from jobs.tasks import register
+
+
+@register("test.fail")
+def fail(payload: Any) -> None:
+    """Always raise."""
+    raise ValueError(f"failed on {payload!r}")
+
+
+@register("test.permanent")
+def permanent(payload: Any) -> None:
+    """Fail without retries."""
+    raise PermanentFailure("not worth retrying")
+
+
+@register("test.sleep")
+def sleep(payload: dict[str, Any]) -> dict[str, Any]:
+    """Sleep payload['seconds'], touching payload['marker'] (a file) first if given."""
+    if marker := payload.get("marker"):
+        Path(marker).write_text("started")
+    time.sleep(float(payload.get("seconds", 1)))
+    return {"slept": payload.get("seconds", 1)}
+
+
+@register("test.append")
+def append(payload: dict[str, Any]) -> str:
+    """Append payload['line'] to the file payload['path']: counts executions across processes."""
+    with open(payload["path"], "a") as handle:
+        handle.write(f"{payload['line']}\n")
+    return payload["line"]
+
+
+@register("test.unserialisable")
+def unserialisable(payload: Any) -> object:
+    """Return something JSON cannot hold."""
+    return object()

@@ -1,0 +1,244 @@
+"""The REST API, over real HTTP handling through Django's test client."""
+
+import uuid
+
+import pytest
+
+from jobs import lifecycle
+from jobs.models import Job, Status
+
+pytestmark = pytest.mark.django_db
+
+PROTOTYPE_FIELDS = {"id", "payload", "status", "created_at", "updated_at", "result", "error"}
+
+
+@pytest.mark.parametrize("path", ["/api/jobs", "/api/jobs/"])
+def test_create_returns_201_and_the_job(api, path):
+    response = api.post(path, {"payload": "hello"}, format="json")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert PROTOTYPE_FIELDS <= body.keys()
+    assert body["status"] == "queued" and body["task"] == "simulate"
+    assert body["payload"] == "hello" and body["result"] is None
+    assert Job.objects.get(pk=body["id"]).payload == "hello"
+
+
+def test_create_accepts_all_options(api):
+    body = {
+        "task": "echo",
+        "payload": {"a": [1, 2]},
+        "queue": "mail",
+        "priority": 7,
+        "run_after": "2030-01-01T00:00:00Z",
+        "max_attempts": 5,
+    }
+    job = api.post("/api/jobs", body, format="json").json()
+    assert {k: job[k] for k in body} == {**body, "run_after": "2030-01-01T00:00:00Z"}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"task": "no-such-task"}, "task"),
+        ({"priority": 101}, "priority"),
+        ({"priority": "high"}, "priority"),
+        ({"max_attempts": 0}, "max_attempts"),
+        ({"run_after": "tomorrow"}, "run_after"),
+        ({"queue": "bad queue!"}, "queue"),
+    ],
+)
+def test_create_rejects_bad_input_with_a_message(api, body, field):
+    response = api.post("/api/jobs", body, format="json")
+    assert response.status_code == 400
+    assert field in response.json()
+    assert not Job.objects.exists()
+
+
+def test_create_rejects_malformed_json(api):
+    response = api.post("/api/jobs", "{not json", content_type="application/json")
+    assert response.status_code == 400
+    assert "detail" in response.json()
+
+
+def test_create_with_a_known_idempotency_key_returns_the_existing_job(api):
+    first = api.post("/api/jobs", {"task": "echo", "idempotency_key": "abc"}, format="json")
+    second = api.post("/api/jobs", {"task": "echo", "idempotency_key": "abc"}, format="json")
+    assert (first.status_code, second.status_code) == (201, 200)
+    assert first.json()["id"] == second.json()["id"]
+
+
+def test_writes_need_authentication(anon, make_job):
+    job = make_job()
+    assert anon.post("/api/jobs", {"payload": 1}, format="json").status_code == 401
+    assert anon.delete(f"/api/jobs/{job.pk}").status_code == 401
+    assert anon.patch(f"/api/jobs/{job.pk}/status", {"status": "cancelled"}).status_code == 401
+    assert anon.post(f"/api/jobs/{job.pk}/run").status_code == 401
+    assert Job.objects.get(pk=job.pk).status == Status.QUEUED
+
+
+def test_session_authentication_works(client, user):
+    client.force_login(user)
+    response = client.post("/api/jobs", {"task": "echo"}, content_type="application/json")
+    assert response.status_code == 201
+
+
+def test_list_is_a_json_array_newest_first(api, make_job):
+    jobs = [make_job(payload=i) for i in range(3)]
+    response = api.get("/api/jobs")
+    assert response.status_code == 200
+    assert [j["id"] for j in response.json()] == [str(j.pk) for j in reversed(jobs)]
+    assert "Link" not in response
+
+
+def test_list_pages_through_link_headers(api, make_job):
+    for i in range(5):
+        make_job(payload=i)
+    seen, url = [], "/api/jobs?page_size=2"
+    while url:
+        response = api.get(url)
+        seen += [j["payload"] for j in response.json()]
+        link = response.headers.get("Link", "")
+        nxt = [part for part in link.split(",") if 'rel="next"' in part]
+        url = nxt[0].split(";")[0].strip(" <>") if nxt else None
+    assert sorted(seen) == [0, 1, 2, 3, 4]
+
+
+def test_list_filters(api, make_job):
+    a = make_job(queue="a", task="echo")
+    b = make_job(queue="b", task="noop")
+    lifecycle.cancel(job_id=b.pk)
+
+    def ids(query):
+        response = api.get(f"/api/jobs?{query}")
+        assert response.status_code == 200, response.content
+        return {j["id"] for j in response.json()}
+
+    assert ids("status=queued") == {str(a.pk)}
+    assert ids("status=queued&status=cancelled") == {str(a.pk), str(b.pk)}
+    assert ids("queue=b") == {str(b.pk)}
+    assert ids("task=echo") == {str(a.pk)}
+    assert ids("created_after=2000-01-01T00:00:00Z") == {str(a.pk), str(b.pk)}
+    assert ids("created_before=2000-01-01T00:00:00Z") == set()
+
+
+def test_list_rejects_unknown_filter_values(api):
+    assert api.get("/api/jobs?status=bogus").status_code == 400
+    assert api.get("/api/jobs?created_after=yesterday").status_code == 400
+
+
+def test_list_ordering(api, make_job):
+    low, high = make_job(priority=-1), make_job(priority=9)
+    body = api.get("/api/jobs?ordering=-priority").json()
+    assert [j["id"] for j in body] == [str(high.pk), str(low.pk)]
+
+
+@pytest.mark.parametrize("suffix", ["", "/"])
+def test_get_one(api, make_job, suffix):
+    job = make_job(payload={"x": 1})
+    response = api.get(f"/api/jobs/{job.pk}{suffix}")
+    assert response.status_code == 200
+    assert response.json()["payload"] == {"x": 1}
+    assert response.json()["history"] == []
+
+
+@pytest.mark.parametrize("job_id", [str(uuid.uuid4()), "not-a-uuid", "123"])
+def test_unknown_or_malformed_id_is_404(api, job_id):
+    assert api.get(f"/api/jobs/{job_id}").status_code == 404
+    assert api.delete(f"/api/jobs/{job_id}").status_code == 404
+    assert api.patch(f"/api/jobs/{job_id}/status", {"status": "done"}).status_code == 404
+    assert api.post(f"/api/jobs/{job_id}/run").status_code == 404
+
+
+def test_delete_returns_the_deleted_job(api, make_job):
+    job = make_job(payload="bye")
+    response = api.delete(f"/api/jobs/{job.pk}")
+    assert response.status_code == 200
+    assert response.json()["payload"] == "bye"
+    assert not Job.objects.filter(pk=job.pk).exists()
+
+
+def test_patch_status_through_the_lifecycle(api, make_job):
+    job = make_job()
+    response = api.patch(f"/api/jobs/{job.pk}/status", {"status": "processing"}, format="json")
+    assert response.status_code == 200
+    assert response.json()["status"] == "processing"
+    assert response.json()["worker_id"] == lifecycle.MANUAL_HOLDER
+
+
+def test_patch_status_rejects_unknown_status(api, make_job):
+    job = make_job()
+    response = api.patch(f"/api/jobs/{job.pk}/status", {"status": "paused"}, format="json")
+    assert response.status_code == 400
+    assert "status" in response.json()
+
+
+def test_patch_status_refused_transition_is_409(api, make_job):
+    job = make_job()
+    lifecycle.cancel(job_id=job.pk)
+    response = api.patch(f"/api/jobs/{job.pk}/status", {"status": "done"}, format="json")
+    assert response.status_code == 409
+    assert "cancelled" in response.json()["detail"]
+
+
+def test_run_runs_a_queued_job_now(api, make_job, settings):
+    settings.JOBS_SIMULATE_SECONDS = 0.01
+    job = make_job(task="simulate", payload="p")
+    response = api.post(f"/api/jobs/{job.pk}/run")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "done"
+    assert body["result"] == {"processed": "p", "length": 1}
+    assert body["attempts"] == 1
+
+
+def test_run_after_manual_processing_follows_the_prototype_flow(api, make_job):
+    job = make_job(task="echo", payload=5)
+    api.patch(f"/api/jobs/{job.pk}/status", {"status": "processing"}, format="json")
+    body = api.post(f"/api/jobs/{job.pk}/run").json()
+    assert (body["status"], body["result"], body["attempts"]) == ("done", 5, 1)
+
+
+def test_run_records_a_failure(api, make_job):
+    job = make_job(task="test.fail", payload="x", max_attempts=1)
+    body = api.post(f"/api/jobs/{job.pk}/run").json()
+    assert body["status"] == "failed"
+    assert "ValueError" in body["error"] and "Traceback" in body["traceback"]
+
+
+def test_run_on_a_worker_held_or_finished_job_is_409(api, make_job):
+    make_job()
+    (held,) = lifecycle.claim(worker_id="w")
+    assert api.post(f"/api/jobs/{held.pk}/run").status_code == 409
+    done = make_job()
+    api.post(f"/api/jobs/{done.pk}/run")
+    assert api.post(f"/api/jobs/{done.pk}/run").status_code == 409
+
+
+def test_cancel_and_retry(api, make_job):
+    job = make_job()
+    assert api.post(f"/api/jobs/{job.pk}/cancel").json()["status"] == "cancelled"
+    assert api.post(f"/api/jobs/{job.pk}/cancel").status_code == 409
+    assert api.post(f"/api/jobs/{job.pk}/retry").json()["status"] == "queued"
+    assert api.post(f"/api/jobs/{job.pk}/retry").status_code == 409
+
+
+def test_health(anon):
+    response = anon.get("/health")
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+
+
+def test_schema_and_docs(anon):
+    schema = anon.get("/api/schema")
+    assert schema.status_code == 200
+    assert b"/api/jobs/{id}/status" in schema.content
+    docs = anon.get("/docs")
+    assert docs.status_code == 200 and b"swagger" in docs.content.lower()
+
+
+def test_browsable_api_renders(api, make_job):
+    job = make_job()
+    for path in ["/api/", "/api/jobs", f"/api/jobs/{job.pk}"]:
+        response = api.get(path, HTTP_ACCEPT="text/html")
+        assert response.status_code == 200, path
+        assert b"<html" in response.content

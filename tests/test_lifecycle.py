@@ -1,0 +1,206 @@
+"""The state machine: every allowed transition works, every other one is refused."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from jobs import lifecycle
+from jobs.exceptions import TransitionRefused, UnknownTask
+from jobs.models import Job, JobAttempt, Outcome, Status
+
+pytestmark = pytest.mark.django_db
+
+ALL = [s.value for s in Status]
+
+
+def put_in(status: str, make_job) -> Job:
+    """Create a job and drive it to ``status`` through the lifecycle."""
+    job = make_job(max_attempts=1)
+    if status == Status.QUEUED:
+        return job
+    (job,) = lifecycle.claim(worker_id="w1")
+    if status == Status.DONE:
+        lifecycle.succeed(job=job, worker_id="w1", result=1)
+    elif status == Status.FAILED:
+        lifecycle.fail(job=job, worker_id="w1", error="x")
+    elif status == Status.CANCELLED:
+        lifecycle.cancel(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == status
+    return job
+
+
+@pytest.mark.parametrize(("current", "target"), [(a, b) for a in ALL for b in ALL if a != b])
+def test_set_status_follows_the_manual_table(make_job, current, target):
+    """set_status allows exactly the edges of MANUAL_TRANSITIONS and refuses the rest."""
+    job = put_in(current, make_job)
+    if (current, target) in lifecycle.MANUAL_TRANSITIONS:
+        assert lifecycle.set_status(job_id=job.pk, status=target).status == target
+    else:
+        with pytest.raises(TransitionRefused) as refused:
+            lifecycle.set_status(job_id=job.pk, status=target)
+        assert refused.value.current == current
+        job.refresh_from_db()
+        assert job.status == current
+
+
+@pytest.mark.parametrize("status", ALL)
+def test_set_status_to_the_same_status_changes_nothing(make_job, status):
+    job = put_in(status, make_job)
+    before = job.updated_at
+    assert lifecycle.set_status(job_id=job.pk, status=status).updated_at == before
+
+
+@pytest.mark.parametrize("verb", ["cancel", "retry"])
+@pytest.mark.parametrize("status", ALL)
+def test_operator_verbs_respect_their_source_states(make_job, verb, status):
+    job = put_in(status, make_job)
+    allowed_from, ends_in = lifecycle.TRANSITIONS[verb]
+    if status in allowed_from:
+        assert getattr(lifecycle, verb)(job_id=job.pk).status in ends_in
+    else:
+        with pytest.raises(TransitionRefused):
+            getattr(lifecycle, verb)(job_id=job.pk)
+
+
+def test_enqueue_rejects_unknown_task():
+    with pytest.raises(UnknownTask, match="nope"):
+        lifecycle.enqueue(task="nope")
+    assert not Job.objects.exists()
+
+
+def test_claim_takes_priority_then_due_time_and_skips_deferred(make_job):
+    now = timezone.now()
+    low = make_job(priority=-5)
+    first = make_job()
+    second = make_job()
+    make_job(run_after=now + timedelta(hours=1))  # not due
+    overdue = make_job(run_after=now - timedelta(hours=1))  # due before the others were created
+    high = make_job(priority=10)
+    claimed = lifecycle.claim(worker_id="w", limit=10)
+    assert [j.pk for j in claimed] == [high.pk, overdue.pk, first.pk, second.pk, low.pk]
+    assert all(j.status == Status.PROCESSING and j.attempts == 1 for j in claimed)
+    assert all(j.worker_id == "w" and j.lease_expires_at > now for j in claimed)
+
+
+def test_claim_filters_queues(make_job):
+    make_job(queue="a")
+    b = make_job(queue="b")
+    assert [j.pk for j in lifecycle.claim(worker_id="w", queues=["b"], limit=5)] == [b.pk]
+
+
+def test_succeed_is_fenced_on_worker_and_attempt(make_job):
+    make_job()
+    (job,) = lifecycle.claim(worker_id="w1")
+    with pytest.raises(TransitionRefused):
+        lifecycle.succeed(job=job, worker_id="someone-else", result=1)
+    stale = Job.objects.get(pk=job.pk)
+    stale.attempts -= 1
+    with pytest.raises(TransitionRefused):
+        lifecycle.succeed(job=stale, worker_id="w1", result=1)
+    lifecycle.succeed(job=job, worker_id="w1", result={"ok": True})
+    job.refresh_from_db()
+    assert (job.status, job.result, job.lease_expires_at) == (Status.DONE, {"ok": True}, None)
+    assert job.finished_at >= job.started_at
+
+
+def test_fail_retries_with_backoff_then_lands_in_failed(make_job, settings):
+    settings.JOBS_BACKOFF_BASE = 10
+    job = make_job(max_attempts=2)
+    (job,) = lifecycle.claim(worker_id="w")
+    before = timezone.now()
+    assert lifecycle.fail(job=job, worker_id="w", error="E1", traceback="tb1") == Status.QUEUED
+    job.refresh_from_db()
+    assert job.error == "E1" and job.worker_id is None
+    assert before <= job.run_after <= before + timedelta(seconds=10.5)
+    Job.objects.filter(pk=job.pk).update(run_after=None)  # skip the wait
+    (job,) = lifecycle.claim(worker_id="w")
+    assert job.attempts == 2
+    assert lifecycle.fail(job=job, worker_id="w", error="E2") == Status.FAILED
+    job.refresh_from_db()
+    assert job.status == Status.FAILED and job.finished_at is not None
+    history = list(job.history.values_list("number", "outcome", "error"))
+    assert history == [(1, Outcome.FAILED, "E1"), (2, Outcome.FAILED, "E2")]
+
+
+def test_fail_without_retry_fails_at_once(make_job):
+    make_job(max_attempts=5)
+    (job,) = lifecycle.claim(worker_id="w")
+    assert lifecycle.fail(job=job, worker_id="w", error="bad", retry=False) == Status.FAILED
+
+
+@pytest.mark.parametrize("attempt", [1, 2, 3, 10, 50])
+def test_backoff_is_full_jitter_under_an_exponential_cap(attempt):
+    ceiling = min(100.0, 1.0 * 2 ** (attempt - 1))
+    samples = [lifecycle.backoff(attempt, base=1.0, cap=100.0) for _ in range(200)]
+    assert all(0 <= s <= ceiling for s in samples)
+    assert max(samples) > ceiling / 2  # spread over the range, not a constant
+
+
+def test_recover_requeues_expired_leases_and_fails_exhausted_ones(make_job):
+    make_job(max_attempts=2)
+    make_job(max_attempts=1)
+    claimed = lifecycle.claim(worker_id="dead", limit=2)
+    assert lifecycle.recover() == 0  # leases still valid
+    later = timezone.now() + timedelta(hours=1)
+    assert lifecycle.recover(now=later) == 2
+    statuses = {j.max_attempts: j.status for j in Job.objects.all()}
+    assert statuses == {2: Status.QUEUED, 1: Status.FAILED}
+    assert set(JobAttempt.objects.values_list("outcome", flat=True)) == {Outcome.LOST}
+    # The dead worker cannot report afterwards.
+    for job in claimed:
+        with pytest.raises(TransitionRefused):
+            lifecycle.succeed(job=job, worker_id="dead", result=None)
+
+
+def test_heartbeat_extends_only_held_leases(make_job):
+    make_job()
+    (job,) = lifecycle.claim(worker_id="w", lease_seconds=1)
+    held = lifecycle.heartbeat(worker_id="w", job_ids=[job.pk])
+    assert held == {job.pk}
+    job.refresh_from_db()
+    assert job.lease_expires_at > timezone.now() + timedelta(seconds=5)
+    lifecycle.cancel(job_id=job.pk)
+    assert lifecycle.heartbeat(worker_id="w", job_ids=[job.pk]) == set()
+
+
+def test_release_gives_back_an_unstarted_attempt(make_job):
+    make_job()
+    (job,) = lifecycle.claim(worker_id="w")
+    assert lifecycle.release(jobs=[job], worker_id="w") == 1
+    job.refresh_from_db()
+    assert (job.status, job.attempts, job.worker_id) == (Status.QUEUED, 0, None)
+
+
+def test_retry_grants_at_least_one_more_attempt(make_job):
+    job = put_in(Status.FAILED, make_job)
+    job = lifecycle.retry(job_id=job.pk)
+    assert (job.status, job.attempts, job.max_attempts) == (Status.QUEUED, 1, 2)
+    (job,) = lifecycle.claim(worker_id="w")
+    assert job.attempts == 2
+
+
+def test_manual_processing_gets_a_lease_that_recovery_honours(make_job):
+    job = make_job()
+    job = lifecycle.set_status(job_id=job.pk, status=Status.PROCESSING)
+    assert job.worker_id == lifecycle.MANUAL_HOLDER and job.lease_expires_at is not None
+    assert lifecycle.recover(now=timezone.now() + timedelta(hours=1)) == 1
+    job.refresh_from_db()
+    assert job.status == Status.QUEUED
+
+
+def test_idempotency_key_returns_the_unfinished_job(make_job):
+    first, created = lifecycle.enqueue(task="echo", idempotency_key="k1")
+    again, created_again = lifecycle.enqueue(task="echo", idempotency_key="k1")
+    assert created and not created_again and again.pk == first.pk
+    lifecycle.cancel(job_id=first.pk)
+    third, created_third = lifecycle.enqueue(task="echo", idempotency_key="k1")
+    assert created_third and third.pk != first.pk
+
+
+def test_idempotency_is_a_database_constraint(make_job):
+    make_job(idempotency_key="k2")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Job.objects.create(task="echo", idempotency_key="k2")
