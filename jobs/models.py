@@ -6,11 +6,12 @@ Nothing here changes a job's status: every write of ``Job.status`` lives in
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce, Now
+from django.utils import timezone
 
 
 class Status(models.TextChoices):
@@ -67,6 +68,8 @@ class Job(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     worker_id = models.CharField(max_length=200, null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    progress = models.PositiveSmallIntegerField(null=True, blank=True)  # 0..100 while running
+    progress_message = models.CharField(max_length=500, blank=True, default="")
 
     objects = JobQuerySet.as_manager()
 
@@ -139,3 +142,46 @@ class JobAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"attempt {self.number} of {self.job_id}: {self.outcome}"
+
+
+class WorkerQuerySet(models.QuerySet):
+    def alive(self, *, now: datetime | None = None) -> "WorkerQuerySet":
+        """Workers whose heartbeat is recent enough that they may still hold leases."""
+        return self.filter(last_heartbeat_at__gte=(now or timezone.now()) - stale_after())
+
+    def dead(self, *, now: datetime | None = None) -> "WorkerQuerySet":
+        return self.filter(last_heartbeat_at__lt=(now or timezone.now()) - stale_after())
+
+
+def stale_after() -> timedelta:
+    """A worker that has not beaten for a whole lease is presumed dead."""
+    from jobs.conf import conf
+
+    return timedelta(seconds=conf.LEASE_SECONDS)
+
+
+class Worker(models.Model):
+    """The registry row of one running ``runworker`` process (removed on clean exit)."""
+
+    id = models.CharField(max_length=200, primary_key=True)
+    hostname = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    queues = models.JSONField(default=list, blank=True)  # empty: all queues
+    concurrency = models.PositiveIntegerField(default=1)
+    started_at = models.DateTimeField()
+    last_heartbeat_at = models.DateTimeField()
+
+    objects = WorkerQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return self.id
+
+    @property
+    def is_alive(self) -> bool:
+        return self.last_heartbeat_at >= timezone.now() - stale_after()
+
+    def current_jobs(self) -> "JobQuerySet":
+        return Job.objects.filter(status=Status.PROCESSING, worker_id=self.id)
