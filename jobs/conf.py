@@ -46,6 +46,16 @@ class _Conf:
         return _get("JOBS_BATCH_SIZE", 1, int)
 
     @property
+    def TIMEOUT(self) -> float:
+        """Default seconds a job may run before its executor is killed."""
+        return _get("JOBS_TIMEOUT", 600.0, float)
+
+    @property
+    def SHUTDOWN_TIMEOUT(self) -> float:
+        """Seconds a stopping worker waits for running jobs before requeueing them."""
+        return _get("JOBS_SHUTDOWN_TIMEOUT", 30.0, float)
+
+    @property
     def TASK_MODULES(self) -> list[str]:
         """Extra modules imported at start-up to register tasks (comma-separated in env)."""
         value = _get("JOBS_TASK_MODULES", "")

@@ -1,18 +1,25 @@
 """The worker loop.
 
-A ``Worker`` repeatedly claims a batch of due jobs from its queues, runs them
-one after another through ``runner.execute``, and goes back for more. When no
-job is due it waits ``poll_interval`` seconds on a ``threading.Event``, so a
-stop request wakes it at once. A heartbeat thread renews the lease of every job
-the worker holds, so a live worker keeps its jobs however long they run, and a
-dead one loses them when the lease runs out. Every ``recover_interval`` seconds
-the worker also recovers jobs whose lease expired, whoever held them: there is
-no single supervisor to lose.
+A ``Worker`` is a supervisor: it claims jobs, hands them to its executor pool
+(``jobs/executor.py``: ``concurrency`` child processes that run the task code),
+and records each outcome through the lifecycle. Its loop never runs user code,
+so it always gets round to its housekeeping:
 
-Stopping: the first SIGINT/SIGTERM (or ``stop()``) lets the running job finish,
-hands back claimed jobs that did not start, and returns. A second signal raises
-``KeyboardInterrupt`` in the running task; the job goes back to the queue (its
-attempt counted) and the worker exits.
+- it renews the lease of every job it holds (claimed or running) and its own
+  registry row (``jobs.models.Worker``) every third of a lease. A job that the
+  heartbeat finds no longer held (cancelled, recovered) is stopped at once by
+  killing its child;
+- it kills a child whose job overran its ``timeout`` and records a timed-out
+  attempt (retried like any failure), then starts a fresh child;
+- every ``recover_interval`` seconds it recovers jobs whose lease expired, from
+  any dead worker: there is no single supervisor to lose.
+
+When idle it waits ``poll_interval`` seconds on a ``threading.Event``, so a stop
+request wakes it at once. Stopping: the first SIGINT/SIGTERM (or ``stop()``)
+stops claiming, hands back claimed jobs that have not started, and lets running
+jobs finish for up to ``shutdown_timeout`` seconds; jobs still running then are
+killed and put back in the queue (their attempt counted). A second signal does
+that at once. Nothing is left ``processing``; after a crash, recovery takes over.
 
 Test hooks: ``burst`` returns once no job is due, ``max_jobs`` stops after that
 many jobs, ``worker_id`` fixes the id, ``install_signal_handlers=False`` leaves
@@ -25,15 +32,18 @@ import signal
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from types import FrameType
-from typing import Any
 
-from django.db import close_old_connections, connection
+from django.db import close_old_connections
+from django.utils import timezone
 
 from jobs import lifecycle, runner
 from jobs.conf import conf
-from jobs.models import Job
+from jobs.executor import Pool
+from jobs.models import Job, Outcome
+from jobs.models import Worker as WorkerRow
 
 logger = logging.getLogger(__name__)
 
@@ -46,43 +56,56 @@ class Worker:
         worker_id: str | None = None,
         poll_interval: float | None = None,
         batch: int | None = None,
+        concurrency: int = 1,
         max_jobs: int | None = None,
+        max_jobs_per_child: int | None = None,
+        shutdown_timeout: float | None = None,
         burst: bool = False,
         install_signal_handlers: bool = True,
         recover_interval: float | None = None,
     ) -> None:
         self.queues = list(queues) if queues else None
-        self.worker_id = worker_id or lifecycle.new_worker_id(
-            f"{socket.gethostname()}-{os.getpid()}"
-        )
+        host = socket.gethostname()
+        self.worker_id = worker_id or lifecycle.new_worker_id(f"{host}-{os.getpid()}")
         self.poll_interval = conf.POLL_INTERVAL if poll_interval is None else poll_interval
         self.batch = max(1, batch or conf.BATCH_SIZE)
+        self.concurrency = max(1, concurrency)
         self.max_jobs = max_jobs
+        self.shutdown_timeout = (
+            conf.SHUTDOWN_TIMEOUT if shutdown_timeout is None else shutdown_timeout
+        )
         self.burst = burst
         self.install_signal_handlers = install_signal_handlers
         self.recover_interval = (
             conf.LEASE_SECONDS / 2 if recover_interval is None else recover_interval
         )
+        self.heartbeat_interval = max(conf.LEASE_SECONDS / 3, 0.05)
+        self.pool = Pool(self.concurrency, max_jobs_per_child=max_jobs_per_child)
         self.processed = 0
+        self._buffer: deque[Job] = deque()
         self._stop = threading.Event()
-        self._held: dict[Any, Job] = {}
-        self._held_lock = threading.Lock()
-        self._running: Job | None = None
+        # A byte here wakes the loop from waiting on its executors (see stop()).
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        os.set_blocking(self._wake_r, False)
         self._signals = 0
         self._next_recover = 0.0
+        self._next_heartbeat = 0.0
 
     # -- control --------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Finish the running job, claim nothing new, and return from ``run``."""
+        """Stop claiming, let running jobs finish (up to ``shutdown_timeout``), return."""
         self._stop.set()
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass  # the pipe is full: the loop is awake already
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._signals += 1
         if self._signals == 1:
-            logger.info(
-                "worker=%s signal=%s stopping after the current job", self.worker_id, signum
-            )
+            logger.info("worker=%s signal=%s stopping", self.worker_id, signum)
             self.stop()
         else:
             logger.warning("worker=%s signal=%s stopping now", self.worker_id, signum)
@@ -95,81 +118,171 @@ class Worker:
         if self.install_signal_handlers:
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
-        logger.info("worker=%s queues=%s started", self.worker_id, self.queues or "all")
-        heart = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
-        heart.start()
+        self._register()
+        self.pool.start()
+        logger.info(
+            "worker=%s queues=%s concurrency=%s started",
+            self.worker_id,
+            ",".join(self.queues or ["*"]),
+            self.concurrency,
+        )
+        clean = False
         try:
             while not self._stop.is_set():
-                if not self.run_once() and not self._stop.is_set():
-                    if self.burst:
-                        break
-                    self._stop.wait(self.poll_interval)
+                if not self._step() and self.burst:
+                    break
+            self._release_buffer()
+            self._drain()
+            clean = True
         finally:
-            self._stop.set()
-            self._release_held()
-            heart.join(timeout=5)
-            logger.info("worker=%s processed=%s stopped", self.worker_id, self.processed)
+            self._shutdown(clean=clean)
         return self.processed
 
-    def run_once(self) -> int:
-        """Claim one batch and run it; return how many jobs ran."""
+    def _step(self) -> bool:
+        """One pass: housekeeping, claim, dispatch, collect. Return False when idle."""
         close_old_connections()
-        self._maybe_recover()
-        limit = self.batch
-        if self.max_jobs is not None:
-            limit = min(limit, self.max_jobs - self.processed)
-        jobs = lifecycle.claim(worker_id=self.worker_id, queues=self.queues, limit=limit)
-        with self._held_lock:
-            self._held.update((job.pk, job) for job in jobs)
-        ran = 0
-        for job in jobs:
-            if self._stop.is_set():
+        self._housekeeping()
+        claimed = self._fill()
+        if not self.pool.busy():
+            if claimed:
+                return True
+            if not self.burst:
+                self._stop.wait(self.poll_interval)
+            return False
+        self._collect(self._wait_time(idle=not claimed))
+        return True
+
+    def _fill(self) -> int:
+        """Claim jobs for idle slots and start them; return how many were claimed."""
+        idle = self.pool.idle()
+        wanted = self._room()
+        claimed = 0
+        if idle and not self._buffer and wanted > 0:
+            jobs = lifecycle.claim(
+                worker_id=self.worker_id,
+                queues=self.queues,
+                limit=min(max(self.batch, len(idle)), wanted),
+            )
+            self._buffer.extend(jobs)
+            claimed = len(jobs)
+        for slot in idle:
+            if not self._buffer:
                 break
-            self._running = job
-            runner.execute(job, worker_id=self.worker_id)
-            with self._held_lock:
-                self._held.pop(job.pk, None)
-            self._running = None
-            ran += 1
-            self.processed += 1
+            job = self._buffer.popleft()
+            self.pool.submit(slot, job, timeout=job.timeout or conf.TIMEOUT)
+        return claimed
+
+    def _room(self) -> int:
+        inflight = len(self._buffer) + len(self.pool.busy())
+        if self.max_jobs is None:
+            return self.concurrency * self.batch
+        return self.max_jobs - self.processed - inflight
+
+    def _wait_time(self, *, idle: bool) -> float:
+        now = time.monotonic()
+        times = [self._next_heartbeat - now]
+        times += [slot.deadline - now for slot in self.pool.busy() if slot.deadline]
+        if self.pool.idle():
+            times.append(self.poll_interval if idle else 0.0)
+        return max(0.0, min(times))
+
+    def _collect(self, timeout: float) -> None:
+        finished = self.pool.wait(timeout, wake=self._wake_r)
+        try:
+            os.read(self._wake_r, 64)  # consume wake-ups: wait again normally next time
+        except BlockingIOError:
+            pass
+        for job, result in finished:
+            if result is None:
+                result = runner.Result(ok=False, error="executor process died")
+            runner.record(job, worker_id=self.worker_id, result=result)
+            self._count()
+        for slot in self.pool.overdue(time.monotonic()):
+            job = slot.job
+            self.pool.replace(slot)
+            logger.warning("job=%s timeout=%s stopped", job.pk, job.timeout or conf.TIMEOUT)
+            result = runner.Result(
+                ok=False,
+                error=f"timed out after {job.timeout or conf.TIMEOUT} seconds",
+                outcome=Outcome.TIMED_OUT,
+            )
+            runner.record(job, worker_id=self.worker_id, result=result)
+            self._count()
+
+    def _count(self) -> None:
+        self.processed += 1
         if self.max_jobs is not None and self.processed >= self.max_jobs:
             self.stop()
-        self._release_held()
-        return ran
 
-    def _release_held(self) -> None:
-        """Hand back claimed jobs; one interrupted mid-run keeps its attempt."""
-        with self._held_lock:
-            held, self._held = list(self._held.values()), {}
-        running, self._running = self._running, None
-        if not held:
-            return
-        close_old_connections()
-        if running is not None and running in held:
-            held.remove(running)
-            lifecycle.release(jobs=[running], worker_id=self.worker_id, started=True)
-        lifecycle.release(jobs=held, worker_id=self.worker_id, started=False)
+    # -- housekeeping ---------------------------------------------------------------------
 
-    def _maybe_recover(self) -> None:
+    def _housekeeping(self) -> None:
         now = time.monotonic()
-        if now < self._next_recover:
-            return
-        self._next_recover = now + self.recover_interval
-        recovered = lifecycle.recover()
-        if recovered:
-            logger.warning("worker=%s recovered=%s expired leases", self.worker_id, recovered)
+        if now >= self._next_heartbeat:
+            self._next_heartbeat = now + self.heartbeat_interval
+            self._heartbeat()
+        if now >= self._next_recover:
+            self._next_recover = now + self.recover_interval
+            if recovered := lifecycle.recover():
+                logger.warning("worker=%s recovered=%s expired leases", self.worker_id, recovered)
 
-    def _heartbeat_loop(self) -> None:
-        interval = max(conf.LEASE_SECONDS / 3, 0.05)
+    def _heartbeat(self) -> None:
+        WorkerRow.objects.filter(pk=self.worker_id).update(last_heartbeat_at=timezone.now())
+        running = {slot.job.pk: slot for slot in self.pool.busy()}
+        ids = [*running, *(job.pk for job in self._buffer)]
+        held = lifecycle.heartbeat(worker_id=self.worker_id, job_ids=ids)
+        self._buffer = deque(job for job in self._buffer if job.pk in held)
+        for job_id, slot in running.items():
+            if job_id not in held:
+                logger.warning("job=%s no longer held (cancelled or recovered): stopped", job_id)
+                self.pool.replace(slot)
+
+    def _register(self) -> None:
+        now = timezone.now()
+        WorkerRow.objects.update_or_create(
+            pk=self.worker_id,
+            defaults={
+                "hostname": socket.gethostname(),
+                "pid": os.getpid(),
+                "queues": self.queues or [],
+                "concurrency": self.concurrency,
+                "started_at": now,
+                "last_heartbeat_at": now,
+            },
+        )
+
+    # -- stopping -------------------------------------------------------------------------
+
+    def _release_buffer(self) -> None:
+        jobs, self._buffer = list(self._buffer), deque()
+        if jobs:
+            lifecycle.release(jobs=jobs, worker_id=self.worker_id, started=False)
+
+    def _drain(self) -> None:
+        """Let running jobs finish, up to ``shutdown_timeout`` seconds."""
+        deadline = time.monotonic() + self.shutdown_timeout
+        while self.pool.busy() and time.monotonic() < deadline:
+            close_old_connections()
+            self._housekeeping()
+            self._collect(min(self._wait_time(idle=False), deadline - time.monotonic()))
+
+    def _shutdown(self, *, clean: bool) -> None:
+        running = [slot.job for slot in self.pool.busy()]
+        self.pool.close(kill=True)
+        close_old_connections()
         try:
-            while not self._stop.wait(interval):
-                with self._held_lock:
-                    ids = list(self._held)
-                if ids:
-                    try:
-                        lifecycle.heartbeat(worker_id=self.worker_id, job_ids=ids)
-                    except Exception:
-                        logger.exception("worker=%s heartbeat failed", self.worker_id)
-                        close_old_connections()
-        finally:
-            connection.close()
+            self._release_buffer()
+            if running:
+                logger.warning(
+                    "worker=%s requeued=%s unfinished jobs", self.worker_id, len(running)
+                )
+                lifecycle.release(jobs=running, worker_id=self.worker_id, started=True)
+            WorkerRow.objects.filter(pk=self.worker_id).delete()
+        except Exception:
+            # Leases run out and recovery requeues the jobs; the row is marked dead.
+            logger.exception("worker=%s could not hand back its jobs", self.worker_id)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        logger.info(
+            "worker=%s processed=%s stopped clean=%s", self.worker_id, self.processed, clean
+        )

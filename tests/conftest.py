@@ -86,10 +86,15 @@ def wait_for(condition: Callable[[], Any], timeout: float = 20, interval: float 
 
 
 class Processes:
-    """Start ``manage.py`` subprocesses against the test database; kill leftovers."""
+    """Start ``manage.py`` subprocesses against the test database; kill leftovers.
 
-    def __init__(self) -> None:
+    Each process writes its output to a file (a pipe nobody reads would fill up
+    and block it); ``output(proc)`` reads it.
+    """
+
+    def __init__(self, log_dir: Path) -> None:
         self.started: list[subprocess.Popen] = []
+        self.log_dir = log_dir
 
     def manage(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         full_env = {
@@ -99,16 +104,22 @@ class Processes:
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }
-        proc = subprocess.Popen(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=full_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        log = self.log_dir / f"process-{len(self.started)}.log"
+        with open(log, "w") as handle:
+            proc = subprocess.Popen(
+                [sys.executable, "manage.py", *args],
+                cwd=ROOT,
+                env=full_env,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+            )
+        proc.log = log  # type: ignore[attr-defined]
         self.started.append(proc)
         return proc
+
+    @staticmethod
+    def output(proc: subprocess.Popen) -> str:
+        return proc.log.read_text()  # type: ignore[attr-defined]
 
     def worker(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         return self.manage("runworker", "--poll-interval", "0.05", *args, env=env)
@@ -118,12 +129,10 @@ class Processes:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
             proc.wait()
-            if proc.stdout:
-                proc.stdout.close()
 
 
 @pytest.fixture
-def processes(transactional_db: None) -> Iterator[Processes]:
-    procs = Processes()
+def processes(transactional_db: None, tmp_path: Path) -> Iterator[Processes]:
+    procs = Processes(tmp_path)
     yield procs
     procs.stop_all()

@@ -41,3 +41,21 @@ def append(payload: dict[str, Any]) -> str:
 def unserialisable(payload: Any) -> object:
     """Return something JSON cannot hold."""
     return object()
+
+
+@register("test.slow_once")
+def slow_once(payload: dict[str, Any]) -> str:
+    """First run: create the marker file, then sleep; later runs return at once."""
+    marker = Path(payload["marker"])
+    if not marker.exists():
+        marker.write_text("first")
+        time.sleep(float(payload["seconds"]))
+        return "first"
+    return "second"
+
+
+@register("test.spin")
+def spin(payload: Any) -> None:
+    """Never return: a busy loop the worker can only stop by killing its executor."""
+    while True:
+        pass

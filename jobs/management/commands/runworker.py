@@ -1,3 +1,4 @@
+import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
@@ -15,9 +16,18 @@ class Command(BaseCommand):
             dest="queues",
             help="Queue to serve (repeatable). Default: all queues.",
         )
+        parser.add_argument("--concurrency", type=int, default=1, help="Jobs run at once.")
         parser.add_argument("--poll-interval", type=float, help="Idle wait in seconds.")
         parser.add_argument("--batch", type=int, help="Jobs claimed per round trip.")
         parser.add_argument("--max-jobs", type=int, help="Exit after running this many jobs.")
+        parser.add_argument(
+            "--max-jobs-per-child", type=int, help="Replace an executor after this many jobs."
+        )
+        parser.add_argument(
+            "--shutdown-timeout",
+            type=float,
+            help="Seconds to let running jobs finish after SIGTERM (JOBS_SHUTDOWN_TIMEOUT).",
+        )
         parser.add_argument(
             "--once", action="store_true", help="Run the jobs that are due, then exit."
         )
@@ -29,7 +39,13 @@ class Command(BaseCommand):
             worker_id=options["worker_id"],
             poll_interval=options["poll_interval"],
             batch=options["batch"],
+            concurrency=options["concurrency"],
             max_jobs=options["max_jobs"],
+            max_jobs_per_child=options["max_jobs_per_child"],
+            shutdown_timeout=options["shutdown_timeout"],
             burst=options["once"],
         )
-        worker.run()
+        try:
+            worker.run()
+        except KeyboardInterrupt:
+            sys.exit(1)

@@ -1,0 +1,187 @@
+"""The worker: in-process through the Worker class, and as real runworker processes."""
+
+import signal
+import time
+
+import pytest
+from django.utils import timezone
+
+from jobs import lifecycle
+from jobs.models import Job, JobAttempt, Outcome, Status
+from jobs.models import Worker as WorkerRow
+from jobs.worker import Worker
+from tests.conftest import wait_for
+
+
+def drain(**options) -> int:
+    options.setdefault("poll_interval", 0.01)
+    return Worker(burst=True, install_signal_handlers=False, **options).run()
+
+
+def status_of(job) -> str:
+    return Job.objects.get(pk=job.pk).status
+
+
+@pytest.mark.django_db(transaction=True)
+class TestWorkerClass:
+    def test_runs_jobs_and_records_results(self, make_job):
+        jobs = [make_job(task="echo", payload=i) for i in range(3)]
+        assert drain(batch=2) == 3
+        assert [Job.objects.get(pk=j.pk).result for j in jobs] == [0, 1, 2]
+        assert not Job.objects.exclude(status=Status.DONE).exists()
+
+    def test_records_error_and_traceback_then_retries(self, make_job, settings):
+        job = make_job(task="test.fail", payload="p", max_attempts=2)
+        drain()  # first attempt fails; the retry waits for its backoff
+        job.refresh_from_db()
+        assert job.status == Status.QUEUED and job.attempts == 1
+        assert job.error == "ValueError: failed on 'p'"
+        assert "Traceback" in job.traceback and job.run_after > timezone.now() - (
+            timezone.timedelta(seconds=1)
+        )
+        Job.objects.filter(pk=job.pk).update(run_after=None)
+        drain()
+        job.refresh_from_db()
+        assert (job.status, job.attempts) == (Status.FAILED, 2)
+        assert list(job.history.values_list("outcome", flat=True)) == ["failed", "failed"]
+
+    def test_permanent_failure_and_unserialisable_results_fail_at_once(self, make_job):
+        permanent = make_job(task="test.permanent", max_attempts=5)
+        odd = make_job(task="test.unserialisable", max_attempts=1)
+        drain()
+        assert status_of(permanent) == Status.FAILED
+        assert "TypeError" in Job.objects.get(pk=odd.pk).error
+
+    def test_serves_only_its_queues(self, make_job):
+        mine, other = make_job(queue="mine"), make_job(queue="other")
+        drain(queues=["mine"])
+        assert (status_of(mine), status_of(other)) == (Status.DONE, Status.QUEUED)
+
+    def test_max_jobs_stops_and_hands_back_the_rest(self, make_job):
+        for _ in range(4):
+            make_job()
+        assert drain(max_jobs=3, batch=10) == 3
+        assert Job.objects.filter(status=Status.QUEUED, attempts=0).count() == 1
+        assert not Job.objects.filter(status=Status.PROCESSING).exists()
+
+    def test_timeout_kills_a_spinning_task_and_the_worker_goes_on(self, make_job):
+        spinner = make_job(task="test.spin", timeout=1, max_attempts=1)
+        after = make_job(task="echo", payload="next", priority=-1)
+        started = time.monotonic()
+        drain()
+        assert time.monotonic() - started < 10
+        spinner.refresh_from_db()
+        assert spinner.status == Status.FAILED and "timed out" in spinner.error
+        assert spinner.history.get().outcome == Outcome.TIMED_OUT
+        assert Job.objects.get(pk=after.pk).result == "next"
+
+    def test_registers_itself_while_running(self, make_job):
+        seen = []
+
+        class Spy(Worker):
+            def _step(self):
+                seen.extend(WorkerRow.objects.values_list("pk", flat=True))
+                return super()._step()
+
+        make_job()
+        Spy(burst=True, install_signal_handlers=False, worker_id="spy-1").run()
+        assert "spy-1" in seen
+        assert not WorkerRow.objects.exists()  # removed on clean exit
+
+
+def make_sleeper(make_job, tmp_path, seconds, **options):
+    marker = tmp_path / "started"
+    job = make_job(
+        task="test.sleep", payload={"seconds": seconds, "marker": str(marker)}, **options
+    )
+    return job, marker
+
+
+@pytest.mark.slow
+class TestWorkerProcesses:
+    def test_sigterm_lets_the_running_job_finish_and_exits_0(self, processes, make_job, tmp_path):
+        job, marker = make_sleeper(make_job, tmp_path, 1.5)
+        queued = make_job(task="echo", priority=-10)
+        worker = processes.worker()
+        wait_for(marker.exists)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0, processes.output(worker)
+        assert status_of(job) == Status.DONE
+        assert status_of(queued) == Status.QUEUED  # not started, handed back
+        assert not Job.objects.filter(status=Status.PROCESSING).exists()
+        assert not WorkerRow.objects.exists()
+
+    def test_sigterm_past_the_shutdown_timeout_requeues_the_job(
+        self, processes, make_job, tmp_path
+    ):
+        job, marker = make_sleeper(make_job, tmp_path, 60)
+        worker = processes.worker("--shutdown-timeout", "0.5")
+        wait_for(marker.exists)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+        job.refresh_from_db()
+        assert (job.status, job.attempts) == (Status.QUEUED, 1)
+
+    def test_cancel_stops_a_running_job_and_the_worker_goes_on(self, processes, make_job, tmp_path):
+        job, marker = make_sleeper(make_job, tmp_path, 60)
+        processes.worker(env={"JOBS_LEASE_SECONDS": "1"})
+        wait_for(marker.exists)
+        lifecycle.cancel(job_id=job.pk)
+        wait_for(lambda: JobAttempt.objects.filter(job=job, outcome=Outcome.CANCELLED).exists())
+        later = make_job(task="echo", payload="after")
+        wait_for(lambda: status_of(later) == Status.DONE)
+        assert status_of(job) == Status.CANCELLED
+
+    def test_kill_9_mid_job_is_recovered_and_completed_once(self, processes, make_job, tmp_path):
+        env = {"JOBS_LEASE_SECONDS": "1"}
+        job = make_job(
+            task="test.slow_once", payload={"marker": str(tmp_path / "m"), "seconds": 60}
+        )
+        first = processes.worker(env=env)
+        wait_for((tmp_path / "m").exists)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        killed_at = time.monotonic()
+        processes.worker(env=env)
+        wait_for(lambda: status_of(job) == Status.DONE)
+        recovery = time.monotonic() - killed_at
+        job.refresh_from_db()
+        assert job.result == "second" and job.attempts == 2
+        assert list(job.history.values_list("outcome", flat=True)) == [Outcome.LOST]
+        assert not Job.objects.filter(status=Status.PROCESSING).exists()
+        print(f"recovered and finished {recovery:.2f}s after kill -9 (lease 1s)")  # noqa: T201
+
+    def test_a_paused_worker_cannot_overwrite_the_newer_attempt(
+        self, processes, make_job, tmp_path
+    ):
+        env = {"JOBS_LEASE_SECONDS": "1"}
+        job = make_job(task="test.slow_once", payload={"marker": str(tmp_path / "m"), "seconds": 3})
+        paused = processes.worker(env=env)
+        wait_for((tmp_path / "m").exists)
+        paused.send_signal(signal.SIGSTOP)
+        rescuer = processes.worker(env=env)
+        wait_for(lambda: status_of(job) == Status.DONE)
+        assert Job.objects.get(pk=job.pk).result == "second"
+        rescuer.send_signal(signal.SIGTERM)
+        rescuer.wait(timeout=30)
+        # Resumed, it finds at its next heartbeat that it lost the job and stops the task;
+        # had the task already finished, its fenced report would be discarded.
+        paused.send_signal(signal.SIGCONT)
+        paused.send_signal(signal.SIGTERM)
+        paused.wait(timeout=30)
+        output = processes.output(paused)
+        assert "no longer held" in output or "outcome=discarded" in output
+        job.refresh_from_db()
+        assert (job.status, job.result) == (Status.DONE, "second")
+
+    def test_four_workers_run_each_of_2000_jobs_exactly_once(self, processes, tmp_path):
+        out = tmp_path / "runs"
+        lifecycle.enqueue_many(
+            [{"task": "test.append", "payload": {"path": str(out), "line": i}} for i in range(2000)]
+        )
+        workers = [processes.worker("--once", "--batch", "20") for _ in range(4)]
+        for worker in workers:
+            assert worker.wait(timeout=240) == 0, processes.output(worker)
+        lines = out.read_text().split()
+        assert len(lines) == 2000 and len(set(lines)) == 2000
+        assert Job.objects.filter(status=Status.DONE, attempts=1).count() == 2000
