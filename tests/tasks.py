@@ -41,3 +41,7 @@ def append(payload: dict[str, Any]) -> str:
 def unserialisable(payload: Any) -> object:
     """Return something JSON cannot hold."""
     return object()
+
+
+# django.tasks tasks, registered when this module loads (workers import it too).
+from tests import django_tasks  # noqa: E402, F401
