@@ -203,4 +203,4 @@ def echo(payload: Any) -> Any:
 
 
 # Registered here so every process that imports the registry knows them.
-from jobs import email_task  # noqa: E402, F401
+from jobs import email_task, http_task  # noqa: E402, F401

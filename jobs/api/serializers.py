@@ -5,7 +5,7 @@ from typing import Any
 from rest_framework import serializers
 
 from jobs import tasks
-from jobs.exceptions import UnknownTask
+from jobs.exceptions import InvalidPayload, UnknownTask
 from jobs.models import Job, JobAttempt, Status
 
 
@@ -51,6 +51,8 @@ class JobSerializer(serializers.ModelSerializer):
             "finished_at",
             "worker_id",
             "lease_expires_at",
+            "progress",
+            "progress_message",
         ]
         read_only_fields = [
             "id",
@@ -65,6 +67,8 @@ class JobSerializer(serializers.ModelSerializer):
             "finished_at",
             "worker_id",
             "lease_expires_at",
+            "progress",
+            "progress_message",
         ]
         extra_kwargs = {
             "task": {"required": False},
@@ -79,6 +83,16 @@ class JobSerializer(serializers.ModelSerializer):
         except UnknownTask as exc:
             raise serializers.ValidationError(str(exc)) from None
         return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """Check the payload against the task's schema, so a bad one never queues."""
+        try:
+            tasks.get(attrs.get("task", "simulate")).validate_payload(attrs.get("payload"))
+        except InvalidPayload as exc:
+            raise serializers.ValidationError({"payload": exc.errors}) from None
+        except UnknownTask:
+            pass  # reported by validate_task
+        return attrs
 
     def create(self, validated_data: dict[str, Any]) -> Job:  # pragma: no cover - unused
         raise NotImplementedError("jobs are created through lifecycle.enqueue")
