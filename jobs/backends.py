@@ -218,9 +218,10 @@ def _call(task: Task, payload: Any) -> Any:
 
 def _send(signal: Any, task: Task, job: "Job") -> None:
     from jobs import task_results
-    from jobs.models import Job
+    from jobs.models import Job, Status
 
-    if signal is task_finished:
+    if signal is task_finished and job.status != Status.DONE:
+        # A failure's details (error, archived attempt) are only in the database.
         job = Job.objects.prefetch_related("history").filter(pk=job.pk).first()
         if job is None:
             return

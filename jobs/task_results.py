@@ -104,10 +104,21 @@ def _attempts(job: Job, history: Sequence[JobAttempt]) -> tuple[list[str], list[
     return worker_ids, errors
 
 
+def _first_attempt_ok(job: Job) -> bool:
+    """Whether the job cannot have history: never run, or running / done on its first attempt.
+
+    Only unsuccessful attempts are archived, and any of them makes the next claim
+    attempt 2 or more.
+    """
+    return job.attempts == 0 or (
+        job.attempts == 1 and job.status in (Status.PROCESSING, Status.DONE)
+    )
+
+
 def build(job: Job, *, task: Task, history: Sequence[JobAttempt] | None = None) -> TaskResult:
     """Return ``job`` as a ``TaskResult`` of ``task``; ``history`` defaults to the job's."""
     if history is None:
-        history = list(job.history.all()) if job.attempts else []
+        history = [] if _first_attempt_ok(job) else list(job.history.all())
     try:
         args, kwargs = split_payload(job.payload)
     except PermanentFailure:

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.tasks import TaskContext, task
 
-from jobs.tasks import report_progress
+from jobs.tasks import areport_progress, report_progress
 
 
 @task
@@ -84,3 +84,8 @@ def progress(steps: int) -> int:
 @task(queue_name="mail")
 def on_mail_queue() -> str:
     return "mail"
+
+
+@task
+async def async_progress() -> bool:
+    return await areport_progress(30, "from a coroutine")

@@ -229,6 +229,10 @@ def test_progress_is_recorded_for_the_running_job():
     job = Job.objects.get(pk=result.id)
     assert (job.progress, job.progress_message) == (100, "step 4 of 4")
     assert tasks.report_progress(50) is False  # no job runs here
+    result = dt.async_progress.enqueue()
+    drain()
+    job = Job.objects.get(pk=result.id)
+    assert (job.progress, job.progress_message, job.result) == (30, "from a coroutine", True)
 
 
 # -- validation, ordering, deferral, queues ------------------------------------------------
@@ -276,11 +280,20 @@ def test_invalid_definitions_are_refused():
         task(max_attempts=0)(dt.add.func)
 
 
-def test_only_tasks_on_this_backend_are_resolved():
+def test_only_tasks_on_this_backend_are_resolved(settings):
     assert load_task("tests.django_tasks.add") is dt.add
     for path in ["os.system", "tests.django_tasks.nothing", "json.dumps", "x", "a..b", ""]:
         assert load_task(path) is None
-    assert "subprocess" not in sys.modules or load_task("subprocess.run") is None
+    assert load_task("antigravity.fly") is None and "antigravity" not in sys.modules
+    settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
+    assert load_task("tests.django_tasks.add") is None
+
+
+def test_a_row_naming_an_arbitrary_path_fails_without_running_it():
+    job = Job.objects.create(task="os.system", payload={"args": ["touch /tmp/x"], "kwargs": {}})
+    assert drain() == 1
+    job.refresh_from_db()
+    assert job.status == Status.FAILED and job.error.startswith("jobs.exceptions.UnknownTask")
 
 
 def test_priority_then_due_time_then_fifo(tmp_path):
