@@ -71,6 +71,12 @@ class HttpPayload(serializers.Serializer):
             raise serializers.ValidationError(str(exc)) from None
         return value
 
+    def validate_headers(self, value: dict[str, str]) -> dict[str, str]:
+        for name, header in value.items():
+            if not name or any(char in name + header for char in "\r\n\0") or ":" in name:
+                raise serializers.ValidationError(f"Header {name!r} is not a valid header.")
+        return value
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "json" in attrs and "body" in attrs:
             raise serializers.ValidationError("Send either json or body, not both.")

@@ -3,6 +3,7 @@
 import logging
 import pickle
 import sys
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -340,6 +341,29 @@ def test_enqueue_commits_and_rolls_back_with_the_callers_transaction():
     assert default_task_backend.get_result(kept.id) == kept
 
 
+@pytest.mark.django_db(transaction=True)
+def test_workers_see_a_job_only_once_the_callers_transaction_commits():
+    from django.db import connection, transaction
+
+    def count_from_another_connection() -> int:
+        counted: list[int] = []
+
+        def count() -> None:
+            counted.append(Job.objects.count())
+            connection.close()
+
+        thread = threading.Thread(target=count)
+        thread.start()
+        thread.join()
+        return counted[0]
+
+    with transaction.atomic():
+        dt.add.enqueue(1)
+        lifecycle.enqueue(task="echo", payload="named jobs too")
+        assert count_from_another_connection() == 0
+    assert count_from_another_connection() == 2
+
+
 def test_enqueue_on_commit_waits_for_the_commit(django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         enqueue_on_commit(dt.add, 1, b=2)
@@ -383,6 +407,20 @@ def test_success_and_failure_through_runworker(processes):
     assert bad.errors[0].exception_class is ValueError
     assert bad.errors[0].traceback.endswith("ValueError: from a worker\n")
     assert "state=FAILED" in output  # Django's own task_finished logging, in the worker
+
+
+@pytest.mark.slow
+def test_two_workers_run_each_task_exactly_once(processes, tmp_path):
+    out = tmp_path / "runs"
+    results = [dt.record.enqueue(str(out), f"t{i}") for i in range(20)]
+    workers = [processes.worker("--once", "--worker-id", f"w{n}") for n in range(2)]
+    for worker in workers:
+        output, _ = worker.communicate(timeout=60)
+        assert worker.returncode == 0, output
+    assert sorted(out.read_text().split()) == sorted(f"t{i}" for i in range(20))
+    for result in results:
+        result.refresh()
+        assert result.status == TaskResultStatus.SUCCESSFUL and len(result.worker_ids) == 1
 
 
 @pytest.mark.slow

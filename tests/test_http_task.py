@@ -157,6 +157,7 @@ def test_the_response_is_capped(base, settings):
         ({"url": "file:///etc/passwd"}, "http://"),
         ({"url": "http://127.0.0.1/", "json": {}, "body": "x"}, "either json or body"),
         ({"url": "http://127.0.0.1/", "method": "BREW"}, "valid choice"),
+        ({"url": "http://127.0.0.1/", "headers": {"X": "a\r\nHost: evil"}}, "not a valid header"),
     ],
 )
 def test_bad_payloads_are_a_400_before_queueing(api, settings, payload, message):
