@@ -18,7 +18,8 @@ counts them) and every attempt that did not succeed appends a ``TaskError``
 ``jobs.exceptions.WorkerLost``; timed out: ``jobs.exceptions.AttemptTimedOut``).
 A failed attempt with attempts left shows as READY with its error already in
 ``errors``. ``started_at`` is the first attempt's start, ``last_attempted_at``
-the latest one's.
+the latest one's. An attempt handed back unfinished (a worker's second stop
+signal) is not archived, so it counts in the job's ``attempts`` but not here.
 """
 
 import builtins
