@@ -112,6 +112,32 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Django's Tasks framework: @task functions become jobs, run by `manage.py runworker`.
+# QUEUES=[] accepts any queue name (workers choose theirs with --queue).
+TASKS = {"default": {"BACKEND": "jobs.backends.JobsBackend", "QUEUES": []}}
+
+# Email for the send_email task: SMTP when DJANGO_EMAIL_HOST is set, else the console.
+_email_host = os.environ.get("DJANGO_EMAIL_HOST", "")
+MAILERS = {
+    "default": {
+        "BACKEND": "django.core.mail.backends.smtp.EmailBackend"
+        if _email_host
+        else "django.core.mail.backends.console.EmailBackend",
+        "OPTIONS": {
+            "host": _email_host,
+            "port": int(os.environ.get("DJANGO_EMAIL_PORT", "25")),
+            "username": os.environ.get("DJANGO_EMAIL_HOST_USER", ""),
+            "password": os.environ.get("DJANGO_EMAIL_HOST_PASSWORD", ""),
+            "use_tls": env_bool("DJANGO_EMAIL_USE_TLS"),
+            "use_ssl": env_bool("DJANGO_EMAIL_USE_SSL"),
+            "timeout": 30,
+        }
+        if _email_host
+        else {},
+    }
+}
+DEFAULT_FROM_EMAIL = os.environ.get("DJANGO_DEFAULT_FROM_EMAIL", "jobqueue@localhost")
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -13,8 +13,8 @@ from django.db.models import QuerySet, TextField
 from django.db.models.functions import Cast
 from django.http import HttpRequest
 
-from jobs import lifecycle, runner
-from jobs.exceptions import TransitionRefused
+from jobs import lifecycle, runner, tasks
+from jobs.exceptions import InvalidPayload, TransitionRefused, UnknownTask
 from jobs.models import Job, JobAttempt, Status
 
 EDITABLE_FIELDS = ["payload", "queue", "priority", "run_after", "max_attempts", "timeout"]
@@ -44,6 +44,16 @@ class JobForm(forms.ModelForm):
                 f"A {current} job cannot be set to {new}. Allowed: {', '.join(allowed) or 'none'}."
             )
         return new
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        try:
+            tasks.get(cleaned.get("task", "")).validate_payload(cleaned.get("payload"))
+        except InvalidPayload as exc:
+            self.add_error("payload", str(exc.errors))
+        except UnknownTask:
+            pass  # reported by clean_task
+        return cleaned
 
     def clean_task(self) -> str:
         task = self.cleaned_data["task"]
@@ -75,6 +85,7 @@ class JobAdmin(admin.ModelAdmin):
         "queue",
         "priority",
         "attempts",
+        "progress",
         "created_at",
         "updated_at",
     ]
@@ -93,6 +104,8 @@ class JobAdmin(admin.ModelAdmin):
         "worker_id",
         "lease_expires_at",
         "idempotency_key",
+        "progress",
+        "progress_message",
     ]
     inlines = [JobAttemptInline]
     actions = ["cancel_jobs", "retry_jobs", "run_jobs_now"]

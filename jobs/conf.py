@@ -63,5 +63,23 @@ class _Conf:
             return [item.strip() for item in value.split(",") if item.strip()]
         return list(value)
 
+    @property
+    def HTTP_ALLOWED_HOSTS(self) -> list[str]:
+        """Hosts ``http_request`` may call (``.example.com`` includes subdomains, ``*`` any)."""
+        value = _get("JOBS_HTTP_ALLOWED_HOSTS", "")
+        if isinstance(value, str):
+            return [item.strip().lower() for item in value.split(",") if item.strip()]
+        return [item.lower() for item in value]
+
+    @property
+    def HTTP_MAX_RESPONSE_BYTES(self) -> int:
+        """Bytes of a response body ``http_request`` reads and keeps; the rest is cut off."""
+        return _get("JOBS_HTTP_MAX_RESPONSE_BYTES", 65536, int)
+
+    @property
+    def HTTP_TIMEOUT(self) -> float:
+        """Default seconds ``http_request`` waits to connect and for each read."""
+        return _get("JOBS_HTTP_TIMEOUT", 10.0, float)
+
 
 conf = _Conf()

@@ -22,3 +22,23 @@ class UnknownTask(JobsError):
 
 class PermanentFailure(JobsError):
     """Raise from a task to fail the job at once, without further retries."""
+
+
+class InvalidPayload(JobsError):
+    """A job's payload does not match its task's schema; ``errors`` says where and why."""
+
+    def __init__(self, errors: object) -> None:
+        super().__init__(f"invalid payload: {errors}")
+        self.errors = errors
+
+
+class WorkerLost(JobsError):
+    """The worker running an attempt stopped renewing its lease (crash, kill, long pause)."""
+
+
+class JobCancelled(JobsError):
+    """The job was cancelled by a client or an operator."""
+
+
+class AttemptTimedOut(JobsError):
+    """An attempt overran the job's timeout and was stopped."""

@@ -24,7 +24,9 @@ _context = multiprocessing.get_context("forkserver")
 _context.set_forkserver_preload(["jobs.boot"])
 
 
-def _child_main(conn: Connection, db_names: dict[str, str], max_jobs: int | None) -> None:
+def _child_main(
+    conn: Connection, worker_id: str, db_names: dict[str, str], max_jobs: int | None
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     import django
@@ -46,7 +48,7 @@ def _child_main(conn: Connection, db_names: dict[str, str], max_jobs: int | None
         if job is None:
             break
         close_old_connections()
-        conn.send(runner.call(job))
+        conn.send(runner.execute(job, worker_id=worker_id))
         ran += 1
 
 
@@ -63,10 +65,11 @@ class Slot:
 
 
 class Pool:
-    def __init__(self, size: int, *, max_jobs_per_child: int | None = None) -> None:
+    def __init__(self, size: int, *, worker_id: str, max_jobs_per_child: int | None = None) -> None:
         from django.db import connections
 
         self.size = size
+        self.worker_id = worker_id
         self.max_jobs_per_child = max_jobs_per_child
         self.db_names = {alias: connections[alias].settings_dict["NAME"] for alias in connections}
         self.slots: list[Slot] = []
@@ -78,7 +81,7 @@ class Pool:
         parent, child = _context.Pipe()
         process = _context.Process(
             target=_child_main,
-            args=(child, self.db_names, self.max_jobs_per_child),
+            args=(child, self.worker_id, self.db_names, self.max_jobs_per_child),
             name=f"jobs-executor-{index}",
             daemon=True,
         )
@@ -99,7 +102,7 @@ class Pool:
         slot.conn.send(job)
 
     def wait(self, timeout: float, *, wake: int | None = None) -> list[tuple[Any, Any]]:
-        """Wait up to ``timeout`` for results; return ``(job, Result or None)`` pairs.
+        """Wait up to ``timeout`` for results; return ``(job, new status or None)`` pairs.
 
         ``None`` means the child died before answering; the slot is then replaced.
         A finished slot is idle again on return. A byte on the ``wake`` file

@@ -298,6 +298,15 @@ def fail(
     return job.status
 
 
+def report_progress(*, job: Job, worker_id: str, percent: int, message: str = "") -> bool:
+    """Record the progress of the attempt ``worker_id`` holds; return whether it still holds it.
+
+    Not a status change: one UPDATE fenced like the holder's transitions, so a
+    stale holder cannot write over the attempt that replaced it.
+    """
+    return bool(_held(job, worker_id).update(progress=percent, progress_message=message[:500]))
+
+
 def release(*, jobs: Iterable[Job], worker_id: str, started: bool = False) -> int:
     """Hand claimed jobs back to the queue unfinished; return how many were released.
 

@@ -4,22 +4,39 @@ Register a task with the decorator::
 
     from jobs.tasks import register
 
-    @register("resize_image", queue="media", max_attempts=5)
+    @register("resize_image", queue="media", max_attempts=5, schema=ResizeSerializer)
     def resize_image(payload):
         ...
 
 A task receives the job's payload and returns a JSON-serialisable result. Raise
-``jobs.exceptions.PermanentFailure`` to fail the job without further retries.
-Only registered names ever run: a job's ``task`` is looked up here, never imported.
+``jobs.exceptions.PermanentFailure`` to fail the job without further retries;
+any other exception is retried while attempts remain. ``schema`` (a DRF
+serializer class or a JSON Schema dict) is checked when a job is created, so a
+bad payload is refused before it is queued. A running task may call
+``report_progress(percent, message)``.
+
+Only registered names ever run: a job's ``task`` is looked up here, never
+imported. The one exception is a ``django.tasks`` task enqueued through
+``jobs.backends.JobsBackend``, which ``get`` resolves with the backend's own
+strict rules (see ``jobs.backends.resolve``).
 """
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from asgiref.sync import sync_to_async
 
 from jobs.conf import conf
-from jobs.exceptions import UnknownTask
+from jobs.exceptions import InvalidPayload, UnknownTask
+
+if TYPE_CHECKING:
+    from jobs.models import Job
+
+Hook = Callable[["Job"], None]
 
 
 @dataclass(frozen=True)
@@ -31,9 +48,35 @@ class TaskSpec:
     priority: int = 0
     max_attempts: int | None = None
     timeout: float | None = None
+    schema: Any = None  # a DRF serializer class, a JSON Schema dict, or None
+    started: Hook | None = None  # called before each attempt (django.tasks signals)
+    finished: Hook | None = None  # called after each attempt's outcome is recorded
 
     def __call__(self, payload: Any) -> Any:
         return self.func(payload)
+
+    def validate_payload(self, payload: Any) -> None:
+        """Check ``payload`` against the task's schema. Raises ``InvalidPayload``."""
+        if self.schema is None:
+            return
+        if isinstance(self.schema, dict):
+            _validate_json_schema(self.schema, payload)
+            return
+        serializer = self.schema(data=payload)
+        if not serializer.is_valid():
+            raise InvalidPayload(serializer.errors)
+
+
+def _validate_json_schema(schema: dict[str, Any], payload: Any) -> None:
+    import jsonschema
+
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    errors = {}
+    for error in validator.iter_errors(payload):
+        where = ".".join(str(part) for part in error.absolute_path) or "payload"
+        errors.setdefault(where, []).append(error.message)
+    if errors:
+        raise InvalidPayload(errors)
 
 
 _registry: dict[str, TaskSpec] = {}
@@ -47,8 +90,13 @@ def register(
     max_attempts: int | None = None,
     timeout: float | None = None,
     description: str | None = None,
+    schema: Any = None,
 ) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
     """Register the decorated callable as a task (named after the function by default)."""
+    if isinstance(schema, dict):
+        import jsonschema
+
+        jsonschema.validators.validator_for(schema).check_schema(schema)
 
     def decorator(func: Callable[[Any], Any]) -> Callable[[Any], Any]:
         task_name = name or func.__name__
@@ -60,6 +108,7 @@ def register(
             priority=priority,
             max_attempts=max_attempts,
             timeout=timeout,
+            schema=schema,
         )
         return func
 
@@ -67,17 +116,71 @@ def register(
 
 
 def get(name: str) -> TaskSpec:
-    """Return the registered task ``name``. Raises ``UnknownTask``."""
+    """Return the registered task ``name`` (or a ``django.tasks`` task). Raises ``UnknownTask``."""
     try:
         return _registry[name]
     except KeyError:
+        pass
+    from jobs import backends
+
+    spec = backends.resolve(name)
+    if spec is None:
         known = ", ".join(sorted(_registry))
-        raise UnknownTask(f"unknown task {name!r}; registered tasks: {known}") from None
+        raise UnknownTask(f"unknown task {name!r}; registered tasks: {known}")
+    return spec
 
 
 def registered() -> dict[str, TaskSpec]:
     """Return all registered tasks by name."""
     return dict(_registry)
+
+
+# -- the job being run, and its progress ---------------------------------------------------
+
+_current: ContextVar[tuple["Job", str] | None] = ContextVar("jobs_current", default=None)
+
+
+@contextmanager
+def running(job: "Job", worker_id: str) -> Iterator[None]:
+    """Make ``job`` (held by ``worker_id``) the current job while the block runs."""
+    token = _current.set((job, worker_id))
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def current() -> tuple["Job", str] | None:
+    """Return ``(job, worker_id)`` of the job running in this context, or ``None``."""
+    return _current.get()
+
+
+def report_progress(percent: float, message: str = "") -> bool:
+    """Record the running job's progress (0..100) and an optional message.
+
+    Return ``False`` when no job is running in this context or its holder lost
+    it (cancelled, recovered); the task may then stop early. Raises
+    ``ValueError`` for a percentage outside 0..100.
+    """
+    from jobs import lifecycle
+
+    if not 0 <= percent <= 100:
+        raise ValueError(f"progress must be between 0 and 100, not {percent!r}")
+    held = _current.get()
+    if held is None:
+        return False
+    job, worker_id = held
+    return lifecycle.report_progress(
+        job=job, worker_id=worker_id, percent=round(percent), message=message
+    )
+
+
+async def areport_progress(percent: float, message: str = "") -> bool:
+    """Async variant of ``report_progress`` for ``async def`` tasks."""
+    return await sync_to_async(report_progress)(percent, message)
+
+
+# -- built-in tasks -----------------------------------------------------------------------
 
 
 @register("simulate")
@@ -97,3 +200,7 @@ def noop(payload: Any) -> None:
 def echo(payload: Any) -> Any:
     """Return the payload unchanged."""
     return payload
+
+
+# Registered here so every process that imports the registry knows them.
+from jobs import email_task, http_task  # noqa: E402, F401

@@ -39,8 +39,9 @@ from types import FrameType
 from django.db import close_old_connections
 from django.utils import timezone
 
-from jobs import lifecycle, runner
+from jobs import lifecycle
 from jobs.conf import conf
+from jobs.exceptions import TransitionRefused
 from jobs.executor import Pool
 from jobs.models import Job, Outcome
 from jobs.models import Worker as WorkerRow
@@ -80,7 +81,9 @@ class Worker:
             conf.LEASE_SECONDS / 2 if recover_interval is None else recover_interval
         )
         self.heartbeat_interval = max(conf.LEASE_SECONDS / 3, 0.05)
-        self.pool = Pool(self.concurrency, max_jobs_per_child=max_jobs_per_child)
+        self.pool = Pool(
+            self.concurrency, worker_id=self.worker_id, max_jobs_per_child=max_jobs_per_child
+        )
         self.processed = 0
         self._buffer: deque[Job] = deque()
         self._stop = threading.Event()
@@ -192,22 +195,24 @@ class Worker:
             os.read(self._wake_r, 64)  # consume wake-ups: wait again normally next time
         except BlockingIOError:
             pass
-        for job, result in finished:
-            if result is None:
-                result = runner.Result(ok=False, error="executor process died")
-            runner.record(job, worker_id=self.worker_id, result=result)
+        for job, status in finished:
+            if status is None:
+                self._fail(job, "executor process died", Outcome.FAILED)
             self._count()
         for slot in self.pool.overdue(time.monotonic()):
             job = slot.job
             self.pool.replace(slot)
-            logger.warning("job=%s timeout=%s stopped", job.pk, job.timeout or conf.TIMEOUT)
-            result = runner.Result(
-                ok=False,
-                error=f"timed out after {job.timeout or conf.TIMEOUT} seconds",
-                outcome=Outcome.TIMED_OUT,
-            )
-            runner.record(job, worker_id=self.worker_id, result=result)
+            timeout = job.timeout or conf.TIMEOUT
+            logger.warning("job=%s timeout=%s stopped", job.pk, timeout)
+            self._fail(job, f"timed out after {timeout} seconds", Outcome.TIMED_OUT)
             self._count()
+
+    def _fail(self, job: Job, error: str, outcome: str) -> None:
+        """Record an attempt the executor could not report itself (timeout, crash)."""
+        try:
+            lifecycle.fail(job=job, worker_id=self.worker_id, error=error, outcome=outcome)
+        except TransitionRefused as refused:
+            logger.warning("job=%s outcome=discarded reason=%s", job.pk, refused)
 
     def _count(self) -> None:
         self.processed += 1

@@ -59,3 +59,7 @@ def spin(payload: Any) -> None:
     """Never return: a busy loop the worker can only stop by killing its executor."""
     while True:
         pass
+
+
+# django.tasks tasks, registered when this module loads (workers import it too).
+from tests import django_tasks  # noqa: E402, F401

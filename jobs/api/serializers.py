@@ -5,7 +5,8 @@ from typing import Any
 from rest_framework import serializers
 
 from jobs import tasks
-from jobs.exceptions import UnknownTask
+from jobs.conf import conf
+from jobs.exceptions import InvalidPayload, UnknownTask
 from jobs.models import Job, JobAttempt, Status
 
 
@@ -51,6 +52,8 @@ class JobSerializer(serializers.ModelSerializer):
             "finished_at",
             "worker_id",
             "lease_expires_at",
+            "progress",
+            "progress_message",
         ]
         read_only_fields = [
             "id",
@@ -65,6 +68,8 @@ class JobSerializer(serializers.ModelSerializer):
             "finished_at",
             "worker_id",
             "lease_expires_at",
+            "progress",
+            "progress_message",
         ]
         extra_kwargs = {
             "task": {"required": False},
@@ -80,6 +85,16 @@ class JobSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError(str(exc)) from None
         return value
 
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """Check the payload against the task's schema, so a bad one never queues."""
+        try:
+            tasks.get(attrs.get("task", "simulate")).validate_payload(attrs.get("payload"))
+        except InvalidPayload as exc:
+            raise serializers.ValidationError({"payload": exc.errors}) from None
+        except UnknownTask:
+            pass  # reported by validate_task
+        return attrs
+
     def create(self, validated_data: dict[str, Any]) -> Job:  # pragma: no cover - unused
         raise NotImplementedError("jobs are created through lifecycle.enqueue")
 
@@ -93,3 +108,55 @@ class JobDetailSerializer(JobSerializer):
 
 class JobStatusSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=Status.choices)
+
+
+_JSON_TYPES: list[tuple[type, dict[str, Any]]] = [
+    (serializers.BooleanField, {"type": "boolean"}),
+    (serializers.IntegerField, {"type": "integer"}),
+    (serializers.FloatField, {"type": "number"}),
+    (serializers.ListField, {"type": "array"}),
+    (serializers.DictField, {"type": "object"}),
+    (serializers.JSONField, {}),
+    (serializers.EmailField, {"type": "string", "format": "email"}),
+    (serializers.CharField, {"type": "string"}),
+]
+
+
+def describe_schema(schema: Any) -> dict[str, Any] | None:
+    """Describe a task's payload schema as JSON Schema (a dict schema is returned as is)."""
+    if schema is None or isinstance(schema, dict):
+        return schema
+    properties, required = {}, []
+    for name, field in schema().fields.items():
+        spec = next((dict(t) for cls, t in _JSON_TYPES if isinstance(field, cls)), {})
+        if isinstance(field, serializers.ChoiceField):
+            spec = {"enum": list(field.choices)}
+        if field.help_text:
+            spec["description"] = str(field.help_text)
+        properties[name] = spec
+        if field.required:
+            required.append(name)
+    return {"type": "object", "properties": properties, "required": required}
+
+
+class TaskSerializer(serializers.Serializer):
+    """A registered task, as ``GET /api/tasks`` lists it."""
+
+    name = serializers.CharField()
+    description = serializers.CharField()
+    queue = serializers.CharField()
+    priority = serializers.IntegerField()
+    max_attempts = serializers.IntegerField()
+    timeout = serializers.FloatField(allow_null=True)
+    payload_schema = serializers.JSONField(allow_null=True)
+
+    def to_representation(self, spec: tasks.TaskSpec) -> dict[str, Any]:
+        return {
+            "name": spec.name,
+            "description": spec.description,
+            "queue": spec.queue,
+            "priority": spec.priority,
+            "max_attempts": spec.max_attempts or conf.MAX_ATTEMPTS,
+            "timeout": spec.timeout,
+            "payload_schema": describe_schema(spec.schema),
+        }

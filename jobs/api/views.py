@@ -11,9 +11,14 @@ from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from jobs import lifecycle, runner
+from jobs import lifecycle, runner, tasks
 from jobs.api.filters import JobFilter
-from jobs.api.serializers import JobDetailSerializer, JobSerializer, JobStatusSerializer
+from jobs.api.serializers import (
+    JobDetailSerializer,
+    JobSerializer,
+    JobStatusSerializer,
+    TaskSerializer,
+)
 from jobs.exceptions import TransitionRefused, UnknownTask
 from jobs.models import Job
 
@@ -116,6 +121,25 @@ class JobViewSet(
         except TransitionRefused as refused:
             raise _conflict(refused) from None
         return Response(JobSerializer(job).data)
+
+
+class TaskViewSet(viewsets.ViewSet):
+    """The registered tasks a job may name, with their defaults and payload schema."""
+
+    serializer_class = TaskSerializer
+    lookup_value_regex = r"[^/]+"
+
+    @extend_schema(responses={200: TaskSerializer(many=True)})
+    def list(self, request: Request) -> Response:
+        specs = sorted(tasks.registered().values(), key=lambda spec: spec.name)
+        return Response(TaskSerializer(specs, many=True).data)
+
+    @extend_schema(responses={200: TaskSerializer})
+    def retrieve(self, request: Request, pk: str | None = None) -> Response:
+        spec = tasks.registered().get(pk or "")
+        if spec is None:
+            raise NotFound(f"No task named {pk!r}.")
+        return Response(TaskSerializer(spec).data)
 
 
 def health(request: HttpRequest) -> JsonResponse:

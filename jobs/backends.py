@@ -1,0 +1,229 @@
+"""A ``django.tasks`` backend that stores tasks as jobs: ``jobs.backends.JobsBackend``.
+
+Configure it in ``TASKS``; ``@task`` functions then enqueue ``Job`` rows (task =
+the Task's module path, payload = ``{"args", "kwargs", "backend"}``), which
+``manage.py runworker`` runs like any other job, and ``get_result()`` reads back
+as a ``TaskResult`` (see ``jobs.task_results`` for the mapping).
+
+A worker never imports an arbitrary dotted path from a row: ``resolve`` accepts
+only a path whose module is already imported or belongs to an installed app,
+and that names a ``django.tasks.Task`` declared on a ``JobsBackend``.
+
+This module must not import models at import time: ``@task`` instantiates the
+backend while apps may still be loading.
+"""
+
+import logging
+import re
+import sys
+import uuid
+from dataclasses import dataclass
+from functools import partial
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from django.apps import apps
+from django.core import checks
+from django.db import transaction
+from django.tasks import Task, TaskContext, TaskResult, task_backends
+from django.tasks.backends.base import BaseTaskBackend
+from django.tasks.exceptions import InvalidTask, InvalidTaskBackend, TaskResultDoesNotExist
+from django.tasks.signals import task_enqueued, task_finished, task_started
+from django.utils.json import normalize_json
+
+from jobs import tasks
+from jobs.exceptions import PermanentFailure, UnknownTask
+
+if TYPE_CHECKING:
+    from jobs.models import Job
+
+logger = logging.getLogger(__name__)
+
+_DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
+MAX_TASK_PATH = 200  # Job.task's length
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobTask(Task):
+    """A ``Task`` with the queue's own options: ``@task(max_attempts=5, timeout=30)``."""
+
+    max_attempts: int | None = None  # None: the backend's OPTIONS["MAX_ATTEMPTS"] (default 1)
+    timeout: float | None = None  # seconds; None: no limit
+
+
+class JobsBackend(BaseTaskBackend):
+    """Run ``django.tasks`` tasks as jobs: stored in the database, run by ``runworker``."""
+
+    task_class = JobTask
+    supports_defer = True
+    supports_async_task = True
+    supports_get_result = True
+    supports_priority = True
+
+    def validate_task(self, task: Task) -> None:
+        super().validate_task(task)
+        max_attempts = getattr(task, "max_attempts", None)
+        if max_attempts is not None and not 1 <= max_attempts <= 100:
+            raise InvalidTask("max_attempts must be between 1 and 100.")
+        timeout = getattr(task, "timeout", None)
+        if timeout is not None and timeout <= 0:
+            raise InvalidTask("timeout must be a positive number of seconds.")
+        if len(task.module_path) > MAX_TASK_PATH:
+            raise InvalidTask(f"Task path must be at most {MAX_TASK_PATH} characters.")
+
+    def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
+        from jobs import lifecycle, task_results
+
+        self.validate_task(task)
+        payload = {
+            "args": normalize_json(list(args)),
+            "kwargs": normalize_json(dict(kwargs)),
+            "backend": self.alias,
+        }
+        try:
+            job, _ = lifecycle.enqueue(
+                task=task.module_path,
+                payload=payload,
+                queue=task.queue_name,
+                priority=task.priority,
+                run_after=task.run_after,
+                max_attempts=self._max_attempts(task),
+                timeout=getattr(task, "timeout", None),
+            )
+        except UnknownTask:
+            raise InvalidTask(
+                f"Task {task.module_path!r} cannot be found by workers: define it at module "
+                "level in an installed app (or a JOBS_TASK_MODULES module), on a JobsBackend."
+            ) from None
+        result = task_results.build(job, task=task, history=[])
+        task_enqueued.send(type(self), task_result=result)
+        return result
+
+    def _max_attempts(self, task: Task) -> int:
+        return getattr(task, "max_attempts", None) or int(self.options.get("MAX_ATTEMPTS", 1))
+
+    def get_result(self, result_id: str) -> TaskResult:
+        from jobs import task_results
+        from jobs.models import Job
+
+        try:
+            pk = uuid.UUID(str(result_id))
+        except ValueError:
+            raise TaskResultDoesNotExist(result_id) from None
+        job = Job.objects.prefetch_related("history").filter(pk=pk).first()
+        task = load_task(job.task) if job is not None else None
+        if job is None or task is None:
+            raise TaskResultDoesNotExist(result_id)
+        return task_results.build(job, task=task)
+
+    def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
+        if apps.is_installed("jobs"):
+            return []
+        return [
+            checks.Error(
+                f"{type(self).__name__} needs 'jobs' in INSTALLED_APPS.",
+                obj=f"TASKS[{self.alias!r}]",
+                id="jobs.E001",
+            )
+        ]
+
+
+def enqueue_on_commit(task: Task, *args: Any, using: str | None = None, **kwargs: Any) -> None:
+    """Enqueue ``task`` once the current transaction commits (at once outside one).
+
+    With ``JobsBackend`` on the same database a plain ``enqueue()`` inside
+    ``transaction.atomic()`` already commits or rolls back with the block; this
+    helper is for backends outside the database, or tasks that must not even be
+    visible before the commit (the ``ImmediateBackend`` runs them at once).
+    """
+    transaction.on_commit(partial(task.enqueue, *args, **kwargs), using=using)
+
+
+# -- resolving a stored path, safely ------------------------------------------------------
+
+
+def _importable(module_name: str) -> bool:
+    if module_name in sys.modules:
+        return True
+    return any(
+        module_name == app.name or module_name.startswith(app.name + ".")
+        for app in apps.get_app_configs()
+    )
+
+
+def load_task(path: str) -> Task | None:
+    """Return the ``Task`` at ``path`` if it is a task on a ``JobsBackend``, else ``None``.
+
+    Only modules already imported or inside an installed app are imported.
+    """
+    if not isinstance(path, str) or not _DOTTED.match(path):
+        return None
+    module_name, _, attr = path.rpartition(".")
+    if not _importable(module_name):
+        return None
+    try:
+        obj = getattr(import_module(module_name), attr, None)
+    except Exception:
+        logger.warning("task=%s module import failed", path, exc_info=True)
+        return None
+    if not isinstance(obj, Task) or obj.module_path != path:
+        return None
+    try:
+        backend = task_backends[obj.backend]
+    except InvalidTaskBackend:
+        return None
+    return obj if isinstance(backend, JobsBackend) else None
+
+
+def resolve(path: str) -> tasks.TaskSpec | None:
+    """Return a runnable spec for the ``django.tasks`` task at ``path``, or ``None``."""
+    task = load_task(path)
+    if task is None:
+        return None
+    return tasks.TaskSpec(
+        name=path,
+        func=partial(_call, task),
+        description=(task.func.__doc__ or "").strip().split("\n")[0],
+        queue=task.queue_name,
+        priority=task.priority,
+        max_attempts=getattr(task, "max_attempts", None),
+        timeout=getattr(task, "timeout", None),
+        started=partial(_send, task_started, task),
+        finished=partial(_send, task_finished, task),
+    )
+
+
+def split_payload(payload: Any) -> tuple[list[Any], dict[str, Any]]:
+    """Return a stored payload's ``(args, kwargs)``. Raises ``PermanentFailure`` if malformed."""
+    if isinstance(payload, dict):
+        args, kwargs = payload.get("args", []), payload.get("kwargs", {})
+        if isinstance(args, list) and isinstance(kwargs, dict):
+            return args, kwargs
+    raise PermanentFailure('a django.tasks payload is {"args": [...], "kwargs": {...}}')
+
+
+def _call(task: Task, payload: Any) -> Any:
+    """Run ``task`` for the current job, with a ``TaskContext`` if it takes one."""
+    from jobs import task_results
+
+    args, kwargs = split_payload(payload)
+    if not task.takes_context:
+        return normalize_json(task.call(*args, **kwargs))
+    held = tasks.current()
+    if held is None:
+        raise RuntimeError("a task that takes context runs only through jobs.runner")
+    context = TaskContext(task_result=task_results.build(held[0], task=task))
+    return normalize_json(task.call(context, *args, **kwargs))
+
+
+def _send(signal: Any, task: Task, job: "Job") -> None:
+    from jobs import task_results
+    from jobs.models import Job, Status
+
+    if signal is task_finished and job.status != Status.DONE:
+        # A failure's details (error, archived attempt) are only in the database.
+        job = Job.objects.prefetch_related("history").filter(pk=job.pk).first()
+        if job is None:
+            return
+    result = task_results.build(job, task=task)
+    signal.send(type(task_backends[result.backend]), task_result=result)
