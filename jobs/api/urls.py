@@ -1,11 +1,12 @@
 from rest_framework.routers import DefaultRouter
 
-from jobs.api.views import JobViewSet, TaskViewSet
+from jobs.api.views import JobViewSet, TaskViewSet, WorkerViewSet
 
 router = DefaultRouter()
 # Accept every path with and without its trailing slash (the prototype had none).
 router.trailing_slash = "/?"
 router.register("jobs", JobViewSet, basename="job")
 router.register("tasks", TaskViewSet, basename="task")
+router.register("workers", WorkerViewSet, basename="worker")
 
 urlpatterns = router.urls

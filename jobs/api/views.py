@@ -18,9 +18,10 @@ from jobs.api.serializers import (
     JobSerializer,
     JobStatusSerializer,
     TaskSerializer,
+    WorkerSerializer,
 )
 from jobs.exceptions import TransitionRefused, UnknownTask
-from jobs.models import Job
+from jobs.models import Job, Worker
 
 
 class Conflict(APIException):
@@ -140,6 +141,15 @@ class TaskViewSet(viewsets.ViewSet):
         if spec is None:
             raise NotFound(f"No task named {pk!r}.")
         return Response(TaskSerializer(spec).data)
+
+
+class WorkerViewSet(viewsets.ReadOnlyModelViewSet):
+    """The worker registry: one row per running ``runworker`` process, live or presumed dead."""
+
+    queryset = Worker.objects.all()
+    serializer_class = WorkerSerializer
+    pagination_class = None
+    filter_backends: list = []
 
 
 def health(request: HttpRequest) -> JsonResponse:
