@@ -267,6 +267,13 @@ def _held(job: Job, worker_id: str) -> Any:
 def succeed(*, job: Job, worker_id: str, result: Any = None) -> None:
     """Record success of the attempt ``job`` describes. Raises ``TransitionRefused``."""
     now = timezone.now()
+    if not _mark_done(job, worker_id, result, now):
+        raise _refused(job.pk, "succeed")
+    job.result = result
+    _log_transition(job, "succeed", duration=_duration(job, now))
+
+
+def _mark_done(job: Job, worker_id: str, result: Any, now: datetime) -> bool:
     updated = _held(job, worker_id).update(
         status=DONE,
         result=result,
@@ -276,10 +283,28 @@ def succeed(*, job: Job, worker_id: str, result: Any = None) -> None:
         lease_expires_at=None,
         updated_at=now,
     )
-    if not updated:
-        raise _refused(job.pk, "succeed")
-    job.status, job.result, job.finished_at = DONE, result, now
-    _log_transition(job, "succeed", duration=_duration(job, now))
+    if updated:
+        job.status, job.finished_at = DONE, now
+    return bool(updated)
+
+
+def succeed_many(*, worker_id: str, completions: Sequence[tuple[Job, Any]]) -> int:
+    """Record several successes in one transaction; return how many were still held.
+
+    Each is fenced like ``succeed``; one that was taken away meanwhile is skipped.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        recorded = [job for job, result in completions if _mark_done(job, worker_id, result, now)]
+    for job in recorded:
+        _log_transition(job, "succeed", duration=_duration(job, now))
+    if len(recorded) < len(completions):
+        logger.warning(
+            "worker=%s discarded=%s completions no longer held",
+            worker_id,
+            len(completions) - len(recorded),
+        )
+    return len(recorded)
 
 
 def fail(
