@@ -60,7 +60,7 @@ class JobForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if self.instance.pk:
+        if not self.instance._state.adding:
             current = self.instance.status
             self.fields["status"].initial = current
             self.fields["status"].help_text = (
@@ -74,7 +74,7 @@ class JobForm(forms.ModelForm):
     def clean_status(self) -> str:
         """Refuse, as a form error, any edit the lifecycle's manual table does not allow."""
         new = self.cleaned_data["status"]
-        if not self.instance.pk:
+        if self.instance._state.adding:
             return Status.QUEUED
         current = Job.objects.filter(pk=self.instance.pk).values_list("status", flat=True).first()
         if current is not None and new != current:
@@ -275,6 +275,11 @@ class JobAdmin(admin.ModelAdmin):
         if obj is not None and obj.status == Status.PROCESSING:
             return False
         return super().has_delete_permission(request, obj)
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple:
+        """List what a bulk delete removes; running jobs are left out (they are skipped)."""
+        objs = [obj for obj in objs if obj.status != Status.PROCESSING]
+        return super().get_deleted_objects(objs, request)
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet, search_term: str

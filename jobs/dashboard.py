@@ -154,12 +154,15 @@ def chart_svg(series: Throughput, *, width: int = 720, height: int = 200) -> Saf
         done_h, failed_h = plot_h * done / peak, plot_h * failed / peak
         base = top + plot_h
         title = f"{MINUTES - i - 1} min ago: {done} done, {failed} failed"
-        bars.append((x, base - done_h, bar_w - 1, done_h, "done", title))
-        bars.append((x, base - done_h - failed_h, bar_w - 1, failed_h, "failed", title))
+        for y, h, kind in (
+            (base - done_h, done_h, "done"),
+            (base - done_h - failed_h, failed_h, "failed"),
+        ):
+            if h > 0:
+                bars.append((f"{x:.1f}", f"{y:.1f}", f"{bar_w - 1:.1f}", f"{h:.1f}", kind, title))
     rects = format_html_join(
         "",
-        '<rect x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{:.1f}" class="bar-{}">'
-        "<title>{}</title></rect>",
+        '<rect x="{}" y="{}" width="{}" height="{}" class="bar-{}"><title>{}</title></rect>',
         bars,
     )
     return format_html(
