@@ -135,7 +135,7 @@ class JobAdmin(admin.ModelAdmin):
         "queue",
         "priority",
         "attempts_of",
-        "worker_id",
+        "worker",
         "age",
         "duration",
         "progress_percent",
@@ -210,7 +210,7 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.display(description="age", ordering="created_at")
     def age(self, job: Job) -> str:
-        return timesince(job.created_at)
+        return short(timezone.now() - job.created_at)
 
     @admin.display(description="duration")
     def duration(self, job: Job) -> str:
@@ -218,6 +218,10 @@ class JobAdmin(admin.ModelAdmin):
             return "-"
         end = job.finished_at or (timezone.now() if job.status == Status.PROCESSING else None)
         return short(end - job.started_at) if end else "-"
+
+    @admin.display(description="worker", ordering="worker_id")
+    def worker(self, job: Job) -> str:
+        return job.worker_id or "-"
 
     @admin.display(description="progress")
     def progress_percent(self, job: Job) -> str:
