@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 
 from jobs import tasks
-from jobs.models import ACTIVE_STATUSES, Job
+from jobs.models import Job, Status
 
 # Below this estimate the exact count is cheap enough, and exact.
 EXACT_COUNT_BELOW = 10_000
@@ -67,41 +67,34 @@ class HasErrorFilter(admin.SimpleListFilter):
         return queryset
 
 
-class _ValueFilter(admin.SimpleListFilter):
-    """Choices from the task registry and unfinished jobs, never a DISTINCT over all rows."""
+class QueueFilter(admin.SimpleListFilter):
+    """Queues of the registered tasks and of queued jobs (read from the claim index)."""
 
-    field = ""
-
-    def known(self) -> set[str]:
-        raise NotImplementedError
+    title = "queue"
+    parameter_name = "queue"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        active = Job.objects.filter(status__in=ACTIVE_STATUSES).order_by()
-        values = self.known() | set(active.values_list(self.field, flat=True).distinct())
-        if self.value():
-            values.add(self.value())
+        queued = Job.objects.filter(status=Status.QUEUED).order_by().values_list("queue")
+        values = {spec.queue for spec in tasks.registered().values()}
+        values |= {queue for (queue,) in queued.distinct()}
+        return [(value, value) for value in sorted(values | {self.value()} - {None})]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(queue=self.value()) if self.value() else queryset
+
+
+class TaskFilter(admin.SimpleListFilter):
+    """The registered tasks: only those can run, so only those are worth a link."""
+
+    title = "task"
+    parameter_name = "task"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        values = set(tasks.registered()) | {self.value()} - {None}
         return [(value, value) for value in sorted(values)]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        if self.value():
-            return queryset.filter(**{self.field: self.value()})
-        return queryset
-
-
-class QueueFilter(_ValueFilter):
-    title = "queue"
-    parameter_name = field = "queue"
-
-    def known(self) -> set[str]:
-        return {spec.queue for spec in tasks.registered().values()}
-
-
-class TaskFilter(_ValueFilter):
-    title = "task"
-    parameter_name = field = "task"
-
-    def known(self) -> set[str]:
-        return set(tasks.registered())
+        return queryset.filter(task=self.value()) if self.value() else queryset
 
 
 class _RangeDates:

@@ -58,17 +58,18 @@ def status_counts() -> list[StatusCount]:
 
 
 def queue_depths() -> list[dict[str, Any]]:
-    """Unfinished jobs per queue and status (the work waiting or running)."""
-    rows = (
-        Job.objects.filter(status__in=ACTIVE_STATUSES)
-        .order_by()
-        .values_list("queue", "status")
-        .annotate(n=Count("pk"))
-    )
+    """Unfinished jobs per queue: queued ones counted through the claim index."""
     depths: dict[str, dict[str, Any]] = {}
-    for queue, status, n in rows:
-        depths.setdefault(queue, {"queue": queue, Status.QUEUED: 0, Status.PROCESSING: 0})
-        depths[queue][status] = n
+    for status in ACTIVE_STATUSES:
+        rows = (
+            Job.objects.filter(status=status)
+            .order_by()
+            .values_list("queue")
+            .annotate(n=Count("*"))  # COUNT(*): answered from the index alone
+        )
+        for queue, n in rows:
+            depths.setdefault(queue, {"queue": queue, Status.QUEUED: 0, Status.PROCESSING: 0})
+            depths[queue][status] = n
     return [depths[queue] for queue in sorted(depths)]
 
 

@@ -94,6 +94,8 @@ class Job(models.Model):
             # The admin's filters and dashboard (throughput reads the last hour only).
             models.Index(fields=["queue", "-created_at"], name="jobs_queue_created_idx"),
             models.Index(fields=["task", "-created_at"], name="jobs_task_created_idx"),
+            # The dashboard's queue lag: the oldest due time among queued jobs.
+            models.Index(DUE_AT, name="jobs_queued_due_idx", condition=Q(status="queued")),
             models.Index(
                 fields=["finished_at"],
                 name="jobs_finished_idx",
