@@ -23,8 +23,8 @@ from django.utils.functional import cached_property
 from jobs import tasks
 from jobs.models import Job, Status
 
-# Below this estimate the exact count is cheap enough, and exact.
-EXACT_COUNT_BELOW = 10_000
+# Count at most this many rows exactly; past it, PostgreSQL's estimate stands in.
+EXACT_COUNT_BELOW = 1_000
 
 
 def estimate_count(queryset: QuerySet) -> int | None:
@@ -41,15 +41,27 @@ def estimate_count(queryset: QuerySet) -> int | None:
     return int(plan[0]["Plan"]["Plan Rows"])
 
 
+def count_or_estimate(queryset: QuerySet, cap: int) -> tuple[int, bool]:
+    """Count up to ``cap`` rows exactly; past it, use PostgreSQL's estimate. Say which.
+
+    The capped count reads at most ``cap`` rows, so a large result never costs a
+    full ``COUNT(*)``. Other databases count exactly.
+    """
+    queryset = queryset.order_by()
+    if connections[queryset.db].vendor != "postgresql":
+        return queryset.count(), False
+    capped = queryset[:cap].count()
+    if capped < cap:
+        return capped, False
+    return max(estimate_count(queryset) or 0, capped), True
+
+
 class EstimatedCountPaginator(Paginator):
-    """A paginator that counts exactly only when the planner expects few rows."""
+    """Count up to ``EXACT_COUNT_BELOW`` rows exactly; past it the estimate drives the pages."""
 
     @cached_property
     def count(self) -> int:
-        estimate = estimate_count(self.object_list)
-        if estimate is not None and estimate >= EXACT_COUNT_BELOW:
-            return estimate
-        return super().count
+        return count_or_estimate(self.object_list, EXACT_COUNT_BELOW)[0]
 
 
 class HasErrorFilter(admin.SimpleListFilter):

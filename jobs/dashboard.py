@@ -1,7 +1,7 @@
 """The queue dashboard: what an operator checks first, from cheap queries only.
 
-Counts of unfinished jobs are exact (few rows, read through the status index);
-counts of finished jobs, which grow without bound, are the planner's estimates on
+Counts are exact up to 10,000 jobs per status (a capped count);
+larger ones, which finished jobs soon reach, are the planner's estimates on
 PostgreSQL. Throughput reads only the last hour through the ``finished_at`` index.
 """
 
@@ -9,16 +9,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Min, QuerySet
+from django.db.models import Count, Min
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from jobs.admin_list import EXACT_COUNT_BELOW, estimate_count
+from jobs.admin_list import count_or_estimate
 from jobs.models import ACTIVE_STATUSES, DUE_AT, Job, Status, Worker
 
 MINUTES = 60
+EXACT_COUNT = 10_000  # status counts up to this are exact, larger ones estimated
 
 
 @dataclass
@@ -41,18 +42,10 @@ class Throughput:
         return sum(self.failed) / finished if finished else None
 
 
-def count(queryset: QuerySet) -> tuple[int, bool]:
-    """Count exactly when cheap, else return the planner's estimate; say which."""
-    estimate = estimate_count(queryset)
-    if estimate is not None and estimate >= EXACT_COUNT_BELOW:
-        return estimate, True
-    return queryset.count(), False
-
-
 def status_counts() -> list[StatusCount]:
     rows = []
     for status in Status:
-        n, estimated = count(Job.objects.filter(status=status))
+        n, estimated = count_or_estimate(Job.objects.filter(status=status), EXACT_COUNT)
         rows.append(StatusCount(status.value, n, estimated))
     return rows
 
