@@ -145,6 +145,7 @@ def pages() -> dict[str, str]:
         "changelist search by id": f"{changelist}?q={some_id}",
         "changelist search text (frequent)": f"{changelist}?q=customer-42",
         "changelist search text (no match)": f"{changelist}?q=no-such-text",
+        "search text (no match) in failed": f"{changelist}?q=no-such-text&status__exact=failed",
         "changelist queue=mail": f"{changelist}?queue=mail",
         "changelist has error": f"{changelist}?has_error=yes",
         "changelist page 100": f"{changelist}?p=100",

@@ -101,7 +101,7 @@ def live_workers(now: datetime) -> list[dict[str, Any]]:
     for job_id, worker_id, task in held.values_list("pk", "worker_id", "task"):
         running.setdefault(worker_id, []).append((job_id, task))
     return [
-        {"worker": w, "age": now - w.last_heartbeat_at, "jobs": running.get(w.id, [])}
+        {"worker": w, "beat": human(now - w.last_heartbeat_at), "jobs": running.get(w.id, [])}
         for w in workers
     ]
 

@@ -18,7 +18,7 @@ import pytest
 from django.utils import timezone
 
 from jobs import lifecycle
-from jobs.models import Job, Status
+from jobs.models import Job, Status, Worker
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -114,7 +114,8 @@ def finished_jobs(done: int, failed: int) -> None:
     now = timezone.now()
     rows = [
         Job(
-            task="echo",
+            task=("echo", "noop")[i % 2],
+            queue=("default", "mail", "media")[i % 3],
             status=Status.DONE if i < done else Status.FAILED,
             attempts=1,
             created_at=now,
@@ -173,6 +174,17 @@ def test_cancel_a_queued_job_by_bulk_action(page: Any) -> None:
 
 def test_dashboard_from_the_admin_index_shows_the_chart(page: Any) -> None:
     finished_jobs(done=50, failed=6)
+    lifecycle.enqueue(task="echo", queue="media")
+    (running,) = lifecycle.claim(worker_id="host-1-4242-1a2b3c")
+    now = timezone.now()
+    Worker.objects.create(
+        id="host-1-4242-1a2b3c",
+        hostname="host-1",
+        pid=4242,
+        queues=["media"],
+        started_at=now - timedelta(minutes=5),
+        last_heartbeat_at=now,
+    )
     lifecycle.enqueue(task="echo", queue="mail")
     page.goto("/admin/")
     page.get_by_role("link", name="Dashboard").click()
@@ -181,4 +193,6 @@ def test_dashboard_from_the_admin_index_shows_the_chart(page: Any) -> None:
     assert page.locator("svg.jobs-chart rect.bar-failed").count() > 0
     assert page.inner_text("#count-queued .value") == "1"
     assert "%" in page.inner_text("#failure-rate .value")
+    workers = page.inner_text("#workers")
+    assert "host-1-4242-1a2b3c" in workers and running.task in workers
     screenshot(page, "dashboard")
