@@ -18,6 +18,7 @@ import os
 import statistics
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -133,11 +134,18 @@ def measure(client: Any, url: str, repeat: int) -> dict[str, Any]:
 
 
 def pages() -> dict[str, str]:
+    from urllib.parse import urlencode
+
     from django.urls import reverse
+    from django.utils import timezone
 
     from jobs.models import Job, Status
 
     changelist = reverse("admin:jobs_job_changelist")
+    today = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    finished_today = urlencode(
+        {"finished_at__gte": str(today), "finished_at__lt": str(today + timedelta(days=1))}
+    )
     some_id = Job.objects.filter(status=Status.FAILED).values_list("pk", flat=True).first()
     return {
         "changelist (default)": changelist,
@@ -149,6 +157,11 @@ def pages() -> dict[str, str]:
         "changelist queue=mail": f"{changelist}?queue=mail",
         "changelist has error": f"{changelist}?has_error=yes",
         "changelist page 100": f"{changelist}?p=100",
+        "changelist finished today": f"{changelist}?{finished_today}",
+        "changelist created this month": (
+            f"{changelist}?created_at__year={today.year}&created_at__month={today.month}"
+        ),
+        "changelist sorted by priority": f"{changelist}?o=5",
         "job change page": reverse("admin:jobs_job_change", args=[some_id]),
         "dashboard": reverse("admin:jobs_dashboard"),
     }

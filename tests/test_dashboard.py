@@ -107,10 +107,22 @@ def test_date_hierarchy_offers_every_day_between_first_and_last(make_job):
     first, last = make_job(), make_job()
     start = timezone.now().replace(hour=12) - timedelta(days=3)
     Job.objects.filter(pk=first.pk).update(created_at=start)
-    days = admin_list._RangeDates(Job.objects.all()).datetimes("created_at", "day")
+    days = admin_list._RangeDates(Job.objects.all(), "created_at").datetimes("created_at", "day")
     assert [d.date() for d in days] == [(start + timedelta(days=i)).date() for i in range(4)]
-    assert len(admin_list._RangeDates(Job.objects.none()).datetimes("created_at", "month")) == 0
+    none = admin_list._RangeDates(Job.objects.none(), "created_at")
+    assert none.datetimes("created_at", "month") == []
     assert last
+
+
+def test_selected_period_is_an_index_friendly_range():
+    start, end = admin_list.selected_period(
+        {"created_at__year": "2026", "created_at__month": "12"}, "created_at"
+    )
+    assert (start.isoformat(), end.isoformat()) == (
+        "2026-12-01T00:00:00+00:00",
+        "2027-01-01T00:00:00+00:00",
+    )
+    assert admin_list.selected_period({"created_at__year": "x"}, "created_at") is None
 
 
 # -- the worker registry ---------------------------------------------------------------------
