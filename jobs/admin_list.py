@@ -58,9 +58,12 @@ def count_or_estimate(queryset: QuerySet, cap: int) -> tuple[int, bool]:
 class EstimatedCountPaginator(Paginator):
     """Count up to ``EXACT_COUNT_BELOW`` rows exactly; past it the estimate drives the pages."""
 
+    estimated = False
+
     @cached_property
     def count(self) -> int:
-        return count_or_estimate(self.object_list, EXACT_COUNT_BELOW)[0]
+        count, self.estimated = count_or_estimate(self.object_list, EXACT_COUNT_BELOW)
+        return count
 
 
 class HasErrorFilter(admin.SimpleListFilter):
