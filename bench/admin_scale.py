@@ -151,6 +151,7 @@ def pages() -> dict[str, str]:
         "changelist (default)": changelist,
         "changelist status=failed": f"{changelist}?status__exact=failed",
         "changelist search by id": f"{changelist}?q={some_id}",
+        "changelist search by id prefix": f"{changelist}?q={str(some_id)[:8]}",
         "changelist search text (frequent)": f"{changelist}?q=customer-42",
         "changelist search text (no match)": f"{changelist}?q=no-such-text",
         "search text (no match) in failed": f"{changelist}?q=no-such-text&status__exact=failed",

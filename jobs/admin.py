@@ -8,6 +8,7 @@ form error. The changelist is built to stay fast with millions of rows (see
 """
 
 import json
+import re
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -23,7 +24,6 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.timesince import timesince
 
 from jobs import dashboard, lifecycle
 from jobs.admin_forms import EDITABLE_FIELDS, JobAttemptInline, JobForm
@@ -31,8 +31,11 @@ from jobs.admin_list import EstimatedCountPaginator, HasErrorFilter, QueueFilter
 from jobs.exceptions import TransitionRefused
 from jobs.models import Job, Status, Worker
 
+# A whole job id, or its first 8 or more hex digits (the list shows the first 8).
+ID_PREFIX = re.compile(r"[0-9a-fA-F]{8}(-?[0-9a-fA-F]){0,24}")
 EVERYWHERE = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
 
+# The admin index gains a link to the dashboard (the template extends Django's own).
 admin.site.index_template = "admin/jobs_index.html"
 
 
@@ -45,12 +48,7 @@ def pre(text: str | None) -> str:
 
 
 def short(delta: timedelta | None) -> str:
-    if delta is None:
-        return "-"
-    seconds = delta.total_seconds()
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    return timesince(timezone.now() - delta, timezone.now())
+    return dashboard.human(delta) or "-"
 
 
 class JobAdmin(admin.ModelAdmin):
@@ -77,7 +75,7 @@ class JobAdmin(admin.ModelAdmin):
         HasErrorFilter,
     ]
     search_fields = ["id"]  # see get_search_results
-    search_help_text = "A job id (exact), or text in the payload or the error."
+    search_help_text = "A job id or its first 8+ characters, or text in the payload or error."
     date_hierarchy = "created_at"
     list_per_page = 50
     paginator = EstimatedCountPaginator
@@ -215,14 +213,14 @@ class JobAdmin(admin.ModelAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet, search_term: str
     ) -> tuple[QuerySet, bool]:
-        """Find an exact id through the primary key, else text in the payload or error."""
+        """Find a job by id or id prefix (a primary key range), else by payload or error text."""
         term = search_term.strip()
         if not term:
             return queryset, False
-        try:
-            return queryset.filter(pk=uuid.UUID(term)), False
-        except ValueError:
-            pass
+        if ID_PREFIX.fullmatch(term):
+            digits = term.replace("-", "").lower()
+            low, high = uuid.UUID(digits.ljust(32, "0")), uuid.UUID(digits.ljust(32, "f"))
+            return queryset.filter(pk__gte=low, pk__lte=high), False
         text = queryset.annotate(payload_text=Cast("payload", TextField()))
         return text.filter(Q(payload_text__icontains=term) | Q(error__icontains=term)), False
 

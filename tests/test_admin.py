@@ -70,6 +70,8 @@ def test_search_by_id_payload_and_error(admin_client, make_job):
         return {j.pk for j in admin_client.get(CHANGELIST, {"q": term}).context["cl"].result_list}
 
     assert found(str(needle.pk)) == {needle.pk}
+    assert found(str(needle.pk)[:8]) == {needle.pk}  # the short id the list shows
+    assert found(str(needle.pk)[:13].upper()) == {needle.pk}
     assert found("zebra-42") == {needle.pk}
     assert found("teapot") == {failed.pk}
     assert found("nothing-matches") == set()
