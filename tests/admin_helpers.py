@@ -26,10 +26,15 @@ def shown(response: Any) -> str:
     return response.content.decode()
 
 
-def act(client: Any, action: str, jobs: Iterable[Job], **extra: Any) -> tuple[list[str], Any]:
-    """Post a changelist action on ``jobs``; return the messages shown and the response."""
+def act(
+    client: Any, action: str, jobs: Iterable[Job], query: str = "", **extra: Any
+) -> tuple[list[str], Any]:
+    """Post a changelist action on ``jobs``; return the messages shown and the response.
+
+    ``query`` is the changelist's query string (its filters), as the page would send it.
+    """
     data = {"action": action, "_selected_action": [str(j.pk) for j in jobs], **extra}
-    response = client.post(CHANGELIST, data, follow=True)
+    response = client.post(f"{CHANGELIST}?{query}", data, follow=True)
     assert response.status_code == 200
     # Following the redirect renders (and so consumes) the messages.
     return [str(m) for m in get_messages(response.wsgi_request)], response

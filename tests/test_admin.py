@@ -209,14 +209,26 @@ def test_run_next_moves_a_queued_job_to_the_front(admin_client, make_job):
 
 
 def test_action_across_all_filtered_rows(admin_client, make_job):
-    for _ in range(3):
-        put_in(Status.FAILED, make_job)
-    make_job()
+    """'Select all' acts on every job the filters match, in one operation."""
+    failed = [put_in(Status.FAILED, make_job) for _ in range(3)]
+    put_in(Status.DONE, make_job)
+    queued = make_job()
     shown_messages, _ = act(
-        admin_client, "retry_jobs", Job.objects.all()[:1], select_across=1, status__exact="failed"
+        admin_client, "retry_jobs", failed[:1], query="status__exact=failed", select_across=1
     )
-    # select_across applies to the whole (unfiltered here) changelist queryset
-    assert shown_messages[0].startswith("3 jobs requeued. 1 skipped: 1 queued")
+    assert shown_messages == ["3 jobs requeued."]
+    assert Job.objects.filter(status=Status.QUEUED).count() == 4
+    shown_messages, _ = act(admin_client, "cancel_jobs", [queued], query="q=zzz", select_across=1)
+    assert shown_messages == ["0 jobs cancelled."]  # the search matched nothing
+
+
+def test_changelist_queries_do_not_grow_with_rows(
+    admin_client, make_job, django_assert_max_num_queries
+):
+    for _ in range(5):
+        one_of_each(make_job)
+    with django_assert_max_num_queries(12):
+        assert admin_client.get(CHANGELIST).status_code == 200
 
 
 @pytest.mark.parametrize("status", ALL)
