@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 
 from jobs import tasks
-from jobs.models import Job, Status
+from jobs.models import Job, Status, Worker
 
 # Count at most this many rows exactly; past it, PostgreSQL's estimate stands in.
 EXACT_COUNT_BELOW = 1_000
@@ -82,7 +82,7 @@ class HasErrorFilter(admin.SimpleListFilter):
 
 
 class QueueFilter(admin.SimpleListFilter):
-    """Queues of the registered tasks and of queued jobs (read from the claim index)."""
+    """Queues of the registered tasks, of workers and of queued jobs (from the claim index)."""
 
     title = "queue"
     parameter_name = "queue"
@@ -91,6 +91,8 @@ class QueueFilter(admin.SimpleListFilter):
         queued = Job.objects.filter(status=Status.QUEUED).order_by().values_list("queue")
         values = {spec.queue for spec in tasks.registered().values()}
         values |= {queue for (queue,) in queued.distinct()}
+        for queues in Worker.objects.values_list("queues", flat=True):
+            values.update(queues or [])
         return [(value, value) for value in sorted(values | {self.value()} - {None})]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:

@@ -118,14 +118,15 @@ def finished_jobs(done: int, failed: int) -> None:
             queue=("default", "mail", "media")[i % 3],
             status=Status.DONE if i < done else Status.FAILED,
             attempts=1,
-            created_at=now,
+            worker_id=f"host-{i % 2}-{4000 + i % 2}-5e1f0a",
             started_at=now - timedelta(minutes=i % 40, seconds=2),
             finished_at=now - timedelta(minutes=i % 40),
             error=None if i < done else "ValueError: bad input",
         )
         for i in range(done + failed)
     ]
-    Job.objects.bulk_create(rows)
+    for job in Job.objects.bulk_create(rows):  # created_at is auto_now_add: set it after
+        Job.objects.filter(pk=job.pk).update(created_at=job.started_at - timedelta(seconds=3))
 
 
 def test_filter_open_retry_and_see_it_done_through_a_worker(page: Any, processes: Any) -> None:
