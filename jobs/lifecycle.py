@@ -571,13 +571,13 @@ def delete_many(*, ids: Selection) -> BulkResult:
     with transaction.atomic():
         selected = _selected(ids)
         found = _by_status(selected)
-        doomed = list(
-            selected.select_for_update().exclude(status=PROCESSING).values_list("pk", flat=True)
-        )
-        Job.objects.filter(pk__in=doomed).delete()
+        doomed = selected.exclude(status=PROCESSING)
+        # Lock them first, so none is claimed between being chosen and deleted.
+        list(doomed.select_for_update().values_list("pk", flat=True))
+        deleted = doomed.delete()[1].get(Job._meta.label, 0)
     skipped = {PROCESSING: found[PROCESSING]} if found.get(PROCESSING) else {}
-    logger.info("transition=delete changed=%s skipped=%s", len(doomed), skipped)
-    return BulkResult(len(doomed), skipped)
+    logger.info("transition=delete changed=%s skipped=%s", deleted, skipped)
+    return BulkResult(deleted, skipped)
 
 
 # -- logging ------------------------------------------------------------------------------

@@ -86,3 +86,10 @@ def test_run_next_many_puts_jobs_at_the_front(make_job):
 def test_bulk_on_missing_ids_changes_nothing(make_job):
     assert lifecycle.cancel_many(ids=[uuid.uuid4()]) == lifecycle.BulkResult(0, {})
     assert lifecycle.retry_many(ids=[]) == lifecycle.BulkResult(0, {})
+
+
+def test_delete_many_takes_the_attempt_history_along(make_job):
+    failed = put_in(Status.FAILED, make_job)
+    assert JobAttempt.objects.filter(job=failed).exists()
+    assert lifecycle.delete_many(ids=Job.objects.all()) == lifecycle.BulkResult(1, {})
+    assert not JobAttempt.objects.exists()
