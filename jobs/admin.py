@@ -8,6 +8,7 @@ form error. The changelist is built to stay fast with millions of rows (see
 """
 
 import json
+import logging
 import re
 import uuid
 from datetime import timedelta
@@ -30,6 +31,8 @@ from jobs.admin_forms import EDITABLE_FIELDS, JobAttemptInline, JobForm
 from jobs.admin_list import EstimatedCountPaginator, HasErrorFilter, QueueFilter, TaskFilter
 from jobs.exceptions import TransitionRefused
 from jobs.models import Job, Status, Worker
+
+logger = logging.getLogger(__name__)
 
 # A whole job id, or its first 8 or more hex digits (the list shows the first 8).
 ID_PREFIX = re.compile(r"[0-9a-fA-F]{8}(-?[0-9a-fA-F]){0,24}")
@@ -252,6 +255,13 @@ class JobAdmin(admin.ModelAdmin):
             message += f" {total} skipped: {found} ({why})."
         level = messages.WARNING if result.skipped else messages.SUCCESS
         self.message_user(request, message, level)
+        logger.info(
+            "admin user=%s action=%s changed=%s skipped=%s",
+            request.user.get_username(),
+            done,
+            result.changed,
+            result.skipped,
+        )
 
     @admin.action(description="Retry / requeue", permissions=["change"], location=EVERYWHERE)
     def retry_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
