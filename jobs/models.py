@@ -91,6 +91,16 @@ class Job(models.Model):
             ),
             models.Index(fields=["status", "-created_at"], name="jobs_status_created_idx"),
             models.Index(fields=["-created_at"], name="jobs_created_idx"),
+            # The admin's filters and dashboard (throughput reads the last hour only).
+            models.Index(fields=["queue", "-created_at"], name="jobs_queue_created_idx"),
+            models.Index(fields=["task", "-created_at"], name="jobs_task_created_idx"),
+            # The dashboard's queue lag: the oldest due time among queued jobs.
+            models.Index(DUE_AT, name="jobs_queued_due_idx", condition=Q(status="queued")),
+            models.Index(
+                fields=["finished_at"],
+                name="jobs_finished_idx",
+                condition=Q(finished_at__isnull=False),
+            ),
         ]
         constraints = [
             models.CheckConstraint(
