@@ -183,8 +183,8 @@ def claim(
     """Claim up to ``limit`` due jobs for ``worker_id``, in claim order.
 
     One statement selects the due jobs in claim order and marks them processing:
-    ``UPDATE ... WHERE id IN (SELECT ... LIMIT n [FOR UPDATE SKIP LOCKED])
-    RETURNING ...``. On PostgreSQL rows another transaction has locked are
+    ``WITH due AS MATERIALIZED (SELECT ... LIMIT n [FOR UPDATE SKIP LOCKED])
+    UPDATE ... WHERE id IN (SELECT * FROM due) RETURNING ...``. On PostgreSQL rows another transaction has locked are
     skipped, never waited on; SQLite serialises writers (the project's SQLite
     settings open write transactions with BEGIN IMMEDIATE and a busy timeout).
     """
@@ -199,15 +199,18 @@ def claim(
         due_sql, due_params = due.query.sql_with_params()
         # Only identifiers from the model and ORM-compiled SQL go into the text; values
         # are parameters.
+        # A materialised CTE selects (and locks) the rows once: a plain IN (subquery)
+        # may be re-run by the planner and claim more than ``limit`` rows.
         sql = (
-            f"UPDATE {Job._meta.db_table} SET status = %s, worker_id = %s, "  # noqa: S608
+            f"WITH due AS MATERIALIZED ({due_sql}) "  # noqa: S608
+            f"UPDATE {Job._meta.db_table} SET status = %s, worker_id = %s, "
             "lease_expires_at = %s, attempts = attempts + 1, started_at = %s, "
             "finished_at = NULL, updated_at = %s "
-            f"WHERE status = %s AND id IN ({due_sql}) "
+            "WHERE status = %s AND id IN (SELECT * FROM due) "
             f"RETURNING {', '.join(connection.ops.quote_name(f.column) for f in fields)}"
         )
         params = [PROCESSING, worker_id, adapt(lease), adapt(now), adapt(now), QUEUED]
-        cursor.execute(sql, [*params, *due_params])
+        cursor.execute(sql, [*due_params, *params])
         rows = cursor.fetchall()
     claimed = [_from_row(fields, row) for row in rows]
     # RETURNING keeps no order: restore the claim order.
