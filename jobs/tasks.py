@@ -97,3 +97,11 @@ def noop(payload: Any) -> None:
 def echo(payload: Any) -> Any:
     """Return the payload unchanged."""
     return payload
+
+
+@register("jobs.purge", max_attempts=1)
+def purge(payload: Any) -> dict[str, int]:
+    """Delete finished jobs past their retention age (the built-in ``jobs.purge`` schedule)."""
+    from jobs import retention
+
+    return retention.purge()

@@ -31,7 +31,7 @@ from typing import Any
 
 from django.db import close_old_connections, connection
 
-from jobs import lifecycle, runner
+from jobs import lifecycle, runner, schedules
 from jobs.conf import conf
 from jobs.models import Job
 
@@ -115,6 +115,7 @@ class Worker:
         """Claim one batch and run it; return how many jobs ran."""
         close_old_connections()
         self._maybe_recover()
+        self._tick_schedules()
         limit = self.batch
         if self.max_jobs is not None:
             limit = min(limit, self.max_jobs - self.processed)
@@ -158,6 +159,14 @@ class Worker:
         recovered = lifecycle.recover()
         if recovered:
             logger.warning("worker=%s recovered=%s expired leases", self.worker_id, recovered)
+
+    def _tick_schedules(self) -> None:
+        """Fire due schedules (rate-limited inside); a failure is logged, never fatal."""
+        try:
+            schedules.tick()
+        except Exception:
+            logger.exception("worker=%s schedule tick failed", self.worker_id)
+            close_old_connections()
 
     def _heartbeat_loop(self) -> None:
         interval = max(conf.LEASE_SECONDS / 3, 0.05)

@@ -1,10 +1,11 @@
 from rest_framework.routers import DefaultRouter
 
-from jobs.api.views import JobViewSet
+from jobs.api.views import JobViewSet, ScheduleViewSet
 
 router = DefaultRouter()
 # Accept every path with and without its trailing slash (the prototype had none).
 router.trailing_slash = "/?"
 router.register("jobs", JobViewSet, basename="job")
+router.register("schedules", ScheduleViewSet, basename="schedule")
 
 urlpatterns = router.urls

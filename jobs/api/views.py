@@ -11,11 +11,16 @@ from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from jobs import lifecycle, runner
+from jobs import lifecycle, runner, schedules
 from jobs.api.filters import JobFilter
-from jobs.api.serializers import JobDetailSerializer, JobSerializer, JobStatusSerializer
+from jobs.api.serializers import (
+    JobDetailSerializer,
+    JobSerializer,
+    JobStatusSerializer,
+    ScheduleSerializer,
+)
 from jobs.exceptions import TransitionRefused, UnknownTask
-from jobs.models import Job
+from jobs.models import Job, Schedule
 
 
 class Conflict(APIException):
@@ -116,6 +121,27 @@ class JobViewSet(
         except TransitionRefused as refused:
             raise _conflict(refused) from None
         return Response(JobSerializer(job).data)
+
+
+class ScheduleViewSet(viewsets.ModelViewSet):
+    """Create, list, change and delete recurring jobs; run one now."""
+
+    queryset = Schedule.objects.all()
+    serializer_class = ScheduleSerializer
+    filterset_fields = ["enabled", "task", "queue"]
+    ordering_fields = ["name", "next_fire_at", "last_fire_at", "created_at"]
+    ordering = ["name"]
+
+    @extend_schema(request=None, responses={201: JobSerializer})
+    @action(detail=True, methods=["post"])
+    def run(self, request: Request, pk: str | None = None) -> Response:
+        """Queue a job from this schedule now, outside its timetable (201, the job)."""
+        schedule = self.get_object()
+        try:
+            job = schedules.run_now(schedule_id=schedule.pk)
+        except UnknownTask as exc:
+            raise Conflict(str(exc)) from None
+        return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
 def health(request: HttpRequest) -> JsonResponse:
