@@ -41,10 +41,11 @@ def start(processes, n=3):
 
 
 def stop(workers):
+    """SIGTERM every worker and wait for it (one still starting up dies of the signal)."""
     for proc in workers:
         proc.send_signal(signal.SIGTERM)
     for proc in workers:
-        assert proc.wait(timeout=20) == 0
+        assert proc.wait(timeout=20) in (0, -signal.SIGTERM)
 
 
 def fire_times(schedule, **filters):
@@ -99,11 +100,12 @@ def test_restarted_workers_do_not_replay_missed_fire_times(processes, tmp_path):
 
     missed = fire_times(second, fire_at__gt=last_before, fire_at__lte=restarted_at)
     assert len(missed) <= 1  # at most the latest missed second, never all four or more
-    # Fire times up to the restart; a minute boundary may pass after it.
-    minute_missed = fire_times(minute, fire_at__lte=restarted_at)
-    assert len(minute_missed) == 1
-    assert minute_missed[0] > restarted_at - timedelta(minutes=1)
+    # One job for the latest of the 180 missed minutes (two if a minute boundary
+    # passed while the workers ran), none for the older ones.
+    assert 1 <= len(fire_times(minute)) <= 2
+    assert not fire_times(minute, fire_at__lt=restarted_at - timedelta(minutes=1))
     # Replays, but only JOBS_SCHEDULE_CATCH_UP_MAX of the 180 missed minutes.
-    assert len(fire_times(replay, fire_at__lte=restarted_at)) == 20
+    assert 20 <= len(fire_times(replay)) <= 21
+    assert not fire_times(replay, fire_at__lt=restarted_at - timedelta(minutes=21))
     for schedule in (second, minute, replay):
         assert_one_job_per_fire_time(schedule)
