@@ -1,13 +1,14 @@
 """Purge 1,000,000 finished jobs on PostgreSQL while workers keep draining new ones.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/jobqueue_bench \\
-        .venv/bin/python -m bench.purge [--rows 1000000] [--workers 2] [--rate 100]
+        .venv/bin/python -m bench.purge [--rows 1000000] [--workers 2] [--rate 40]
 
 Fills the database's job table with ``--rows`` old finished jobs (10% failed with
 one archived attempt each), starts ``--workers`` ``runworker`` processes, feeds
-them ``--rate`` noop jobs a second, measures their latency for a few seconds,
-then runs ``retention.purge()`` and keeps measuring. Prints JSON: purge time and
-rate, the slowest single batch, and job latency before and during the purge.
+them ``--rate`` noop jobs a second (well within what they drain), measures their
+latency for a few seconds, then runs ``retention.purge()`` and keeps measuring.
+Prints JSON: purge time and rate, the slowest single batch, and job throughput
+and latency before and during the purge.
 Destroys the jobs in that database: point it at a scratch one.
 """
 
@@ -102,6 +103,7 @@ def latency(since: Any, until: Any) -> dict[str, float]:
         return {"jobs": 0}
     return {
         "jobs": len(waits),
+        "jobs_per_s": round(len(waits) / (until - since).total_seconds(), 1),
         "p50_s": round(statistics.median(waits), 3),
         "p99_s": round(waits[int(len(waits) * 0.99) - 1], 3),
         "max_s": round(waits[-1], 3),
@@ -112,7 +114,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--rate", type=int, default=100)
+    parser.add_argument("--rate", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=1000)
     args = parser.parse_args()
     if connection.vendor != "postgresql":

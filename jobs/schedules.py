@@ -26,7 +26,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
-from django.db import IntegrityError, transaction
+from django.core.exceptions import ValidationError
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -108,8 +109,16 @@ def tick(now: datetime | None = None) -> int:
         _last_tick = clock
         ensure_builtin_schedules()
     now = now or timezone.now()
-    due = Schedule.objects.filter(enabled=True, next_fire_at__lte=now).order_by("next_fire_at")
-    return sum(fire(schedule, now=now) for schedule in due)
+    created = 0
+    for schedule in Schedule.objects.filter(enabled=True, next_fire_at__lte=now).order_by(
+        "next_fire_at"
+    ):
+        try:
+            created += fire(schedule, now=now)
+        except DatabaseError:
+            # One schedule's trouble must not hold up the others; it is retried next tick.
+            logger.exception("schedule=%s fire failed", schedule.name)
+    return created
 
 
 def fire(schedule: Schedule, *, now: datetime) -> int:
@@ -184,11 +193,13 @@ def ensure_builtin_schedules() -> None:
     cron = conf.PURGE_CRON
     if cron.strip().lower() != "off" and not Schedule.objects.filter(name=PURGE_SCHEDULE).exists():
         schedule = Schedule(name=PURGE_SCHEDULE, cron=cron, task="jobs.purge")
-        schedule.full_clean()
-        reschedule(schedule)
         try:
+            schedule.full_clean(validate_unique=False)
+            reschedule(schedule)
             with transaction.atomic():
                 schedule.save(force_insert=True)
+        except ValidationError as exc:
+            logger.error("JOBS_PURGE_CRON=%r is invalid, no purge schedule: %s", cron, exc)
         except IntegrityError:
             pass  # another process created it first
     _builtins_ready = True

@@ -184,3 +184,32 @@ def test_the_builtin_purge_schedule_is_created_once(settings, monkeypatch):
     purge = Schedule.objects.get(name=schedules.PURGE_SCHEDULE)
     assert (purge.task, purge.cron, purge.enabled) == ("jobs.purge", "*/5 * * * *", True)
     assert purge.next_fire_at is not None
+
+
+def test_the_worker_fires_due_schedules_and_survives_a_failing_tick(
+    transactional_db, monkeypatch, caplog
+):
+    from jobs.worker import Worker
+
+    monkeypatch.setattr(schedules, "_last_tick", float("-inf"))
+    monkeypatch.setattr(schedules, "_builtins_ready", True)
+    schedule = make_schedule()
+    worker = Worker(burst=True, install_signal_handlers=False, worker_id="w-sched")
+    assert worker.run() == 1  # the job the schedule created, run at once
+    assert ScheduleFire.objects.get(schedule=schedule).job.status == "done"
+
+    def broken(now=None):
+        raise RuntimeError("database on fire")
+
+    monkeypatch.setattr(schedules, "tick", broken)
+    lifecycle.enqueue(task="echo")
+    assert Worker(burst=True, install_signal_handlers=False).run() == 1
+    assert "schedule tick failed" in caplog.text
+
+
+def test_an_invalid_purge_cron_is_logged_and_creates_nothing(settings, monkeypatch, caplog):
+    settings.JOBS_PURGE_CRON = "every hour"
+    monkeypatch.setattr(schedules, "_builtins_ready", False)
+    schedules.ensure_builtin_schedules()
+    assert not Schedule.objects.exists()
+    assert "JOBS_PURGE_CRON" in caplog.text

@@ -45,6 +45,7 @@ def test_update_restarts_the_timetable_and_disabling_clears_it(api):
     assert response.status_code == 200, response.content
     schedule.refresh_from_db()
     assert schedule.cron == "*/5 * * * *" and schedule.next_fire_at.minute % 5 == 0
+    assert schedule.payload == {"k": 1}
     response = api.patch(f"/api/schedules/{schedule.pk}", {"enabled": False}, format="json")
     assert response.json()["next_fire_at"] is None
 
