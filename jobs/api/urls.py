@@ -1,6 +1,6 @@
 from rest_framework.routers import DefaultRouter
 
-from jobs.api.views import JobViewSet, TaskViewSet, WorkerViewSet
+from jobs.api.views import JobViewSet, ScheduleViewSet, TaskViewSet, WorkerViewSet
 
 router = DefaultRouter()
 # Accept every path with and without its trailing slash (the prototype had none).
@@ -8,5 +8,6 @@ router.trailing_slash = "/?"
 router.register("jobs", JobViewSet, basename="job")
 router.register("tasks", TaskViewSet, basename="task")
 router.register("workers", WorkerViewSet, basename="worker")
+router.register("schedules", ScheduleViewSet, basename="schedule")
 
 urlpatterns = router.urls

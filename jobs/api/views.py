@@ -11,17 +11,18 @@ from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from jobs import lifecycle, runner, tasks
+from jobs import lifecycle, runner, schedules, tasks
 from jobs.api.filters import JobFilter
 from jobs.api.serializers import (
     JobDetailSerializer,
     JobSerializer,
     JobStatusSerializer,
+    ScheduleSerializer,
     TaskSerializer,
     WorkerSerializer,
 )
 from jobs.exceptions import TransitionRefused, UnknownTask
-from jobs.models import Job, Worker
+from jobs.models import Job, Schedule, Worker
 
 
 class Conflict(APIException):
@@ -150,6 +151,27 @@ class WorkerViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = WorkerSerializer
     pagination_class = None
     filter_backends: list = []
+
+
+class ScheduleViewSet(viewsets.ModelViewSet):
+    """Create, list, change and delete recurring jobs; run one now."""
+
+    queryset = Schedule.objects.all()
+    serializer_class = ScheduleSerializer
+    filterset_fields = ["enabled", "task", "queue"]
+    ordering_fields = ["name", "next_fire_at", "last_fire_at", "created_at"]
+    ordering = ["name"]
+
+    @extend_schema(request=None, responses={201: JobSerializer})
+    @action(detail=True, methods=["post"])
+    def run(self, request: Request, pk: str | None = None) -> Response:
+        """Queue a job from this schedule now, outside its timetable (201, the job)."""
+        schedule = self.get_object()
+        try:
+            job = schedules.run_now(schedule_id=schedule.pk)
+        except UnknownTask as exc:
+            raise Conflict(str(exc)) from None
+        return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
 def health(request: HttpRequest) -> JsonResponse:
