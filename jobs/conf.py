@@ -48,6 +48,11 @@ class _Conf:
         return _get("JOBS_BATCH_SIZE", 1, int)
 
     @property
+    def MAX_BULK(self) -> int:
+        """Most jobs one bulk create (a JSON array to ``POST /api/jobs``) may carry."""
+        return _get("JOBS_MAX_BULK", 1000, int)
+
+    @property
     def TIMEOUT(self) -> float:
         """Default seconds a job may run before its executor is killed."""
         return _get("JOBS_TIMEOUT", 600.0, float)

@@ -21,6 +21,7 @@ from jobs.api.serializers import (
     TaskSerializer,
     WorkerSerializer,
 )
+from jobs.conf import conf
 from jobs.exceptions import TransitionRefused, UnknownTask
 from jobs.models import Job, Schedule, Worker
 
@@ -66,7 +67,12 @@ class JobViewSet(
 
     @extend_schema(responses={201: JobSerializer, 200: JobSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        """Queue a job; for a known unfinished ``idempotency_key``, return that job (200)."""
+        """Queue a job; for a known unfinished ``idempotency_key``, return that job (200).
+
+        A JSON array of jobs queues them all in one INSERT (201, the array).
+        """
+        if isinstance(request.data, list):
+            return self._create_many(request.data)
         serializer = JobSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
@@ -79,6 +85,16 @@ class JobViewSet(
             JobSerializer(job).data,
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
+
+    def _create_many(self, items: list[Any]) -> Response:
+        if not 1 <= len(items) <= conf.MAX_BULK:
+            raise ValidationError({"detail": f"send between 1 and {conf.MAX_BULK} jobs at once"})
+        serializer = JobSerializer(data=items, many=True)
+        serializer.is_valid(raise_exception=True)
+        if any(spec.get("idempotency_key") for spec in serializer.validated_data):
+            raise ValidationError({"idempotency_key": ["not supported in a bulk create"]})
+        jobs = lifecycle.enqueue_many(serializer.validated_data)
+        return Response(JobSerializer(jobs, many=True).data, status=status.HTTP_201_CREATED)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Delete a job and answer with it, as it was."""
