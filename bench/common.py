@@ -1,16 +1,31 @@
-"""Helpers shared by the benchmarks: fresh databases, worker processes, outcome checks."""
+"""Helpers shared by the benchmarks: fresh databases, worker processes, outcome checks.
+
+Every measurement runs in a process of its own (``python -m bench.<module> ...``),
+pointed at a fresh, migrated database. Databases are cheap to make: the first
+one of a kind is migrated once into a template (a PostgreSQL template database,
+an SQLite file) and every later one is a copy of it.
+
+Environment: ``BENCH_PG_URL`` (an admin connection, default the local
+``postgres`` database), ``BENCH_DB_PREFIX`` (names of the PostgreSQL databases,
+default ``bench_``), ``BENCH_SQLITE_DIR`` (where the SQLite files go, default
+the temp directory).
+"""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+PREFIX = os.environ.get("BENCH_DB_PREFIX", "bench_")
+SQLITE_DIR = Path(os.environ.get("BENCH_SQLITE_DIR", tempfile.gettempdir()))
 
 
 def emit(record: dict[str, Any]) -> dict[str, Any]:
@@ -19,22 +34,73 @@ def emit(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+def _sqlite_path(name: str) -> Path:
+    return SQLITE_DIR / f"{PREFIX}{name}.sqlite3"
+
+
+def _drop_sqlite(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def _pg_url(name: str) -> str:
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{PREFIX}{name}"
+
+
+def _template(kind: str) -> str:
+    """Return the URL of a migrated template database, migrating it on first use."""
+    if kind == "sqlite":
+        path = _sqlite_path("template")
+        if not path.exists():
+            SQLITE_DIR.mkdir(parents=True, exist_ok=True)
+            manage("migrate", "--noinput", "-v0", url=f"sqlite:///{path}").check_returncode()
+        return f"sqlite:///{path}"
+    import psycopg
+
+    name = f"{PREFIX}template"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            return _pg_url("template")
+        conn.execute(f'CREATE DATABASE "{name}"')
+    manage("migrate", "--noinput", "-v0", url=_pg_url("template")).check_returncode()
+    return _pg_url("template")
+
+
+def drop_templates() -> None:
+    """Forget the templates, so the next database is migrated afresh (after code changes)."""
+    import psycopg
+
+    _drop_sqlite(_sqlite_path("template"))
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{PREFIX}template" WITH (FORCE)')
+
+
 def database_url(kind: str, name: str) -> str:
     """Create an empty, migrated database of ``kind`` ('sqlite' or 'postgres'); return its URL."""
+    template = _template(kind)
     if kind == "sqlite":
-        path = Path(tempfile.gettempdir()) / f"jobqueue-bench-{name}.sqlite3"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-        url = f"sqlite:///{path}"
-    else:
-        import psycopg
+        path = _sqlite_path(name)
+        _drop_sqlite(path)
+        shutil.copyfile(template.removeprefix("sqlite:///"), path)
+        return f"sqlite:///{path}"
+    import psycopg
 
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "bench_{name}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "bench_{name}"')
-        url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/bench_{name}"
-    manage("migrate", "--noinput", "-v0", url=url).check_returncode()
-    return url
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{PREFIX}{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{PREFIX}{name}" TEMPLATE "{PREFIX}template"')
+    return _pg_url(name)
+
+
+def drop_database(url: str) -> None:
+    """Remove a benchmark database made by ``database_url``."""
+    if url.startswith("sqlite:///"):
+        _drop_sqlite(Path(url.removeprefix("sqlite:///")))
+        return
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def env_for(url: str, **extra: str) -> dict[str, str]:
@@ -42,6 +108,7 @@ def env_for(url: str, **extra: str) -> dict[str, str]:
         **os.environ,
         "DATABASE_URL": url,
         "JOBS_LOG_LEVEL": "WARNING",
+        "JOBS_PURGE_CRON": "off",
         "DJANGO_SETTINGS_MODULE": "jobqueue.settings",
         **extra,
     }
@@ -68,3 +135,33 @@ def wait_all(procs: list[subprocess.Popen], timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     for proc in procs:
         proc.wait(timeout=max(1, deadline - time.monotonic()))
+        if proc.returncode != 0:
+            raise SystemExit(f"worker exited with {proc.returncode}")
+
+
+def stop_workers(procs: list[subprocess.Popen], timeout: float = 30) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_for(check: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
+    """Call ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(interval)
+    raise SystemExit(f"timed out after {timeout} s waiting for {check.__name__}")
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The nearest-rank percentile of ``values`` (0 < fraction <= 1)."""
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, round(fraction * len(ordered)) - 1))]

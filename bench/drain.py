@@ -1,53 +1,62 @@
-"""Drain throughput: N worker processes run pre-enqueued no-op jobs; jobs per second."""
+"""Drain throughput: W worker processes run pre-enqueued no-op jobs.
 
-import sys
+    python -m bench.drain sqlite|postgres [--workers 1] [--jobs 5000] [--batch 100]
+        [--concurrency 1]
+
+Prints one JSON line: the wall-clock rate (worker start to last exit, process
+start-up included) and the drain rate from the database's own timestamps
+(first ``started_at`` to last ``finished_at``).
+"""
+
+import argparse
 import time
 
-from bench.common import database_url, emit, start_workers, wait_all
+from bench.common import database_url, drop_database, emit, start_workers, wait_all
 from bench.django_env import setup
 
 
-def enqueue_noops(count: int) -> None:
-    from jobs import lifecycle
-
-    for start in range(0, count, 5000):
-        lifecycle.enqueue_many([{"task": "noop"} for _ in range(min(5000, count - start))])
-
-
-def check_outcome(count: int) -> dict[str, int]:
-    """Every job done exactly once: all rows done, one attempt each, nothing processing."""
-    from django.db.models import Count
-
-    from jobs.models import Job
-
-    by_status = dict(Job.objects.values_list("status").annotate(n=Count("pk")))
-    attempts = dict(Job.objects.values_list("attempts").annotate(n=Count("pk")))
-    ok = by_status == {"done": count} and attempts == {1: count}
-    if not ok:
-        raise SystemExit(f"drain check failed: statuses={by_status} attempts={attempts}")
-    return by_status
-
-
-def run(kind: str, workers: int, count: int = 5000, batch: int = 100, **extra: str) -> dict:
-    url = database_url(kind, f"drain_{workers}")
+def run(kind: str, workers: int, jobs: int, batch: int, concurrency: int) -> dict:
+    url = database_url(kind, f"drain_{workers}_{concurrency}")
     setup(url)
-    enqueue_noops(count)
+    from bench.outcome import check_outcome, drain_window, enqueue_noops
+
+    enqueue_noops(jobs)
+    args = ["--once", "--batch", str(batch), "--concurrency", str(concurrency)]
     started = time.perf_counter()
-    procs = start_workers(workers, url, "--once", "--batch", str(batch), **extra)
-    wait_all(procs)
+    wait_all(start_workers(workers, url, *args))
     elapsed = time.perf_counter() - started
-    check_outcome(count)
+    check_outcome(jobs)
+    window, _ = drain_window()
+    from django.db import connection
+
+    connection.close()
+    drop_database(url)
     return emit(
         {
             "bench": "drain",
             "db": kind,
             "workers": workers,
-            "jobs": count,
-            "seconds": round(elapsed, 3),
-            "jobs_per_s": round(count / elapsed),
+            "concurrency": concurrency,
+            "batch": batch,
+            "jobs": jobs,
+            "wall_s": round(elapsed, 3),
+            "wall_jobs_per_s": round(jobs / elapsed),
+            "drain_s": round(window, 3),
+            "drain_jobs_per_s": round(jobs / window),
         }
     )
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("db", choices=["sqlite", "postgres"])
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--jobs", type=int, default=5000)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=1)
+    args = parser.parse_args()
+    run(args.db, args.workers, args.jobs, args.batch, args.concurrency)
+
+
 if __name__ == "__main__":
-    run(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 5000)
+    main()

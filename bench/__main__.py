@@ -1,0 +1,92 @@
+"""Run the benchmarks: ``python -m bench [GROUP ...] [--db sqlite|postgres] [--output PATH]``.
+
+Groups: drain, latency, enqueue, scale, memory (default: all). Each measurement
+runs in a process of its own against a fresh database and prints one JSON line;
+this runner echoes them. A full run (every group, both databases) writes
+docs/benchmarks.md; a partial one writes only with ``--output``.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import report
+from bench.common import ROOT, drop_templates, emit
+
+DRAINS = [(1, 1), (2, 1), (4, 1), (1, 2)]  # (worker processes, concurrency)
+
+
+def plan(groups: list[str], dbs: list[str]) -> list[list[str]]:
+    """The measurements to run, as ``python -m`` argument lists, in order."""
+    steps: list[list[str]] = []
+    for db in dbs:
+        if "drain" in groups:
+            for workers, concurrency in DRAINS:
+                steps.append(
+                    [
+                        "bench.drain",
+                        db,
+                        "--workers",
+                        str(workers),
+                        "--concurrency",
+                        str(concurrency),
+                    ]
+                )
+    for group, module in [("latency", "bench.latency"), ("enqueue", "bench.enqueue")]:
+        steps += [[module, db] for db in dbs if group in groups]
+    if "scale" in groups:
+        steps += [["bench.scale", db] for db in ("postgres", "sqlite") if db in dbs]
+    if "memory" in groups:
+        steps.append(["bench.memory", "sqlite" if "sqlite" in dbs else dbs[0]])
+    return steps
+
+
+def run_step(args: list[str]) -> list[dict[str, Any]]:
+    """Run one measurement process; echo and return its JSON lines."""
+    proc = subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, stdout=subprocess.PIPE, text=True, check=False
+    )
+    records = []
+    for line in proc.stdout.splitlines():
+        if line.startswith("{"):
+            records.append(emit(json.loads(line)))
+        else:
+            print(line, file=sys.stderr)
+    if proc.returncode != 0:
+        records.append(emit({"bench": "error", "step": " ".join(args), "rc": proc.returncode}))
+    return records
+
+
+def main() -> None:
+    groups = ["drain", "latency", "enqueue", "scale", "memory"]
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("groups", nargs="*", help=f"any of {', '.join(groups)} (default: all)")
+    parser.add_argument("--db", choices=["sqlite", "postgres"], action="append")
+    parser.add_argument("--output", type=Path, help="write the markdown report here")
+    args = parser.parse_args()
+    if unknown := set(args.groups) - set(groups):
+        parser.error(f"unknown group(s): {', '.join(sorted(unknown))}")
+    args.groups = args.groups or groups
+    dbs = args.db or ["sqlite", "postgres"]
+    machine = emit(report.machine())
+    drop_templates()  # migrate afresh: the code may have new migrations
+    started = time.monotonic()
+    records = [record for step in plan(args.groups, dbs) for record in run_step(step)]
+    emit({"bench": "total", "seconds": round(time.monotonic() - started, 1)})
+    drop_templates()
+    output = args.output
+    if output is None and set(args.groups) == set(groups) and len(dbs) == 2:
+        output = ROOT / "docs" / "benchmarks.md"
+    if output is not None:
+        output.write_text(report.markdown(machine, records, time.monotonic() - started))
+        print(f"wrote {output}", file=sys.stderr)
+    if any(record["bench"] == "error" for record in records):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

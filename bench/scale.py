@@ -1,0 +1,107 @@
+"""Claim scale: drain rate with 1,000,000 finished jobs in the table vs an empty table.
+
+    python -m bench.scale sqlite|postgres [--rows 1000000] [--jobs 5000]
+
+On one fresh database: drain ``--jobs`` noop jobs with one worker (``--once
+--batch 100``) on the empty table (best of two), then load ``--rows`` done jobs with one
+``INSERT ... SELECT`` (``generate_series`` on PostgreSQL, a recursive CTE on
+SQLite), ``ANALYZE``, and drain ``--jobs`` new ones again (best of two). Prints one JSON line
+with both drain rates (database timestamps) and their ratio.
+"""
+
+import argparse
+import time
+
+from bench.common import database_url, drop_database, emit, start_workers, wait_all
+from bench.django_env import setup
+
+COLUMNS = """id, task, payload, status, queue, priority, run_after, attempts, max_attempts,
+    timeout, idempotency_key, result, error, traceback, created_at, updated_at, started_at,
+    finished_at, worker_id, lease_expires_at, progress, progress_message"""
+
+PG_LOAD = f"""
+INSERT INTO jobs_job ({COLUMNS})
+SELECT gen_random_uuid(), 'noop', NULL, 'done', 'default', 0, NULL, 1, 3,
+       NULL, NULL, 'null'::jsonb, NULL, NULL, t, t, t, t + interval '1 millisecond',
+       'preload', NULL, NULL, ''
+FROM generate_series(1, %s) AS i
+CROSS JOIN LATERAL (SELECT now() - interval '2 days' + i * interval '100 microseconds' AS t) c
+"""
+
+SQLITE_LOAD = f"""
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < %s)
+INSERT INTO jobs_job ({COLUMNS})
+SELECT lower(hex(randomblob(16))), 'noop', NULL, 'done', 'default', 0, NULL, 1, 3,
+       NULL, NULL, 'null', NULL, NULL, t, t, t, t, 'preload', NULL, NULL, ''
+FROM (SELECT i, strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now', '-2 days',
+                         '+' || (i / 10000.0) || ' seconds') AS t FROM n)
+"""
+
+
+def drain(url: str, jobs: int) -> float:
+    """Queue ``jobs`` noops, drain them with one worker; return the DB-timestamp rate."""
+    from django.utils import timezone
+
+    from bench.outcome import check_outcome, drain_window, enqueue_noops
+
+    mark = timezone.now()
+    enqueue_noops(jobs)
+    wait_all(start_workers(1, url, "--once", "--batch", "100"))
+    check_outcome(jobs, created_at__gte=mark)
+    window, _ = drain_window(created_at__gte=mark)
+    return jobs / window
+
+
+def load(rows: int) -> float:
+    """Insert ``rows`` done jobs in one statement and analyze; return the seconds it took."""
+    from django.db import connection
+
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        sql = PG_LOAD if connection.vendor == "postgresql" else SQLITE_LOAD
+        cursor.execute(sql, [rows])
+        cursor.execute("ANALYZE" if connection.vendor == "sqlite" else "ANALYZE jobs_job")
+    return time.perf_counter() - started
+
+
+def run(kind: str, rows: int, jobs: int) -> dict:
+    url = database_url(kind, "scale")
+    setup(url)
+    from django.db import connection
+
+    from jobs.models import Job
+
+    # Best of two each: the machine is shared, and noise is larger than the effect.
+    empty = max(drain(url, jobs) for _ in range(2))
+    load_s = load(rows)
+    full = max(drain(url, jobs) for _ in range(2))
+    preloaded = Job.objects.filter(worker_id="preload", status="done").count()
+    if preloaded != rows:
+        raise SystemExit(f"expected {rows} preloaded done jobs, found {preloaded}")
+    connection.close()
+    drop_database(url)
+    return emit(
+        {
+            "bench": "scale",
+            "db": kind,
+            "finished_rows": rows,
+            "jobs": jobs,
+            "load_s": round(load_s, 1),
+            "empty_drain_jobs_per_s": round(empty),
+            "full_drain_jobs_per_s": round(full),
+            "ratio": round(full / empty, 3),
+        }
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("db", choices=["sqlite", "postgres"])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--jobs", type=int, default=5000)
+    args = parser.parse_args()
+    run(args.db, args.rows, args.jobs)
+
+
+if __name__ == "__main__":
+    main()
