@@ -61,13 +61,30 @@ def run_step(args: list[str]) -> list[dict[str, Any]]:
     return records
 
 
+def rerender(log: Path, output: Path) -> None:
+    """Write the report again from a run's JSON lines (e.g. after editing bench/NOTES.md)."""
+    lines = [line for line in log.read_text().splitlines() if line.startswith("{")]
+    records = [json.loads(line) for line in lines]
+    machine = next(r for r in records if r["bench"] == "machine")
+    total = next(r["seconds"] for r in records if r["bench"] == "total")
+    measured = [r for r in records if r["bench"] not in ("machine", "total")]
+    output.write_text(report.markdown(machine, measured, total))
+    print(f"wrote {output}", file=sys.stderr)
+
+
 def main() -> None:
     groups = ["drain", "latency", "enqueue", "scale", "memory"]
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("groups", nargs="*", help=f"any of {', '.join(groups)} (default: all)")
     parser.add_argument("--db", choices=["sqlite", "postgres"], action="append")
     parser.add_argument("--output", type=Path, help="write the markdown report here")
+    parser.add_argument(
+        "--from-log", type=Path, help="only write the report from the JSON lines of an earlier run"
+    )
     args = parser.parse_args()
+    if args.from_log:
+        rerender(args.from_log, args.output or ROOT / "docs" / "benchmarks.md")
+        return
     if unknown := set(args.groups) - set(groups):
         parser.error(f"unknown group(s): {', '.join(sorted(unknown))}")
     args.groups = args.groups or groups

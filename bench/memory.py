@@ -2,16 +2,29 @@
 
     python -m bench.memory sqlite|postgres [--first 1000] [--total 100000]
 
-Starts one long-running ``runworker --batch 100``, queues ``--first`` noop jobs,
+Starts one long-running ``runworker --batch 100``, queues ``--first`` jobs,
 waits until they are done and reads VmRSS of the worker and of every process
 below it (forkserver, executor children) from /proc; then queues the rest up
 to ``--total``, waits again and reads RSS again.
+
+The jobs run ``bench.mark`` (``bench/tasks.py``: as cheap as noop, but each run
+appends the job's number to a file), so the check sees a job that ran twice
+even if its row ends ``done`` with one attempt.
 """
 
 import argparse
+import os
 from pathlib import Path
 
-from bench.common import database_url, drop_database, emit, start_workers, stop_workers, wait_for
+from bench.common import (
+    SQLITE_DIR,
+    database_url,
+    drop_database,
+    emit,
+    start_workers,
+    stop_workers,
+    wait_for,
+)
 from bench.django_env import setup
 
 
@@ -48,26 +61,41 @@ def snapshot(pid: int) -> dict[str, float]:
 
 def run(kind: str, first: int, total: int) -> dict:
     url = database_url(kind, "memory")
+    marks = SQLITE_DIR / "memory-runs.txt"
+    marks.unlink(missing_ok=True)
+    os.environ["BENCH_MARK_FILE"] = str(marks)
+    os.environ["JOBS_TASK_MODULES"] = "bench.tasks"
     setup(url)
     from django.db import connection
 
-    from bench.outcome import check_outcome, enqueue_noops
+    from bench.outcome import check_outcome
+    from bench.tasks import runs
+    from jobs import lifecycle
     from jobs.models import Job
+
+    def enqueue(start: int, stop: int) -> None:
+        for chunk in range(start, stop, 5000):
+            specs = [
+                {"task": "bench.mark", "payload": n} for n in range(chunk, min(chunk + 5000, stop))
+            ]
+            lifecycle.enqueue_many(specs)
 
     def done(n: int) -> bool:
         return Job.objects.filter(status="done").count() >= n
 
     worker = start_workers(1, url, "--batch", "100")[0]
     try:
-        enqueue_noops(first)
+        enqueue(0, first)
         wait_for(lambda: done(first), timeout=120, interval=0.2)
         after_first = snapshot(worker.pid)
-        enqueue_noops(total - first)
+        enqueue(first, total)
         wait_for(lambda: done(total), timeout=900, interval=0.5)
         after_total = snapshot(worker.pid)
     finally:
         stop_workers([worker])
     check_outcome(total)
+    executions = runs(marks)
+    marks.unlink()
     connection.close()
     drop_database(url)
     return emit(
@@ -78,6 +106,7 @@ def run(kind: str, first: int, total: int) -> dict:
             f"after_{total}": after_total,
             "worker_growth_mb": round(after_total["worker_mb"] - after_first["worker_mb"], 1),
             "total_growth_mb": round(after_total["total_mb"] - after_first["total_mb"], 1),
+            **executions,
         }
     )
 

@@ -144,7 +144,16 @@ def _sections(records: Records) -> list[str]:
     )
     out.append(
         _table(
-            ["db", "mode", "jobs", "requests", "seconds", "jobs/s", "requests/s"],
+            [
+                "db",
+                "mode",
+                "jobs",
+                "requests",
+                "seconds",
+                "jobs/s",
+                "requests/s",
+                "server closed conn.",
+            ],
             [
                 [
                     r["db"],
@@ -154,6 +163,7 @@ def _sections(records: Records) -> list[str]:
                     r["seconds"],
                     f"{r['jobs_per_s']:,}",
                     f"{r['requests_per_s']:,}",
+                    r.get("server_closed_connections", ""),
                 ]
                 for r in records
                 if r["bench"] == "enqueue"
@@ -185,8 +195,12 @@ def _sections(records: Records) -> list[str]:
             ],
         )
     )
-    out.append("\n## Worker memory (one worker, `--batch 100`, noop jobs)\n\n")
-    rows = []
+    out.append(
+        "\n## Worker memory (one worker, `--batch 100`, `bench.mark` jobs: a noop that logs "
+        "each run)\n\n"
+    )
+    rows: list[list[Any]] = []
+    notes: list[str] = []
     for r in records:
         if r["bench"] == "memory":
             snaps = [(k.removeprefix("after_"), v) for k, v in r.items() if k.startswith("after_")]
@@ -195,9 +209,15 @@ def _sections(records: Records) -> list[str]:
                     [r["db"], f"{int(n):,}", snap["worker_mb"], snap["total_mb"], snap["processes"]]
                 )
             rows.append([r["db"], "growth", r["worker_growth_mb"], r["total_growth_mb"], ""])
+            if "runs" in r:
+                notes.append(
+                    f"{r['db']}: {r['runs']:,} task runs logged; "
+                    f"{r['jobs_run_more_than_once']} jobs ran more than once.\n"
+                )
     out.append(
         _table(["db", "after jobs", "worker RSS MB", "worker + children RSS MB", "processes"], rows)
     )
+    out += ["\n", *notes]
     return out
 
 
@@ -293,6 +313,16 @@ def _targets(records: Records) -> str:
                 " x",
             )
         )
+    rows.append(
+        _target(
+            "every job ran exactly once (memory run, `bench.mark` run log)",
+            _find(records, bench="memory"),
+            lambda r: r.get("jobs_run_more_than_once", 0),
+            "0 jobs run twice",
+            lambda v: v == 0,
+            " jobs run twice",
+        )
+    )
     rows.append(
         _target(
             "worker RSS growth 1,000 → 100,000 jobs (worker + children)",
