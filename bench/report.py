@@ -98,7 +98,7 @@ def _drain_rows(records: Records) -> list[list[Any]]:
 
 
 def _sections(records: Records) -> list[str]:
-    out = ["## Drain throughput (pre-enqueued noop jobs, `runworker --once --batch 100`)\n"]
+    out = ["## Drain throughput (pre-enqueued noop jobs, `runworker --once --batch 100`)\n\n"]
     out.append(
         "Wall clock: worker start to last exit (process start-up included, a fixed ~1 s). "
         "Drain: first `started_at` to last `finished_at` in the database.\n\n"
@@ -242,7 +242,7 @@ def _targets(records: Records) -> str:
     pg1, pg2 = drain("postgres", 1), drain("postgres", 2)
     rows = [
         _target(
-            "drain, SQLite, 1 process",
+            "drain, SQLite, 1 process (database clock)",
             drain("sqlite", 1),
             lambda r: r["drain_jobs_per_s"],
             "≥ 10,000 jobs/s",
@@ -250,7 +250,7 @@ def _targets(records: Records) -> str:
             " jobs/s",
         ),
         _target(
-            "drain, PostgreSQL, 1 process",
+            "drain, PostgreSQL, 1 process (database clock)",
             pg1,
             lambda r: r["drain_jobs_per_s"],
             "≥ 5,000 jobs/s",
