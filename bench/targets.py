@@ -128,4 +128,9 @@ def targets(records: Records) -> str:
                 "**met**" if ratio > 1.0 else "**not met**",
             ],
         )
-    return table("target (issue #3) | goal | measured | status", rows)
+    met = [row[0] for row in rows if row[3] == "**met**"]
+    summary = (
+        f"\n{len(met)} of {len(rows)} targets met in this run: {'; '.join(met) or 'none'}. "
+        "The others are not met; see the profiles below for where the time goes.\n"
+    )
+    return table("target (issue #3) | goal | measured | status", rows) + summary
