@@ -62,6 +62,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so it sees every answer Django builds for /api/ paths (see jobs/api/errors.py).
+    "jobs.api.errors.ApiErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -133,17 +135,29 @@ STORAGES = {
 if DEBUG:
     STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
 
+AUTHENTICATION_CLASSES = [
+    "rest_framework.authentication.TokenAuthentication",
+    "rest_framework.authentication.SessionAuthentication",
+]
+if env_bool("JOBS_API_BASIC_AUTH"):
+    AUTHENTICATION_CLASSES.append("jobs.api.authentication.TLSBasicAuthentication")
+
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+    "DEFAULT_AUTHENTICATION_CLASSES": AUTHENTICATION_CLASSES,
+    # Every endpoint needs a signed-in user holding the model permission of its action.
+    "DEFAULT_PERMISSION_CLASSES": ["jobs.api.permissions.ModelPermissions"],
+    "DEFAULT_THROTTLE_CLASSES": ["jobs.api.throttling.WriteRateThrottle"],
+    "DEFAULT_PARSER_CLASSES": [
+        "jobs.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
+    "EXCEPTION_HANDLER": "jobs.api.errors.exception_handler",
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "jobs.api.schema.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "jobs.api.pagination.LinkHeaderCursorPagination",
     "PAGE_SIZE": 100,
 }
@@ -157,6 +171,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    # The schema and Swagger UI describe the API but hold no data; still closed by default.
+    "SERVE_PERMISSIONS": [
+        "rest_framework.permissions.AllowAny"
+        if env_bool("JOBS_PUBLIC_SCHEMA")
+        else "rest_framework.permissions.IsAuthenticated"
+    ],
 }
 
 LOGGING = {

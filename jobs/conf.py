@@ -53,5 +53,26 @@ class _Conf:
             return [item.strip() for item in value.split(",") if item.strip()]
         return list(value)
 
+    @property
+    def MAX_PAYLOAD_BYTES(self) -> int:
+        """Largest payload a job may carry, measured as compact UTF-8 JSON."""
+        return _get("JOBS_MAX_PAYLOAD_BYTES", 256 * 1024, int)
+
+    @property
+    def MAX_PAGE_SIZE(self) -> int:
+        """Largest ``page_size`` a list request may ask for."""
+        return _get("JOBS_MAX_PAGE_SIZE", 1000, int)
+
+    @property
+    def MAX_BULK(self) -> int:
+        """Most jobs one bulk operation (an admin action) may touch."""
+        return _get("JOBS_MAX_BULK", 500, int)
+
+    @property
+    def WRITE_RATE(self) -> str | None:
+        """Writes per user through the API, as DRF rates it ("600/minute"); empty: no limit."""
+        value = _get("JOBS_WRITE_RATE", "600/minute")
+        return value if value and str(value).lower() != "none" else None
+
 
 conf = _Conf()

@@ -22,3 +22,7 @@ class UnknownTask(JobsError):
 
 class PermanentFailure(JobsError):
     """Raise from a task to fail the job at once, without further retries."""
+
+
+class InvalidPayload(JobsError):
+    """A job's payload is too large, nested too deeply, or holds a NUL character."""

@@ -20,6 +20,7 @@ overwrite the attempt that replaced it. Zero rows updated raises
 or API client may request with ``set_status``.
 """
 
+import json
 import logging
 import random
 import uuid
@@ -34,7 +35,7 @@ from django.utils import timezone
 
 from jobs import tasks
 from jobs.conf import conf
-from jobs.exceptions import TransitionRefused
+from jobs.exceptions import InvalidPayload, TransitionRefused
 from jobs.models import ACTIVE_STATUSES, Job, JobAttempt, Outcome, Status
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ MANUAL_TRANSITIONS: dict[tuple[str, str], str] = {
 }
 
 MANUAL_HOLDER = "manual"
+MAX_PAYLOAD_DEPTH = 100
 
 
 def new_worker_id(prefix: str) -> str:
@@ -167,6 +169,30 @@ def enqueue_many(specs: Sequence[dict[str, Any]]) -> list[Job]:
 def validate_task(name: str) -> None:
     """Raise ``UnknownTask`` unless a task of this name is registered."""
     tasks.get(name)
+
+
+def validate_payload(payload: Any) -> None:
+    """Raise ``InvalidPayload`` unless ``payload`` fits ``JOBS_MAX_PAYLOAD_BYTES``.
+
+    Also refused: nesting deeper than ``MAX_PAYLOAD_DEPTH`` and NUL characters,
+    which PostgreSQL cannot store in JSON.
+    """
+    stack = [(payload, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_PAYLOAD_DEPTH:
+            raise InvalidPayload(f"The payload is nested deeper than {MAX_PAYLOAD_DEPTH} levels.")
+        if isinstance(value, dict):
+            stack += [(key, depth) for key in value] + [(v, depth + 1) for v in value.values()]
+        elif isinstance(value, list):
+            stack += [(item, depth + 1) for item in value]
+        elif isinstance(value, str) and "\x00" in value:
+            raise InvalidPayload("The payload contains a NUL character (\\u0000).")
+    size = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > conf.MAX_PAYLOAD_BYTES:
+        raise InvalidPayload(
+            f"The payload is {size} bytes as JSON; the limit is {conf.MAX_PAYLOAD_BYTES}."
+        )
 
 
 # -- claiming and the holder's transitions ------------------------------------------------

@@ -50,7 +50,7 @@ def test_create_accepts_all_options(api):
 def test_create_rejects_bad_input_with_a_message(api, body, field):
     response = api.post("/api/jobs", body, format="json")
     assert response.status_code == 400
-    assert field in response.json()
+    assert field in response.json()["errors"]
     assert not Job.objects.exists()
 
 
@@ -169,7 +169,7 @@ def test_patch_status_rejects_unknown_status(api, make_job):
     job = make_job()
     response = api.patch(f"/api/jobs/{job.pk}/status", {"status": "paused"}, format="json")
     assert response.status_code == 400
-    assert "status" in response.json()
+    assert "status" in response.json()["errors"]
 
 
 def test_patch_status_refused_transition_is_409(api, make_job):
@@ -228,11 +228,12 @@ def test_health(anon):
     assert response.json()["status"] == "ok"
 
 
-def test_schema_and_docs(anon):
-    schema = anon.get("/api/schema")
+def test_schema_and_docs(api, anon):
+    assert anon.get("/api/schema").status_code == 401
+    schema = api.get("/api/schema")
     assert schema.status_code == 200
     assert b"/api/jobs/{id}/status" in schema.content
-    docs = anon.get("/docs")
+    docs = api.get("/docs")
     assert docs.status_code == 200 and b"swagger" in docs.content.lower()
 
 

@@ -4,8 +4,8 @@ from typing import Any
 
 from rest_framework import serializers
 
-from jobs import tasks
-from jobs.exceptions import UnknownTask
+from jobs import lifecycle, tasks
+from jobs.exceptions import InvalidPayload, UnknownTask
 from jobs.models import Job, JobAttempt, Status
 
 
@@ -16,7 +16,12 @@ class JobAttemptSerializer(serializers.ModelSerializer):
 
 
 class JobSerializer(serializers.ModelSerializer):
-    payload = serializers.JSONField(required=False, allow_null=True, default=None)
+    payload = serializers.JSONField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Any JSON value, at most JOBS_MAX_PAYLOAD_BYTES (default 256 KiB) as JSON.",
+    )
     priority = serializers.IntegerField(required=False, min_value=-100, max_value=100)
     max_attempts = serializers.IntegerField(required=False, min_value=1, max_value=100)
     timeout = serializers.FloatField(
@@ -72,6 +77,13 @@ class JobSerializer(serializers.ModelSerializer):
             "idempotency_key": {"validators": []},
         }
         validators: list = []
+
+    def validate_payload(self, value: Any) -> Any:
+        try:
+            lifecycle.validate_payload(value)
+        except InvalidPayload as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        return value
 
     def validate_task(self, value: str) -> str:
         try:

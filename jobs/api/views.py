@@ -13,6 +13,7 @@ from rest_framework.response import Response
 
 from jobs import lifecycle, runner
 from jobs.api.filters import JobFilter
+from jobs.api.schema import error_response
 from jobs.api.serializers import JobDetailSerializer, JobSerializer, JobStatusSerializer
 from jobs.exceptions import TransitionRefused, UnknownTask
 from jobs.models import Job
@@ -28,6 +29,9 @@ def _conflict(refused: TransitionRefused) -> APIException:
     if refused.current is None:
         return NotFound(str(refused))
     return Conflict(str(refused))
+
+
+TRANSITION_RESPONSES = {200: JobSerializer, 409: error_response("409")}
 
 
 class JobViewSet(
@@ -57,7 +61,7 @@ class JobViewSet(
             return Job.objects.prefetch_related("history")
         return Job.objects.all()
 
-    @extend_schema(responses={201: JobSerializer, 200: JobSerializer})
+    @extend_schema(responses={201: JobSerializer, 200: JobSerializer, 409: error_response("409")})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Queue a job; for a known unfinished ``idempotency_key``, return that job (200)."""
         serializer = JobSerializer(data=request.data)
@@ -73,6 +77,7 @@ class JobViewSet(
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 
+    @extend_schema(responses={200: JobSerializer})
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Delete a job and answer with it, as it was."""
         job = self.get_object()
@@ -80,7 +85,7 @@ class JobViewSet(
         job.delete()
         return Response(data)
 
-    @extend_schema(request=JobStatusSerializer, responses={200: JobSerializer})
+    @extend_schema(request=JobStatusSerializer, responses=TRANSITION_RESPONSES)
     @action(detail=True, methods=["patch"], url_path="status", url_name="status")
     def set_status(self, request: Request, pk: str | None = None) -> Response:
         """Change a job's status by hand, through the lifecycle's rules (409 if refused)."""
@@ -89,21 +94,21 @@ class JobViewSet(
         serializer.is_valid(raise_exception=True)
         return self._transition(lifecycle.set_status, job_id=job.pk, **serializer.validated_data)
 
-    @extend_schema(request=None, responses={200: JobSerializer})
+    @extend_schema(request=None, responses=TRANSITION_RESPONSES)
     @action(detail=True, methods=["post"])
     def run(self, request: Request, pk: str | None = None) -> Response:
         """Run the job now, in this request, as a worker would; answer with the result."""
         job = self.get_object()
         return self._transition(runner.run_now, job_id=job.pk)
 
-    @extend_schema(request=None, responses={200: JobSerializer})
+    @extend_schema(request=None, responses=TRANSITION_RESPONSES)
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         """Cancel a queued or running job."""
         job = self.get_object()
         return self._transition(lifecycle.cancel, job_id=job.pk)
 
-    @extend_schema(request=None, responses={200: JobSerializer})
+    @extend_schema(request=None, responses=TRANSITION_RESPONSES)
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk: str | None = None) -> Response:
         """Put a failed, cancelled or done job back in the queue."""
