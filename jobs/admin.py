@@ -14,7 +14,8 @@ from django.db.models.functions import Cast
 from django.http import HttpRequest
 
 from jobs import lifecycle, runner
-from jobs.exceptions import TransitionRefused
+from jobs.conf import conf
+from jobs.exceptions import InvalidPayload, TransitionRefused
 from jobs.models import Job, JobAttempt, Status
 
 EDITABLE_FIELDS = ["payload", "queue", "priority", "run_after", "max_attempts", "timeout"]
@@ -44,6 +45,14 @@ class JobForm(forms.ModelForm):
                 f"A {current} job cannot be set to {new}. Allowed: {', '.join(allowed) or 'none'}."
             )
         return new
+
+    def clean_payload(self) -> Any:
+        payload = self.cleaned_data["payload"]
+        try:
+            lifecycle.validate_payload(payload)
+        except InvalidPayload as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return payload
 
     def clean_task(self) -> str:
         task = self.cleaned_data["task"]
@@ -128,6 +137,14 @@ class JobAdmin(admin.ModelAdmin):
                 self.message_user(request, f"Status not changed: {refused}", messages.ERROR)
 
     def _apply(self, request: HttpRequest, queryset: QuerySet, verb: Any, done: str) -> None:
+        if (count := queryset.count()) > conf.MAX_BULK:
+            self.message_user(
+                request,
+                f"{count} jobs selected; one action handles at most {conf.MAX_BULK} "
+                "(JOBS_MAX_BULK). Nothing changed.",
+                messages.ERROR,
+            )
+            return
         changed, skipped = 0, []
         for job_id in queryset.values_list("pk", flat=True):
             try:
