@@ -147,11 +147,8 @@ REST_FRAMEWORK = {
     # Every endpoint needs a signed-in user holding the model permission of its action.
     "DEFAULT_PERMISSION_CLASSES": ["jobs.api.permissions.ModelPermissions"],
     "DEFAULT_THROTTLE_CLASSES": ["jobs.api.throttling.WriteRateThrottle"],
-    "DEFAULT_PARSER_CLASSES": [
-        "jobs.api.parsers.JSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
-    ],
+    # JSON only: one documented body format (the browsable API posts raw JSON too).
+    "DEFAULT_PARSER_CLASSES": ["jobs.api.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "jobs.api.errors.exception_handler",
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
@@ -172,6 +169,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "jobs.api.schema.document_tasks",
+    ],
     # The schema and Swagger UI describe the API but hold no data; still closed by default.
     "SERVE_PERMISSIONS": [
         "rest_framework.permissions.AllowAny"

@@ -434,18 +434,29 @@ def retry(*, job_id: Any) -> Job:
     """Put a failed, cancelled or done job back in the queue, to run as soon as possible.
 
     ``attempts`` keeps counting (it fences stale workers), and ``max_attempts`` is
-    raised if needed so the job gets at least one more attempt.
+    raised if needed so the job gets at least one more attempt. Raises
+    ``TransitionRefused`` if the job is not finished, or if another unfinished job
+    holds its idempotency key.
     """
     now = timezone.now()
-    updated = Job.objects.filter(pk=job_id, status__in=[FAILED, CANCELLED, DONE]).update(
-        status=QUEUED,
-        max_attempts=Greatest(F("max_attempts"), F("attempts") + 1),
-        run_after=None,
-        worker_id=None,
-        lease_expires_at=None,
-        finished_at=None,
-        updated_at=now,
-    )
+    try:
+        with transaction.atomic():
+            updated = Job.objects.filter(pk=job_id, status__in=[FAILED, CANCELLED, DONE]).update(
+                status=QUEUED,
+                max_attempts=Greatest(F("max_attempts"), F("attempts") + 1),
+                run_after=None,
+                worker_id=None,
+                lease_expires_at=None,
+                finished_at=None,
+                updated_at=now,
+            )
+    except IntegrityError:
+        # Requeued, it would be a second unfinished holder of its idempotency key.
+        current = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
+        raise TransitionRefused(
+            f"cannot retry job {job_id}: an unfinished job holds its idempotency key",
+            current=current,
+        ) from None
     if not updated:
         raise _refused(job_id, "retry")
     job = Job.objects.get(pk=job_id)

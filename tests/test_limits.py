@@ -107,8 +107,12 @@ def test_oversized_form_body_is_413(api, settings):
     _is_error(response, 413)
 
 
-def test_unsupported_media_type_is_415(api):
-    response = api.post("/api/jobs", b"<job/>", content_type="application/xml")
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/xml", "multipart/form-data; boundary=x", "application/x-www-form-urlencoded"],
+)
+def test_bodies_other_than_json_are_415(api, content_type):
+    response = api.post("/api/jobs", b"payload=1", content_type=content_type)
     _is_error(response, 415, "unsupported_media_type")
 
 

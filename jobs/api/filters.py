@@ -1,16 +1,33 @@
 """List filters for ``GET /api/jobs``."""
 
+from typing import Any
+
 import django_filters
+from django import forms
+from django_filters.fields import IsoDateTimeField
 
 from jobs.models import Job, Status
+
+
+class PresentIsoDateTimeField(IsoDateTimeField):
+    """An ISO 8601 date-time; a parameter given empty is an error, not "no filter"."""
+
+    def clean(self, value: Any) -> Any:
+        if value == "":
+            raise forms.ValidationError("Enter a date and time, or leave the parameter out.")
+        return super().clean(value)
+
+
+class DateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = PresentIsoDateTimeField
 
 
 class JobFilter(django_filters.FilterSet):
     status = django_filters.MultipleChoiceFilter(choices=Status.choices)
     queue = django_filters.CharFilter()
     task = django_filters.CharFilter()
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = DateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = DateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Job

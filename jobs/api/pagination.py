@@ -60,8 +60,13 @@ class LinkHeaderCursorPagination(CursorPagination):
         return schema
 
     def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        """Document ``page_size`` with its range; leave out ``cursor``.
+
+        Cursors are opaque: clients only ever follow the ``Link`` header's URLs, and
+        one this server did not issue is a 400.
+        """
         parameters = super().get_schema_operation_parameters(view)
         for parameter in parameters:
             if parameter["name"] == self.page_size_query_param:
                 parameter["schema"] |= {"minimum": 1, "maximum": self.max_page_size}
-        return parameters
+        return [p for p in parameters if p["name"] != self.cursor_query_param]

@@ -10,6 +10,7 @@ from typing import Any
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.utils import OpenApiResponse
 
+from jobs import tasks
 from jobs.api.errors import ErrorSerializer
 
 ERRORS = {
@@ -47,6 +48,16 @@ class AutoSchema(SpectacularAutoSchema):
             codes.append("429")
         return codes
 
+    def _get_request_for_media_type(self, serializer: Any, direction: Any = "request") -> Any:
+        # drf-spectacular makes every PATCH body partial; some PATCH bodies are not.
+        if self.method == "PATCH" and getattr(serializer, "partial_on_patch", True) is False:
+            self.method = "PUT"
+            try:
+                return super()._get_request_for_media_type(serializer, direction)
+            finally:
+                self.method = "PATCH"
+        return super()._get_request_for_media_type(serializer, direction)
+
     def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
         responses = super()._get_response_bodies(direction)
         if direction != "response":
@@ -55,3 +66,20 @@ class AutoSchema(SpectacularAutoSchema):
             if code not in responses:
                 responses[code] = self._get_response_for_code(error_response(code), code)
         return dict(sorted(responses.items()))
+
+
+def document_tasks(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """List the registered task names as the choices of ``task`` in request bodies.
+
+    A postprocessing hook, so tasks registered after start-up are listed too. It
+    also closes request bodies (``additionalProperties: false``): the serializers
+    refuse unknown fields.
+    """
+    schemas = result.get("components", {}).get("schemas", {})
+    for name, component in schemas.items():
+        if name.endswith("Request") and component.get("type") == "object":
+            component["additionalProperties"] = False
+    task = schemas.get("JobRequest", {}).get("properties", {}).get("task")
+    if task is not None:
+        task["enum"] = sorted(tasks.registered())
+    return result

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound, ValidationError
@@ -48,6 +48,21 @@ class JobViewSet(
     filterset_class = JobFilter
     ordering_fields = ["created_at", "updated_at", "priority", "status", "queue", "task"]
     ordering = ["-created_at"]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "Link",
+                str,
+                OpenApiParameter.HEADER,
+                response=[200],
+                description='Further pages (RFC 8288): <url>; rel="next", <url>; rel="prev".',
+            )
+        ]
+    )
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """List jobs, newest first, as a JSON array; follow the ``Link`` header for more."""
+        return super().list(request, *args, **kwargs)
 
     def get_serializer_class(self) -> type:
         if self.action == "retrieve":
