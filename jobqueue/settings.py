@@ -168,10 +168,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "OAS_VERSION": "3.1.0",
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "jobs.api.schema.document_tasks",
+        "jobs.api.schema.document_requests",
     ],
     # The schema and Swagger UI describe the API but hold no data; still closed by default.
     "SERVE_PERMISSIONS": [

@@ -192,3 +192,51 @@ def test_admin_bulk_actions_are_capped(admin_client, settings, make_job):
     response = admin_client.post("/admin/jobs/job/", data, follow=True)
     assert b"at most 2" in response.content
     assert set(Job.objects.values_list("status", flat=True)) == {"queued"}
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "created_after=",
+        "created_before=yesterday",
+        "created_after=0001-01-01T00:00:00%2B14:00",
+        "status=paused",
+    ],
+)
+def test_bad_filter_values_are_400(api, query):
+    _is_error(api.get(f"/api/jobs?{query}"), 400, "invalid")
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["created_after=0096-03-04T12:36:58.4791-16:03", "created_before=9999-12-31T23:59:59Z"],
+)
+def test_extreme_but_valid_dates_filter(api, make_job, query):
+    """Found by the fuzzer on PostgreSQL: offsets beyond 15:59 were a database error."""
+    make_job()
+    response = api.get(f"/api/jobs?{query}")
+    assert response.status_code == 200, response.content
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"priority": "5"}, "priority"),
+        ({"max_attempts": 2.5}, "max_attempts"),
+        ({"timeout": "0.5"}, "timeout"),
+        ({"queue": 5}, "queue"),
+        ({"idempotency_key": 5}, "idempotency_key"),
+        ({"status": "queued"}, "status"),
+        ({"priorty": 1}, "priorty"),
+        ({"run_after": "0001-01-01T00:00:00+14:00"}, "run_after"),
+    ],
+)
+def test_wrong_types_read_only_and_unknown_fields_are_400(api, body, field):
+    error = _is_error(api.post("/api/jobs", body, format="json"), 400, "invalid")
+    assert list(error["errors"]) == [field]
+
+
+def test_json_integers_may_be_written_as_whole_floats(api):
+    response = api.post("/api/jobs", {"max_attempts": 4.0, "priority": -2.0}, format="json")
+    assert response.status_code == 201
+    assert (response.json()["max_attempts"], response.json()["priority"]) == (4, -2)

@@ -1,5 +1,6 @@
 """List filters for ``GET /api/jobs``."""
 
+from datetime import UTC
 from typing import Any
 
 import django_filters
@@ -10,12 +11,19 @@ from jobs.models import Job, Status
 
 
 class PresentIsoDateTimeField(IsoDateTimeField):
-    """An ISO 8601 date-time; a parameter given empty is an error, not "no filter"."""
+    """An ISO 8601 date-time, in UTC; given empty, an error rather than "no filter"."""
 
     def clean(self, value: Any) -> Any:
         if value == "":
             raise forms.ValidationError("Enter a date and time, or leave the parameter out.")
-        return super().clean(value)
+        cleaned = super().clean(value)
+        if cleaned is None:
+            return None
+        try:
+            # In UTC: PostgreSQL refuses offsets beyond 15:59 that ISO 8601 allows.
+            return cleaned.astimezone(UTC)
+        except OverflowError:
+            raise forms.ValidationError("The date and time is out of range.") from None
 
 
 class DateTimeFilter(django_filters.IsoDateTimeFilter):

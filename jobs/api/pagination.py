@@ -44,6 +44,8 @@ class LinkHeaderCursorPagination(CursorPagination):
         try:
             return super().paginate_queryset(queryset, request, view)
         except (NotFound, DjangoValidationError, DataError, ValueError, TypeError):
+            if self.cursor_query_param not in request.query_params:
+                raise
             # A cursor that does not decode, or whose position does not fit the ordering.
             raise ValidationError({"cursor": ["Invalid cursor."]}) from None
 

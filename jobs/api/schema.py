@@ -68,18 +68,48 @@ class AutoSchema(SpectacularAutoSchema):
         return dict(sorted(responses.items()))
 
 
-def document_tasks(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-    """List the registered task names as the choices of ``task`` in request bodies.
+NO_NUL = {"pattern": "^[^\\u0000]*$"}
 
-    A postprocessing hook, so tasks registered after start-up are listed too. It
-    also closes request bodies (``additionalProperties: false``): the serializers
-    refuse unknown fields.
+# Any JSON value the server stores: no NUL characters (PostgreSQL's jsonb cannot hold
+# them), in strings or in keys. Size and depth caps are stated in the description.
+JSON_VALUE = {
+    "description": "Any JSON value without NUL characters; at most JOBS_MAX_PAYLOAD_BYTES "
+    "(default 256 KiB) as compact JSON, nested at most 100 levels.",
+    "anyOf": [
+        {"type": "string", **NO_NUL},
+        {"type": ["number", "boolean", "null"]},
+        {"type": "array", "items": {"$ref": "#/components/schemas/JsonValue"}},
+        {
+            "type": "object",
+            "propertyNames": NO_NUL,
+            "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
+        },
+    ],
+}
+
+
+def document_requests(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """Document what the request serializers accept beyond what drf-spectacular infers.
+
+    A postprocessing hook: lists the registered task names as the choices of
+    ``task`` (so tasks registered after start-up are listed too), describes the
+    payload a job may carry, and closes request bodies (``additionalProperties:
+    false``), since the serializers refuse unknown fields.
     """
     schemas = result.get("components", {}).get("schemas", {})
+    for component in schemas.values():
+        for prop in component.get("properties", {}).values():
+            # A nullable "any value" field: {} already admits null, and oneOf would
+            # then match null twice, which is invalid.
+            if {} in prop.get("oneOf", []):
+                del prop["oneOf"]
     for name, component in schemas.items():
         if name.endswith("Request") and component.get("type") == "object":
             component["additionalProperties"] = False
-    task = schemas.get("JobRequest", {}).get("properties", {}).get("task")
-    if task is not None:
-        task["enum"] = sorted(tasks.registered())
+    job = schemas.get("JobRequest", {}).get("properties", {})
+    if "task" in job:
+        job["task"]["enum"] = sorted(tasks.registered())
+    if "payload" in job:
+        job["payload"] = {"$ref": "#/components/schemas/JsonValue"}
+        schemas["JsonValue"] = JSON_VALUE
     return result

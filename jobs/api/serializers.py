@@ -29,7 +29,8 @@ class StrictRegexField(StrictTypeMixin, serializers.RegexField):
 
 
 class StrictIntegerField(StrictTypeMixin, serializers.IntegerField):
-    json_types = (int,)
+    # JSON has one number type: 14.0 is the integer 14 (and 14.5 is refused).
+    json_types = (int, float)
 
 
 class StrictFloatField(StrictTypeMixin, serializers.FloatField):
@@ -61,6 +62,8 @@ class JobAttemptSerializer(serializers.ModelSerializer):
 
 
 class JobSerializer(ClosedSerializerMixin, serializers.ModelSerializer):
+    """A job: what to run (task, payload), where and when, and how it went."""
+
     payload = serializers.JSONField(
         required=False,
         allow_null=True,
@@ -147,6 +150,8 @@ class JobDetailSerializer(JobSerializer):
 
 
 class JobStatusSerializer(ClosedSerializerMixin, serializers.Serializer):
+    """The status to move a job to, through the lifecycle's manual transitions."""
+
     # PATCH /status needs the status: the schema must not mark it optional.
     partial_on_patch = False
 
