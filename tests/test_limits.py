@@ -96,7 +96,8 @@ def test_malformed_bodies_are_400(api, raw):
 def test_request_body_cap_is_413(api, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
     body = json.dumps({"payload": "x" * 1000})
-    error = _is_error(api.post("/api/jobs", body, content_type="application/json"), 413)
+    response = api.post("/api/jobs", body, content_type="application/json")
+    error = _is_error(response, 413, "too_large")
     assert "1000 bytes" in error["detail"]
     assert not Job.objects.exists()
 
@@ -182,7 +183,7 @@ def test_server_errors_are_json_without_a_traceback(settings, debug):
 
 
 def test_disallowed_host_is_a_json_400(api):
-    _is_error(api.get("/api/jobs", HTTP_HOST="evil.example"), 400)
+    _is_error(api.get("/api/jobs", HTTP_HOST="evil.example"), 400, "bad_request")
 
 
 def test_admin_bulk_actions_are_capped(admin_client, settings, make_job):

@@ -24,6 +24,14 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 API_PREFIX = "/api/"
+# The codes DRF uses for the same statuses, so a client sees one code per status.
+CODES = {
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    500: "internal_server_error",
+}
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -95,7 +103,7 @@ def json_error(status_code: int, detail: str | None = None) -> JsonResponse:
         phrase = HTTPStatus(status_code).phrase
     except ValueError:
         phrase = "Error"
-    code = phrase.lower().replace(" ", "_").replace("-", "_")
+    code = CODES.get(status_code) or phrase.lower().replace(" ", "_").replace("-", "_")
     body = {"detail": detail or f"{phrase}.", "code": code}
     return JsonResponse(body, status=status_code)
 
