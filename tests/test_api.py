@@ -243,3 +243,18 @@ def test_browsable_api_renders(api, make_job):
         response = api.get(path, HTTP_ACCEPT="text/html")
         assert response.status_code == 200, path
         assert b"<html" in response.content
+
+
+def test_schema_documents_the_error_answers(api):
+    schema = api.get("/api/schema", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    assert set(schema["components"]["schemas"]["Error"]["required"]) == {"detail", "code"}
+    create = schema["paths"]["/api/jobs/"]["post"]["responses"]
+    assert {"201", "400", "401", "403", "409", "413", "415", "429"} <= create.keys()
+    error_ref = create["400"]["content"]["application/json"]["schema"]["$ref"]
+    assert error_ref == "#/components/schemas/Error"
+    detail = schema["paths"]["/api/jobs/{id}/"]
+    assert {"200", "401", "403", "404"} <= detail["get"]["responses"].keys()
+    assert "429" not in detail["get"]["responses"]
+    body = schema["components"]["schemas"]["JobRequest"]
+    assert body["additionalProperties"] is False
+    assert {"simulate", "echo", "noop"} <= set(body["properties"]["task"]["enum"])

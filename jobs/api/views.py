@@ -1,5 +1,6 @@
 """The jobs API: thin views over ``jobs.lifecycle`` and ``jobs.runner``."""
 
+import logging
 from typing import Any
 
 from django.db import connection
@@ -17,6 +18,8 @@ from jobs.api.schema import error_response
 from jobs.api.serializers import JobDetailSerializer, JobSerializer, JobStatusSerializer
 from jobs.exceptions import TransitionRefused, UnknownTask
 from jobs.models import Job
+
+logger = logging.getLogger(__name__)
 
 
 class Conflict(APIException):
@@ -144,6 +147,8 @@ def health(request: HttpRequest) -> JsonResponse:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
             cursor.fetchone()
-    except Exception as exc:
-        return JsonResponse({"status": "error", "database": str(exc)}, status=503)
+    except Exception:
+        # Public endpoint: the reason goes to the log, not to whoever asks.
+        logger.exception("health check: database unreachable")
+        return JsonResponse({"status": "error", "database": "unreachable"}, status=503)
     return JsonResponse({"status": "ok", "database": connection.vendor})
