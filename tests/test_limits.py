@@ -202,6 +202,8 @@ def test_admin_bulk_actions_are_capped(admin_client, settings, make_job):
         "created_before=yesterday",
         "created_after=0001-01-01T00:00:00%2B14:00",
         "status=paused",
+        "task=a%00b",
+        "queue=%00",
     ],
 )
 def test_bad_filter_values_are_400(api, query):

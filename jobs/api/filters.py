@@ -6,6 +6,7 @@ from typing import Any
 import django_filters
 from django import forms
 from django_filters.fields import IsoDateTimeField
+from drf_spectacular.utils import extend_schema_field
 
 from jobs.models import Job, Status
 
@@ -30,10 +31,15 @@ class DateTimeFilter(django_filters.IsoDateTimeFilter):
     field_class = PresentIsoDateTimeField
 
 
+@extend_schema_field({"type": "string", "pattern": "^[^\\u0000]*$"})
+class TextFilter(django_filters.CharFilter):
+    """Exact text; a NUL character is a 400 (the form field refuses it), as documented."""
+
+
 class JobFilter(django_filters.FilterSet):
     status = django_filters.MultipleChoiceFilter(choices=Status.choices)
-    queue = django_filters.CharFilter()
-    task = django_filters.CharFilter()
+    queue = TextFilter()
+    task = TextFilter()
     created_after = DateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = DateTimeFilter(field_name="created_at", lookup_expr="lt")
 
