@@ -243,3 +243,23 @@ def test_json_integers_may_be_written_as_whole_floats(api):
     response = api.post("/api/jobs", {"max_attempts": 4.0, "priority": -2.0}, format="json")
     assert response.status_code == 201
     assert (response.json()["max_attempts"], response.json()["priority"]) == (4, -2)
+
+
+@pytest.mark.parametrize(
+    ("detail", "errors"),
+    [
+        ({}, {"non_field_errors": ["Invalid input."]}),
+        ([], {"non_field_errors": ["Invalid input."]}),
+        ({"a": {"b": ["bad"]}}, {"a.b": ["bad"]}),
+        ({"a": [{"b": ["bad"]}]}, {"a.0.b": ["bad"]}),
+        (["one", "two"], {"non_field_errors": ["one", "two"]}),
+    ],
+)
+def test_validation_errors_are_flattened_per_field(detail, errors):
+    from rest_framework.exceptions import ValidationError
+
+    from jobs.api.errors import error_body
+
+    body = error_body(ValidationError(detail))
+    assert (body["code"], body["errors"]) == ("invalid", errors)
+    assert body["detail"].startswith("Invalid input.")

@@ -71,7 +71,8 @@ def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
 def error_body(exc: exceptions.APIException) -> dict[str, Any]:
     """Return the error shape for a DRF exception."""
     if isinstance(exc, exceptions.ValidationError):
-        errors = _flatten(exc.detail)
+        errors = {k: v for k, v in _flatten(exc.detail).items() if v}
+        errors = errors or {"non_field_errors": ["Invalid input."]}
         field, messages = next(iter(errors.items()))
         where = "" if field == "non_field_errors" else f"{field}: "
         detail = f"Invalid input. {where}{messages[0]}"
