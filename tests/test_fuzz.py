@@ -56,7 +56,7 @@ def test_schemathesis_finds_no_failures(live_server, token, settings, monkeypatc
         "--checks",
         "all",
         "--max-examples",
-        os.environ.get("FUZZ_EXAMPLES", "120"),
+        os.environ.get("FUZZ_EXAMPLES", "140"),
         "--seed",
         os.environ.get("FUZZ_SEED", "1"),
         "--workers",
