@@ -68,9 +68,11 @@ def test_schemathesis_finds_no_failures(live_server, token, settings, monkeypatc
     finally:
         request_started.disconnect(count)
     cases = re.search(r"Test cases:\s+(\d+) generated", result.stdout)
+    phases = re.findall(r"(Coverage|Fuzzing|Stateful) \(in [^)]*\)\s*\n\s*(.+)", result.stdout)
     summary = (
         f"schemathesis: {cases.group(1) if cases else '?'} test cases generated, "
-        f"{len(served)} HTTP requests served, exit code {result.returncode}"
+        f"{len(served)} HTTP requests served, exit code {result.returncode}; "
+        + "; ".join(f"{phase}: {outcome.strip()}" for phase, outcome in phases)
     )
     with capsys.disabled():
         print(f"\n{summary}")  # noqa: T201 - the run size belongs in the test log

@@ -106,6 +106,7 @@ def document_requests(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
     for name, component in schemas.items():
         if name.endswith("Request") and component.get("type") == "object":
             component["additionalProperties"] = False
+    _link_created_jobs(result)
     job = schemas.get("JobRequest", {}).get("properties", {})
     if "task" in job:
         job["task"]["enum"] = sorted(tasks.registered())
@@ -113,3 +114,26 @@ def document_requests(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         job["payload"] = {"$ref": "#/components/schemas/JsonValue"}
         schemas["JsonValue"] = JSON_VALUE
     return result
+
+
+JOB_OPERATIONS = {
+    "GetJob": "api_jobs_retrieve",
+    "SetJobStatus": "api_jobs_status_partial_update",
+    "RunJob": "api_jobs_run_create",
+    "CancelJob": "api_jobs_cancel_create",
+    "RetryJob": "api_jobs_retry_create",
+    "DeleteJob": "api_jobs_destroy",
+}
+
+
+def _link_created_jobs(result: dict[str, Any]) -> None:
+    """Link the created job to what can be done with it (OpenAPI links, for clients and
+    for stateful fuzzing)."""
+    create = result.get("paths", {}).get("/api/jobs/", {}).get("post", {})
+    links = {
+        name: {"operationId": operation, "parameters": {"id": "$response.body#/id"}}
+        for name, operation in JOB_OPERATIONS.items()
+    }
+    for code in ("200", "201"):
+        if code in create.get("responses", {}):
+            create["responses"][code]["links"] = links
