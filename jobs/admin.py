@@ -29,6 +29,7 @@ from django.utils.html import format_html
 from jobs import dashboard, lifecycle
 from jobs.admin_forms import EDITABLE_FIELDS, JobAttemptInline, JobForm
 from jobs.admin_list import EstimatedCountPaginator, HasErrorFilter, QueueFilter, TaskFilter
+from jobs.conf import conf
 from jobs.exceptions import TransitionRefused
 from jobs.models import Job, Status, Worker
 
@@ -263,13 +264,29 @@ class JobAdmin(admin.ModelAdmin):
             result.skipped,
         )
 
+    def too_many(self, request: HttpRequest, queryset: QuerySet) -> bool:
+        """Refuse (and say so) an action on more than JOBS_MAX_BULK jobs."""
+        if (count := queryset.count()) <= conf.MAX_BULK:
+            return False
+        self.message_user(
+            request,
+            f"{count} jobs selected; one action handles at most {conf.MAX_BULK} "
+            "(JOBS_MAX_BULK). Nothing changed.",
+            messages.ERROR,
+        )
+        return True
+
     @admin.action(description="Retry / requeue", permissions=["change"], location=EVERYWHERE)
     def retry_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
+        if self.too_many(request, queryset):
+            return
         result = lifecycle.retry_many(ids=queryset)
         self.report(request, result, "requeued", "only failed, cancelled or done jobs are retried")
 
     @admin.action(description="Cancel", permissions=["change"], location=EVERYWHERE)
     def cancel_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
+        if self.too_many(request, queryset):
+            return
         result = lifecycle.cancel_many(ids=queryset)
         self.report(request, result, "cancelled", "only queued or processing jobs are cancelled")
 
@@ -279,11 +296,15 @@ class JobAdmin(admin.ModelAdmin):
         location=EVERYWHERE,
     )
     def run_next(self, request: HttpRequest, queryset: QuerySet) -> None:
+        if self.too_many(request, queryset):
+            return
         result = lifecycle.run_next_many(ids=queryset)
         self.report(request, result, "moved to the front", "only queued jobs can be moved")
 
     @admin.action(description="Delete selected jobs", permissions=["delete"])
     def delete_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        if self.too_many(request, queryset):
+            return None
         if not request.POST.get("post"):
             return confirm_delete(self, request, queryset)  # the confirmation page
         result = lifecycle.delete_many(ids=queryset)

@@ -48,11 +48,6 @@ class _Conf:
         return _get("JOBS_BATCH_SIZE", 1, int)
 
     @property
-    def MAX_BULK(self) -> int:
-        """Most jobs one bulk create (a JSON array to ``POST /api/jobs``) may carry."""
-        return _get("JOBS_MAX_BULK", 1000, int)
-
-    @property
     def TIMEOUT(self) -> float:
         """Default seconds a job may run before its executor is killed."""
         return _get("JOBS_TIMEOUT", 600.0, float)
@@ -120,6 +115,27 @@ class _Conf:
     def SCHEDULE_TICK_SECONDS(self) -> float:
         """Least time between two looks for due schedules in one worker process."""
         return _get("JOBS_SCHEDULE_TICK_SECONDS", 1.0, float)
+
+    @property
+    def MAX_PAYLOAD_BYTES(self) -> int:
+        """Largest payload a job may carry, measured as compact UTF-8 JSON."""
+        return _get("JOBS_MAX_PAYLOAD_BYTES", 256 * 1024, int)
+
+    @property
+    def MAX_PAGE_SIZE(self) -> int:
+        """Largest ``page_size`` a list request may ask for."""
+        return _get("JOBS_MAX_PAGE_SIZE", 1000, int)
+
+    @property
+    def MAX_BULK(self) -> int:
+        """Most jobs one bulk operation may touch: a bulk create, an admin action."""
+        return _get("JOBS_MAX_BULK", 1000, int)
+
+    @property
+    def WRITE_RATE(self) -> str | None:
+        """Writes per user through the API, as DRF rates it ("600/minute"); empty: no limit."""
+        value = _get("JOBS_WRITE_RATE", "600/minute")
+        return value if value and str(value).lower() != "none" else None
 
 
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")

@@ -28,7 +28,7 @@ class InvalidPayload(JobsError):
     """A job's payload does not match its task's schema; ``errors`` says where and why."""
 
     def __init__(self, errors: object) -> None:
-        super().__init__(f"invalid payload: {errors}")
+        super().__init__(errors if isinstance(errors, str) else f"invalid payload: {errors}")
         self.errors = errors
 
 

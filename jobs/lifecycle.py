@@ -20,6 +20,7 @@ overwrite the attempt that replaced it. Zero rows updated raises
 or API client may request with ``set_status``.
 """
 
+import json
 import logging
 import random
 import uuid
@@ -35,7 +36,7 @@ from django.utils import timezone
 
 from jobs import notify, tasks
 from jobs.conf import conf
-from jobs.exceptions import TransitionRefused
+from jobs.exceptions import InvalidPayload, TransitionRefused
 from jobs.models import ACTIVE_STATUSES, Job, JobAttempt, Outcome, ScheduleFire, Status
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ MANUAL_TRANSITIONS: dict[tuple[str, str], str] = {
 }
 
 MANUAL_HOLDER = "manual"
+MAX_PAYLOAD_DEPTH = 100
 
 
 def new_worker_id(prefix: str) -> str:
@@ -197,6 +199,30 @@ def enqueue_fire(*, schedule_id: int, fire_at: datetime, **job: Any) -> Job | No
 def validate_task(name: str) -> None:
     """Raise ``UnknownTask`` unless a task of this name is registered."""
     tasks.get(name)
+
+
+def validate_payload(payload: Any) -> None:
+    """Raise ``InvalidPayload`` unless ``payload`` fits ``JOBS_MAX_PAYLOAD_BYTES``.
+
+    Also refused: nesting deeper than ``MAX_PAYLOAD_DEPTH`` and NUL characters,
+    which PostgreSQL cannot store in JSON.
+    """
+    stack = [(payload, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_PAYLOAD_DEPTH:
+            raise InvalidPayload(f"The payload is nested deeper than {MAX_PAYLOAD_DEPTH} levels.")
+        if isinstance(value, dict):
+            stack += [(key, depth) for key in value] + [(v, depth + 1) for v in value.values()]
+        elif isinstance(value, list):
+            stack += [(item, depth + 1) for item in value]
+        elif isinstance(value, str) and "\x00" in value:
+            raise InvalidPayload("The payload contains a NUL character (\\u0000).")
+    size = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > conf.MAX_PAYLOAD_BYTES:
+        raise InvalidPayload(
+            f"The payload is {size} bytes as JSON; the limit is {conf.MAX_PAYLOAD_BYTES}."
+        )
 
 
 # -- claiming and the holder's transitions ------------------------------------------------
@@ -537,18 +563,29 @@ def retry(*, job_id: Any) -> Job:
     """Put a failed, cancelled or done job back in the queue, to run as soon as possible.
 
     ``attempts`` keeps counting (it fences stale workers), and ``max_attempts`` is
-    raised if needed so the job gets at least one more attempt.
+    raised if needed so the job gets at least one more attempt. Raises
+    ``TransitionRefused`` if the job is not finished, or if another unfinished job
+    holds its idempotency key.
     """
     now = timezone.now()
-    updated = Job.objects.filter(pk=job_id, status__in=[FAILED, CANCELLED, DONE]).update(
-        status=QUEUED,
-        max_attempts=Greatest(F("max_attempts"), F("attempts") + 1),
-        run_after=None,
-        worker_id=None,
-        lease_expires_at=None,
-        finished_at=None,
-        updated_at=now,
-    )
+    try:
+        with transaction.atomic():
+            updated = Job.objects.filter(pk=job_id, status__in=[FAILED, CANCELLED, DONE]).update(
+                status=QUEUED,
+                max_attempts=Greatest(F("max_attempts"), F("attempts") + 1),
+                run_after=None,
+                worker_id=None,
+                lease_expires_at=None,
+                finished_at=None,
+                updated_at=now,
+            )
+    except IntegrityError:
+        # Requeued, it would be a second unfinished holder of its idempotency key.
+        current = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
+        raise TransitionRefused(
+            f"cannot retry job {job_id}: an unfinished job holds its idempotency key",
+            current=current,
+        ) from None
     if not updated:
         raise _refused(job_id, "retry")
     job = Job.objects.get(pk=job_id)

@@ -17,8 +17,12 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(autouse=True)
 def _test_settings(settings: Any) -> None:
     """Register the test tasks; serve static files without a collected manifest."""
+    from django.core.cache import cache
+
     import tests.tasks  # noqa: F401
 
+    # Throttle counters live in the cache; each test starts with none.
+    cache.clear()
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.STORAGES = {
         **settings.STORAGES,
@@ -55,6 +59,40 @@ def api(user: Any) -> Any:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
     return client
+
+
+@pytest.fixture
+def make_user(db: None) -> Callable[..., Any]:
+    """Create a user holding exactly the given job permissions ("view", "add", ...)."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
+    def make(*verbs: str, staff: bool = False, name: str | None = None) -> Any:
+        user = get_user_model().objects.create_user(
+            name or f"user-{'-'.join(verbs) or 'none'}", password="pw-for-tests-only"
+        )
+        user.is_staff = staff
+        user.save()
+        codenames = [f"{verb}_job" for verb in verbs]
+        user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
+        return user
+
+    return make
+
+
+@pytest.fixture
+def client_for() -> Callable[[Any], Any]:
+    """An API client authenticated with a fresh DRF token of ``user``."""
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    def make(user: Any) -> Any:
+        client = APIClient()
+        token, _ = Token.objects.get_or_create(user=user)
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        return client
+
+    return make
 
 
 @pytest.fixture
@@ -127,8 +165,10 @@ class Processes:
 
     def stop_all(self) -> None:
         for proc in self.started:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # with its executors and web workers
+            except ProcessLookupError:
+                pass
             proc.wait()
 
 

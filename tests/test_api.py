@@ -50,7 +50,7 @@ def test_create_accepts_all_options(api):
 def test_create_rejects_bad_input_with_a_message(api, body, field):
     response = api.post("/api/jobs", body, format="json")
     assert response.status_code == 400
-    assert field in response.json()
+    assert field in response.json()["errors"]
     assert not Job.objects.exists()
 
 
@@ -169,7 +169,7 @@ def test_patch_status_rejects_unknown_status(api, make_job):
     job = make_job()
     response = api.patch(f"/api/jobs/{job.pk}/status", {"status": "paused"}, format="json")
     assert response.status_code == 400
-    assert "status" in response.json()
+    assert "status" in response.json()["errors"]
 
 
 def test_patch_status_refused_transition_is_409(api, make_job):
@@ -228,11 +228,12 @@ def test_health(anon):
     assert response.json()["status"] == "ok"
 
 
-def test_schema_and_docs(anon):
-    schema = anon.get("/api/schema")
+def test_schema_and_docs(api, anon):
+    assert anon.get("/api/schema").status_code == 401
+    schema = api.get("/api/schema")
     assert schema.status_code == 200
     assert b"/api/jobs/{id}/status" in schema.content
-    docs = anon.get("/docs")
+    docs = api.get("/docs")
     assert docs.status_code == 200 and b"swagger" in docs.content.lower()
 
 
@@ -290,3 +291,18 @@ def test_bulk_create_is_capped(api, settings):
     settings.JOBS_MAX_BULK = 3
     response = api.post("/api/jobs", [{"task": "echo"}] * 4, format="json")
     assert response.status_code == 400 and "3" in str(response.json())
+
+
+def test_schema_documents_the_error_answers(api):
+    schema = api.get("/api/schema", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    assert set(schema["components"]["schemas"]["Error"]["required"]) == {"detail", "code"}
+    create = schema["paths"]["/api/jobs/"]["post"]["responses"]
+    assert {"201", "400", "401", "403", "409", "413", "415", "429"} <= create.keys()
+    error_ref = create["400"]["content"]["application/json"]["schema"]["$ref"]
+    assert error_ref == "#/components/schemas/Error"
+    detail = schema["paths"]["/api/jobs/{id}/"]
+    assert {"200", "401", "403", "404"} <= detail["get"]["responses"].keys()
+    assert "429" not in detail["get"]["responses"]
+    body = schema["components"]["schemas"]["JobRequest"]
+    assert body["additionalProperties"] is False
+    assert {"simulate", "echo", "noop"} <= set(body["properties"]["task"]["enum"])

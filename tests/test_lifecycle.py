@@ -214,3 +214,15 @@ def test_idempotency_is_a_database_constraint(make_job):
     make_job(idempotency_key="k2")
     with pytest.raises(IntegrityError), transaction.atomic():
         Job.objects.create(task="echo", idempotency_key="k2")
+
+
+def test_retry_refuses_when_another_unfinished_job_holds_the_idempotency_key(make_job):
+    """Found by the API fuzzer: this used to be an IntegrityError (a 500)."""
+    first = make_job(idempotency_key="k")
+    lifecycle.cancel(job_id=first.pk)
+    second = make_job(idempotency_key="k")
+    with pytest.raises(TransitionRefused, match="idempotency key") as refused:
+        lifecycle.retry(job_id=first.pk)
+    assert refused.value.current == Status.CANCELLED
+    assert Job.objects.get(pk=first.pk).status == Status.CANCELLED
+    assert Job.objects.get(pk=second.pk).status == Status.QUEUED

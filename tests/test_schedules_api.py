@@ -79,19 +79,19 @@ def test_run_queues_a_job_now(api):
 def test_bad_input_is_a_400_with_a_message(api, changes, field):
     response = api.post("/api/schedules", {**BODY, **changes}, format="json")
     assert response.status_code == 400
-    assert field in response.json()
+    assert field in response.json()["errors"]
     assert not Schedule.objects.exists()
 
 
 def test_duplicate_name_is_a_400(api):
     make()
     response = api.post("/api/schedules", BODY, format="json")
-    assert response.status_code == 400 and "name" in response.json()
+    assert response.status_code == 400 and "name" in response.json()["errors"]
 
 
-def test_anonymous_clients_may_read_but_not_write(anon):
+def test_anonymous_clients_get_nothing(anon):
     schedule = make()
-    assert anon.get("/api/schedules").status_code == 200
+    assert anon.get("/api/schedules").status_code == 401
     assert anon.post("/api/schedules", BODY, format="json").status_code in (401, 403)
     assert anon.delete(f"/api/schedules/{schedule.pk}").status_code in (401, 403)
     assert anon.post(f"/api/schedules/{schedule.pk}/run").status_code in (401, 403)
@@ -131,3 +131,9 @@ def test_admin_actions(admin_client_):
     assert b"1 job(s) queued" in response.content
     assert Job.objects.filter(task="echo").count() == 1
     assert admin_client_.get(url).status_code == 200
+
+
+def test_list_filters_refuse_values_they_cannot_read(api):
+    make()
+    assert api.get("/api/schedules?enabled=true").status_code == 200
+    assert api.get("/api/schedules?enabled=null").status_code == 400

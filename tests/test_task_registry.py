@@ -61,7 +61,7 @@ def test_api_refuses_a_bad_payload_with_a_400(api):
         "/api/jobs", {"task": "test.json_schema", "payload": {"n": "x"}}, format="json"
     )
     assert response.status_code == 400
-    assert "n" in response.json()["payload"]
+    assert "payload.n" in response.json()["errors"]
     ok = api.post("/api/jobs", {"task": "test.json_schema", "payload": {"n": 3}}, format="json")
     assert ok.status_code == 201
 
@@ -71,8 +71,8 @@ def test_a_bad_json_schema_is_refused_at_registration():
         tasks.register("test.bad_schema", schema={"type": "nonsense"})
 
 
-def test_list_tasks(anon):
-    response = anon.get("/api/tasks")
+def test_list_tasks(api):
+    response = api.get("/api/tasks")
     assert response.status_code == 200
     by_name = {item["name"]: item for item in response.json()}
     assert {"simulate", "echo", "send_email", "http_request", "test.resize"} <= set(by_name)
@@ -90,9 +90,10 @@ def test_list_tasks(anon):
     assert by_name["http_request"]["payload_schema"]["properties"]["method"]["enum"][0] == "GET"
 
 
-def test_one_task_and_an_unknown_one(anon):
-    assert anon.get("/api/tasks/test.resize").json()["name"] == "test.resize"
-    assert anon.get("/api/tasks/nothing").status_code == 404
+def test_one_task_and_an_unknown_one(api, anon):
+    assert api.get("/api/tasks/test.resize").json()["name"] == "test.resize"
+    assert api.get("/api/tasks/nothing").status_code == 404
+    assert anon.get("/api/tasks").status_code == 401
 
 
 def test_progress_shows_in_the_api(api, make_job):

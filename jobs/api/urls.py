@@ -1,8 +1,16 @@
-from rest_framework.routers import DefaultRouter
+from rest_framework.routers import APIRootView, DefaultRouter
 
 from jobs.api.views import JobViewSet, ScheduleViewSet, TaskViewSet, WorkerViewSet
 
+
+class APIRoot(APIRootView):
+    """The list of API endpoints: any signed-in user may read it."""
+
+    required_permissions: list[str] = []
+
+
 router = DefaultRouter()
+router.APIRootView = APIRoot
 # Accept every path with and without its trailing slash (the prototype had none).
 router.trailing_slash = "/?"
 router.register("jobs", JobViewSet, basename="job")

@@ -1,10 +1,12 @@
 """The jobs API: thin views over ``jobs.lifecycle`` and ``jobs.runner``."""
 
+import logging
+from collections.abc import Sequence
 from typing import Any
 
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound, ValidationError
@@ -12,7 +14,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from jobs import lifecycle, runner, schedules, tasks
-from jobs.api.filters import JobFilter
+from jobs.api.filters import JobFilter, ScheduleFilter
+from jobs.api.schema import error_response
 from jobs.api.serializers import (
     JobDetailSerializer,
     JobSerializer,
@@ -25,6 +28,8 @@ from jobs.conf import conf
 from jobs.exceptions import TransitionRefused, UnknownTask
 from jobs.models import Job, Schedule, Worker
 
+logger = logging.getLogger(__name__)
+
 
 class Conflict(APIException):
     status_code = status.HTTP_409_CONFLICT
@@ -36,6 +41,9 @@ def _conflict(refused: TransitionRefused) -> APIException:
     if refused.current is None:
         return NotFound(str(refused))
     return Conflict(str(refused))
+
+
+TRANSITION_RESPONSES = {200: JobSerializer, 409: error_response("409")}
 
 
 class JobViewSet(
@@ -53,6 +61,21 @@ class JobViewSet(
     ordering_fields = ["created_at", "updated_at", "priority", "status", "queue", "task"]
     ordering = ["-created_at"]
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "Link",
+                str,
+                OpenApiParameter.HEADER,
+                response=[200],
+                description='Further pages (RFC 8288): <url>; rel="next", <url>; rel="prev".',
+            )
+        ]
+    )
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """List jobs, newest first, as a JSON array; follow the ``Link`` header for more."""
+        return super().list(request, *args, **kwargs)
+
     def get_serializer_class(self) -> type:
         if self.action == "retrieve":
             return JobDetailSerializer
@@ -65,7 +88,7 @@ class JobViewSet(
             return Job.objects.prefetch_related("history")
         return Job.objects.all()
 
-    @extend_schema(responses={201: JobSerializer, 200: JobSerializer})
+    @extend_schema(responses={201: JobSerializer, 200: JobSerializer, 409: error_response("409")})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Queue a job; for a known unfinished ``idempotency_key``, return that job (200).
 
@@ -86,7 +109,7 @@ class JobViewSet(
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 
-    def _create_many(self, items: list[Any]) -> Response:
+    def _create_many(self, items: Sequence[Any]) -> Response:
         if not 1 <= len(items) <= conf.MAX_BULK:
             raise ValidationError({"detail": f"send between 1 and {conf.MAX_BULK} jobs at once"})
         serializer = JobSerializer(data=items, many=True)
@@ -96,6 +119,7 @@ class JobViewSet(
         jobs = lifecycle.enqueue_many(serializer.validated_data)
         return Response(JobSerializer(jobs, many=True).data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(responses={200: JobSerializer})
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Delete a job and answer with it, as it was."""
         job = self.get_object()
@@ -103,7 +127,7 @@ class JobViewSet(
         job.delete()
         return Response(data)
 
-    @extend_schema(request=JobStatusSerializer, responses={200: JobSerializer})
+    @extend_schema(request=JobStatusSerializer, responses=TRANSITION_RESPONSES)
     @action(detail=True, methods=["patch"], url_path="status", url_name="status")
     def set_status(self, request: Request, pk: str | None = None) -> Response:
         """Change a job's status by hand, through the lifecycle's rules (409 if refused)."""
@@ -112,21 +136,21 @@ class JobViewSet(
         serializer.is_valid(raise_exception=True)
         return self._transition(lifecycle.set_status, job_id=job.pk, **serializer.validated_data)
 
-    @extend_schema(request=None, responses={200: JobSerializer})
+    @extend_schema(request=None, responses=TRANSITION_RESPONSES)
     @action(detail=True, methods=["post"])
     def run(self, request: Request, pk: str | None = None) -> Response:
         """Run the job now, in this request, as a worker would; answer with the result."""
         job = self.get_object()
         return self._transition(runner.run_now, job_id=job.pk)
 
-    @extend_schema(request=None, responses={200: JobSerializer})
+    @extend_schema(request=None, responses=TRANSITION_RESPONSES)
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         """Cancel a queued or running job."""
         job = self.get_object()
         return self._transition(lifecycle.cancel, job_id=job.pk)
 
-    @extend_schema(request=None, responses={200: JobSerializer})
+    @extend_schema(request=None, responses=TRANSITION_RESPONSES)
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk: str | None = None) -> Response:
         """Put a failed, cancelled or done job back in the queue."""
@@ -146,6 +170,7 @@ class TaskViewSet(viewsets.ViewSet):
 
     serializer_class = TaskSerializer
     lookup_value_regex = r"[^/]+"
+    required_permissions: list[str] = []  # any signed-in user may read the task list
 
     @extend_schema(responses={200: TaskSerializer(many=True)})
     def list(self, request: Request) -> Response:
@@ -174,7 +199,7 @@ class ScheduleViewSet(viewsets.ModelViewSet):
 
     queryset = Schedule.objects.all()
     serializer_class = ScheduleSerializer
-    filterset_fields = ["enabled", "task", "queue"]
+    filterset_class = ScheduleFilter
     ordering_fields = ["name", "next_fire_at", "last_fire_at", "created_at"]
     ordering = ["name"]
 
@@ -196,6 +221,8 @@ def health(request: HttpRequest) -> JsonResponse:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
             cursor.fetchone()
-    except Exception as exc:
-        return JsonResponse({"status": "error", "database": str(exc)}, status=503)
+    except Exception:
+        # Public endpoint: the reason goes to the log, not to whoever asks.
+        logger.exception("health check: database unreachable")
+        return JsonResponse({"status": "error", "database": "unreachable"}, status=503)
     return JsonResponse({"status": "ok", "database": connection.vendor})

@@ -1,0 +1,139 @@
+"""The OpenAPI schema, with the error answers every operation can give.
+
+drf-spectacular documents success answers only. ``AutoSchema`` adds the error
+answers (all in the shape of ``ErrorSerializer``) that the project's settings
+make possible for each operation, so clients and the fuzzer know them.
+"""
+
+from typing import Any
+
+from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
+from drf_spectacular.utils import OpenApiResponse
+
+from jobs import tasks
+from jobs.api.errors import ErrorSerializer
+
+ERRORS = {
+    "400": "Invalid input: see `errors` for the messages per field.",
+    "401": "No credentials, or wrong ones.",
+    "403": "Authenticated, but without the model permission this operation needs.",
+    "404": "No such object (also for a malformed id).",
+    "406": "None of the media types in `Accept` can be served.",
+    "409": "The job's current status does not allow this.",
+    "413": "The request body (or the payload) is too large.",
+    "415": "The request body's media type is not accepted.",
+    "429": "Too many writes: wait `Retry-After` seconds.",
+}
+
+
+def error_response(code: str) -> OpenApiResponse:
+    """Describe an error answer in the common error shape."""
+    return OpenApiResponse(ErrorSerializer, description=ERRORS[code])
+
+
+class AutoSchema(SpectacularAutoSchema):
+    """Add the common error answers to every operation."""
+
+    def _error_codes(self) -> list[str]:
+        codes = ["401", "403", "406"]
+        writes = self.method in {"POST", "PUT", "PATCH", "DELETE"}
+        has_body = self.method in {"POST", "PUT", "PATCH"}
+        if has_body or self.get_filter_backends() or self._get_paginator():
+            codes.append("400")
+        if "{" in self.path:
+            codes.append("404")
+        if has_body:
+            codes += ["413", "415"]
+        if writes:
+            codes.append("429")
+        return codes
+
+    def _get_request_for_media_type(self, serializer: Any, direction: Any = "request") -> Any:
+        # drf-spectacular makes every PATCH body partial; some PATCH bodies are not.
+        if self.method == "PATCH" and getattr(serializer, "partial_on_patch", True) is False:
+            self.method = "PUT"
+            try:
+                return super()._get_request_for_media_type(serializer, direction)
+            finally:
+                self.method = "PATCH"
+        return super()._get_request_for_media_type(serializer, direction)
+
+    def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
+        responses = super()._get_response_bodies(direction)
+        if direction != "response":
+            return responses
+        for code in self._error_codes():
+            if code not in responses:
+                responses[code] = self._get_response_for_code(error_response(code), code)
+        return dict(sorted(responses.items()))
+
+
+NO_NUL = {"pattern": "^[^\\u0000]*$"}
+
+# Any JSON value the server stores: no NUL characters (PostgreSQL's jsonb cannot hold
+# them), in strings or in keys. Size and depth caps are stated in the description.
+JSON_VALUE = {
+    "description": "Any JSON value without NUL characters; at most JOBS_MAX_PAYLOAD_BYTES "
+    "(default 256 KiB) as compact JSON, nested at most 100 levels.",
+    "anyOf": [
+        {"type": "string", **NO_NUL},
+        {"type": ["number", "boolean", "null"]},
+        {"type": "array", "items": {"$ref": "#/components/schemas/JsonValue"}},
+        {
+            "type": "object",
+            "propertyNames": NO_NUL,
+            "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
+        },
+    ],
+}
+
+
+def document_requests(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """Document what the request serializers accept beyond what drf-spectacular infers.
+
+    A postprocessing hook: lists the registered task names as the choices of
+    ``task`` (so tasks registered after start-up are listed too), describes the
+    payload a job may carry, and closes request bodies (``additionalProperties:
+    false``), since the serializers refuse unknown fields.
+    """
+    schemas = result.get("components", {}).get("schemas", {})
+    for component in schemas.values():
+        for prop in component.get("properties", {}).values():
+            # A nullable "any value" field: {} already admits null, and oneOf would
+            # then match null twice, which is invalid.
+            if {} in prop.get("oneOf", []):
+                del prop["oneOf"]
+    for name, component in schemas.items():
+        if name.endswith("Request") and component.get("type") == "object":
+            component["additionalProperties"] = False
+    _link_created_jobs(result)
+    job = schemas.get("JobRequest", {}).get("properties", {})
+    if "task" in job:
+        job["task"]["enum"] = sorted(tasks.registered())
+    if "payload" in job:
+        job["payload"] = {"$ref": "#/components/schemas/JsonValue"}
+        schemas["JsonValue"] = JSON_VALUE
+    return result
+
+
+JOB_OPERATIONS = {
+    "GetJob": "api_jobs_retrieve",
+    "SetJobStatus": "api_jobs_status_partial_update",
+    "RunJob": "api_jobs_run_create",
+    "CancelJob": "api_jobs_cancel_create",
+    "RetryJob": "api_jobs_retry_create",
+    "DeleteJob": "api_jobs_destroy",
+}
+
+
+def _link_created_jobs(result: dict[str, Any]) -> None:
+    """Link the created job to what can be done with it (OpenAPI links, for clients and
+    for stateful fuzzing)."""
+    create = result.get("paths", {}).get("/api/jobs/", {}).get("post", {})
+    links = {
+        name: {"operationId": operation, "parameters": {"id": "$response.body#/id"}}
+        for name, operation in JOB_OPERATIONS.items()
+    }
+    for code in ("200", "201"):
+        if code in create.get("responses", {}):
+            create["responses"][code]["links"] = links

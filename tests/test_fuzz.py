@@ -1,0 +1,80 @@
+"""Fuzz the whole API with schemathesis, over real HTTP, from its own OpenAPI schema.
+
+A live server (``live_server``: the project's WSGI app on a loopback port, on the
+test database) answers ``st run`` with a real token of a user who holds every job
+permission. All phases (coverage, fuzzing, stateful) and all checks: any 5xx, any
+undocumented status or response that breaks the schema fails the test.
+"""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.core.signals import request_started
+from rest_framework.authtoken.models import Token
+
+from jobs import tasks
+
+ROOT = Path(__file__).resolve().parent.parent
+MIN_REQUESTS = 1000
+
+pytestmark = [pytest.mark.fuzz, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def token() -> str:
+    user = get_user_model().objects.create_user("fuzzer")
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label="jobs"))
+    return Token.objects.create(user=user).key
+
+
+def test_schemathesis_finds_no_failures(live_server, token, settings, monkeypatch, capsys):
+    settings.JOBS_SIMULATE_SECONDS = 0
+    settings.JOBS_WRITE_RATE = None
+    # Only the built-in tasks: the test tasks sleep, write files and fail on purpose.
+    builtin = {k: v for k, v in tasks.registered().items() if not k.startswith("test.")}
+    monkeypatch.setattr(tasks, "_registry", builtin)
+    served: list[str] = []
+
+    def count(sender: object, environ: dict, **kwargs: object) -> None:
+        served.append(environ.get("PATH_INFO", ""))
+
+    request_started.connect(count, weak=False)
+    command = [
+        str(Path(sys.executable).parent / "st"),
+        "--config-file",
+        str(ROOT / "schemathesis.toml"),
+        "run",
+        f"{live_server.url}/api/schema",
+        "--header",
+        f"Authorization: Token {token}",
+        "--checks",
+        "all",
+        "--max-examples",
+        os.environ.get("FUZZ_EXAMPLES", "140"),
+        "--seed",
+        os.environ.get("FUZZ_SEED", "1"),
+        "--workers",
+        "2",
+        "--no-color",
+    ]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    finally:
+        request_started.disconnect(count)
+    cases = re.search(r"Test cases:\s+(\d+) generated", result.stdout)
+    phases = re.findall(r"(Coverage|Fuzzing|Stateful) \(in [^)]*\)\s*\n\s*(.+)", result.stdout)
+    summary = (
+        f"schemathesis: {cases.group(1) if cases else '?'} test cases generated, "
+        f"{len(served)} HTTP requests served, exit code {result.returncode}; "
+        + "; ".join(f"{phase}: {outcome.strip()}" for phase, outcome in phases)
+    )
+    with capsys.disabled():
+        print(f"\n{summary}")  # noqa: T201 - the run size belongs in the test log
+    assert result.returncode == 0, f"{summary}\n{result.stdout[-20000:]}\n{result.stderr[-5000:]}"
+    assert len(served) >= MIN_REQUESTS, summary

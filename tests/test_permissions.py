@@ -1,0 +1,216 @@
+"""Each API endpoint and admin action needs its Django model permission, and only that."""
+
+import base64
+
+import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.request import Request
+from rest_framework.test import APIRequestFactory
+
+from jobs import lifecycle
+from jobs.api.authentication import TLSBasicAuthentication
+from jobs.models import Job, Status
+
+pytestmark = pytest.mark.django_db
+
+VERBS = ("view", "add", "change", "delete")
+
+# method, path, body, permission needed, status when allowed, status the job starts in
+ENDPOINTS = [
+    ("get", "/api/jobs", None, "view", 200, Status.QUEUED),
+    ("get", "/api/jobs/{id}", None, "view", 200, Status.QUEUED),
+    ("options", "/api/jobs/{id}", None, "view", 200, Status.QUEUED),
+    ("post", "/api/jobs", {"task": "echo"}, "add", 201, Status.QUEUED),
+    ("delete", "/api/jobs/{id}", None, "delete", 200, Status.QUEUED),
+    ("patch", "/api/jobs/{id}/status", {"status": "cancelled"}, "change", 200, Status.QUEUED),
+    ("post", "/api/jobs/{id}/run", None, "change", 200, Status.QUEUED),
+    ("post", "/api/jobs/{id}/cancel", None, "change", 200, Status.QUEUED),
+    ("post", "/api/jobs/{id}/retry", None, "change", 200, Status.CANCELLED),
+]
+IDS = [f"{method} {path}" for method, path, *_ in ENDPOINTS]
+
+
+def _call(client, endpoint, job):
+    method, path, body, *_ = endpoint
+    return getattr(client, method)(path.format(id=job.pk), body, format="json")
+
+
+def _job(make_job, start):
+    job = make_job(task="echo", payload=1)
+    if start == Status.CANCELLED:
+        lifecycle.cancel(job_id=job.pk)
+    return Job.objects.get(pk=job.pk)
+
+
+def _unchanged(job):
+    now = Job.objects.filter(pk=job.pk).first()
+    return now is not None and now.status == job.status and Job.objects.count() == 1
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=IDS)
+def test_anonymous_callers_are_refused_with_401(anon, make_job, endpoint):
+    job = _job(make_job, endpoint[5])
+    response = _call(anon, endpoint, job)
+    assert response.status_code == 401
+    assert response.json()["code"] == "not_authenticated"
+    assert response.headers["WWW-Authenticate"].startswith("Token")
+    assert _unchanged(job)
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=IDS)
+def test_users_holding_every_other_permission_are_refused_with_403(
+    make_user, client_for, make_job, endpoint
+):
+    job = _job(make_job, endpoint[5])
+    others = [verb for verb in VERBS if verb != endpoint[3]]
+    response = _call(client_for(make_user(*others)), endpoint, job)
+    assert response.status_code == 403
+    assert response.json() == {
+        "detail": "You do not have permission to perform this action.",
+        "code": "permission_denied",
+    }
+    assert _unchanged(job)
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=IDS)
+def test_users_holding_just_the_permission_are_allowed(make_user, client_for, make_job, endpoint):
+    job = _job(make_job, endpoint[5])
+    response = _call(client_for(make_user(endpoint[3])), endpoint, job)
+    assert response.status_code == endpoint[4], response.content
+
+
+def test_refused_before_looking_up_the_job(make_user, client_for):
+    """No permission, no hint whether a job exists: 403 for any id."""
+    client = client_for(make_user("add"))
+    assert client.get("/api/jobs/00000000-0000-0000-0000-000000000000").status_code == 403
+
+
+def test_session_users_need_the_permissions_too(client, make_user, make_job):
+    job = make_job()
+    client.force_login(make_user("view"))
+    assert client.get(f"/api/jobs/{job.pk}").status_code == 200
+    assert client.post(f"/api/jobs/{job.pk}/cancel").status_code == 403
+
+
+def test_api_root_schema_and_docs_need_a_signed_in_user(anon, make_user, client_for):
+    client = client_for(make_user())
+    for path in ["/api/", "/api/schema", "/docs"]:
+        assert anon.get(path).status_code == 401, path
+        assert client.get(path).status_code == 200, path
+
+
+def test_health_is_public(anon):
+    assert anon.get("/health").status_code == 200
+
+
+def test_a_revoked_token_no_longer_works(make_user, client_for):
+    user = make_user("view")
+    client = client_for(user)
+    assert client.get("/api/jobs").status_code == 200
+    Token.objects.filter(user=user).delete()
+    assert client.get("/api/jobs").status_code == 401
+
+
+@pytest.mark.parametrize(("secure", "allowed"), [(True, True), (False, False)])
+def test_basic_authentication_only_over_https(make_user, secure, allowed):
+    user = make_user("view", name="basic")
+    credentials = base64.b64encode(b"basic:pw-for-tests-only").decode()
+    request = APIRequestFactory().get(
+        "/api/jobs", HTTP_AUTHORIZATION=f"Basic {credentials}", secure=secure
+    )
+    auth = TLSBasicAuthentication()
+    if allowed:
+        assert auth.authenticate(Request(request))[0] == user
+    else:
+        with pytest.raises(Exception, match="only accepted over HTTPS"):
+            auth.authenticate(Request(request))
+
+
+# -- the admin --------------------------------------------------------------------------
+
+CHANGELIST = "/admin/jobs/job/"
+
+
+def _action(client, action, job):
+    data = {"action": action, "_selected_action": [str(job.pk)], "index": 0, "post": "yes"}
+    return client.post(CHANGELIST, data, follow=True)
+
+
+ADMIN_ACTIONS = [
+    ("cancel_jobs", "change", Status.QUEUED, Status.CANCELLED),
+    ("retry_jobs", "change", Status.CANCELLED, Status.QUEUED),
+]
+
+
+@pytest.mark.parametrize(("action", "verb", "start", "end"), ADMIN_ACTIONS)
+def test_admin_actions_need_change_permission(
+    client, make_user, make_job, action, verb, start, end
+):
+    job = _job(make_job, start)
+    client.force_login(make_user("view", "add", "delete", staff=True, name="no-change"))
+    _action(client, action, job)
+    assert Job.objects.get(pk=job.pk).status == start
+    client.force_login(make_user("view", verb, staff=True, name="with-change"))
+    response = _action(client, action, job)
+    assert response.status_code == 200
+    assert Job.objects.get(pk=job.pk).status == end
+
+
+def test_admin_delete_action_needs_delete_permission(client, make_user, make_job):
+    job = make_job()
+    client.force_login(make_user("view", "change", staff=True, name="no-delete"))
+    _action(client, "delete_selected", job)
+    assert Job.objects.filter(pk=job.pk).exists()
+    client.force_login(make_user("view", "delete", staff=True, name="with-delete"))
+    _action(client, "delete_selected", job)
+    assert not Job.objects.filter(pk=job.pk).exists()
+
+
+@pytest.mark.parametrize(
+    ("path", "verb"),
+    [
+        ("/admin/jobs/job/", "view"),
+        ("/admin/jobs/job/add/", "add"),
+        ("/admin/jobs/job/{id}/delete/", "delete"),
+    ],
+)
+def test_admin_pages_need_their_permission(client, make_user, make_job, path, verb):
+    job = make_job()
+    url = path.format(id=job.pk)
+    others = [v for v in VERBS if v != verb and not (verb == "view" and v == "change")]
+    client.force_login(make_user(*others, staff=True, name="others"))
+    assert client.get(url).status_code == 403
+    client.force_login(make_user(verb, staff=True, name="holder"))
+    assert client.get(url).status_code == 200
+
+
+def test_admin_change_form_needs_change_permission(client, make_user, make_job):
+    job = make_job(payload="before")
+    url = f"/admin/jobs/job/{job.pk}/change/"
+    form = {"task": "echo", "status": "queued", "payload": '"after"', "queue": "default"}
+    form |= {"priority": 0, "max_attempts": 3, "history-TOTAL_FORMS": 0}
+    form |= {"history-INITIAL_FORMS": 0}
+    client.force_login(make_user("view", staff=True, name="viewer"))
+    assert client.post(url, form).status_code == 403
+    assert Job.objects.get(pk=job.pk).payload == "before"
+    client.force_login(make_user("view", "change", staff=True, name="changer"))
+    assert client.post(url, form).status_code == 302
+    assert Job.objects.get(pk=job.pk).payload == "after"
+
+
+def test_tokens_are_created_and_revoked_in_the_admin(admin_client, make_user, anon):
+    user = make_user("view")
+    response = admin_client.post("/admin/authtoken/tokenproxy/add/", {"user": user.pk})
+    assert response.status_code == 302
+    token = Token.objects.get(user=user)
+    anon.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    assert anon.get("/api/jobs").status_code == 200
+    delete = f"/admin/authtoken/tokenproxy/{user.pk}/delete/"
+    assert admin_client.post(delete, {"post": "yes"}).status_code == 302
+    assert anon.get("/api/jobs").status_code == 401
+
+
+def test_token_admin_is_closed_to_staff_without_token_permissions(client, make_user):
+    client.force_login(make_user("view", "add", "change", "delete", staff=True))
+    assert client.get("/admin/authtoken/tokenproxy/").status_code == 403
+    assert client.get("/admin/authtoken/tokenproxy/add/").status_code == 403
