@@ -4,8 +4,9 @@
 
 Each part runs for at most ``--seconds`` (and a bounded count) against a fresh
 database. The HTTP parts start ``gunicorn jobqueue.wsgi:application -w 2`` on a
-free loopback port (DJANGO_DEBUG off), create a user and DRF token in the bench
-database, and post from ``--threads`` client threads, each with its own
+free loopback port (DJANGO_DEBUG off, the per-user write throttle off:
+``JOBS_WRITE_RATE=none``), create a user with the ``add_job`` permission and a DRF
+token in the bench database, and post from ``--threads`` client threads, each with its own
 keep-alive ``http.client.HTTPConnection`` (it reconnects on its own when the
 server closes the connection). Every part checks that exactly the jobs it
 reported were created.
@@ -80,6 +81,7 @@ def start_gunicorn(url: str, port: int) -> subprocess.Popen:
     env = env_for(url)
     env.pop("DJANGO_DEBUG", None)
     env["PYTHONWARNINGS"] = "ignore::UserWarning"  # no collected static files: not needed here
+    env["JOBS_WRITE_RATE"] = "none"  # measure the API, not the per-user write throttle
     return subprocess.Popen(command, cwd=ROOT, env=env)
 
 
@@ -93,10 +95,15 @@ def _healthy(port: int) -> bool:
 
 
 def token() -> str:
+    """Create a user allowed to add jobs (and nothing else); return its API token."""
     from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
     from rest_framework.authtoken.models import Token
 
     user, _ = get_user_model().objects.get_or_create(username="bench")
+    user.user_permissions.add(
+        Permission.objects.get(content_type__app_label="jobs", codename="add_job")
+    )
     return Token.objects.get_or_create(user=user)[0].key
 
 

@@ -149,7 +149,9 @@ def _enqueue(records: Records) -> str:
     ]
     return (
         "## Enqueue\n\n"
-        "HTTP: gunicorn `-w 2` (sync workers), DJANGO_DEBUG off, token auth, 4 client threads "
+        "HTTP: gunicorn `-w 2` (sync workers), DJANGO_DEBUG off, write throttle off "
+        "(`JOBS_WRITE_RATE=none`), token auth of a user with the `add_job` permission, "
+        "4 client threads "
         "with one keep-alive `http.client` connection each (the last column counts responses "
         "after which the server closed the connection); bulk = JSON arrays of 1,000 jobs.\n\n"
         + table(
