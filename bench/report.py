@@ -98,16 +98,18 @@ def _drain(records: Records) -> str:
             _n(r["drain_jobs_per_s"]),
             r["wall_s"],
             r["drain_s"],
+            ", ".join(_n(v) for v in r.get("all_drain_jobs_per_s", [])),
         ]
         for r in _of(records, "drain")
     ]
     return (
         "## Drain throughput (pre-enqueued noop jobs, `runworker --once --batch 100`)\n\n"
         "Wall clock: worker start to last exit (process start-up included, a fixed ~1 s). "
-        "Drain: first `started_at` to last `finished_at` in the database.\n\n"
+        "Drain: first `started_at` to last `finished_at` in the database. Each row is the "
+        "median of its rounds (every round's drain rate in the last column).\n\n"
         + table(
             "db | processes x concurrency | batch | jobs | wall jobs/s | drain jobs/s "
-            "| wall s | drain s",
+            "| wall s | drain s | all rounds, drain jobs/s",
             rows,
         )
     )
