@@ -23,7 +23,8 @@ or API client may request with ``set_status``.
 import logging
 import random
 import uuid
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,7 +33,7 @@ from django.db.models import Case, F, PositiveIntegerField, Q, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from jobs import tasks
+from jobs import metrics, tasks
 from jobs.conf import conf
 from jobs.exceptions import TransitionRefused
 from jobs.models import ACTIVE_STATUSES, Job, JobAttempt, Outcome, Status
@@ -161,7 +162,10 @@ def enqueue_many(specs: Sequence[dict[str, Any]]) -> list[Job]:
                 timeout=spec.get("timeout", task.timeout),
             )
         )
-    return Job.objects.bulk_create(jobs, batch_size=500)
+    created = Job.objects.bulk_create(jobs, batch_size=500)
+    for (task_name, queue), count in Counter((job.task, job.queue) for job in created).items():
+        _count_safely(metrics.record_enqueued, task=task_name, queue=queue, count=count)
+    return created
 
 
 def validate_task(name: str) -> None:
@@ -259,7 +263,7 @@ def succeed(*, job: Job, worker_id: str, result: Any = None) -> None:
     if not updated:
         raise _refused(job.pk, "succeed")
     job.status, job.result, job.finished_at = DONE, result, now
-    _log_transition(job, "succeed", duration=_duration(job, now))
+    _log_transition(job, "succeed", outcome="done", duration=_duration(job, now))
 
 
 def fail(
@@ -294,7 +298,7 @@ def fail(
             raise _refused(job.pk, "fail")
         _archive([job], outcome=outcome, now=now, error=error, traceback=traceback)
     job.status = changes["status"]
-    _log_transition(job, "fail", error=error, next=job.status, duration=_duration(job, now))
+    _log_transition(job, "fail", outcome=str(outcome), error=error, duration=_duration(job, now))
     return job.status
 
 
@@ -367,7 +371,7 @@ def recover(*, now: datetime | None = None, limit: int = 500) -> int:
                 job.status = changes["status"]
         _archive(recovered, outcome=Outcome.LOST, now=now, error="worker lost")
     for job in recovered:
-        _log_transition(job, "recover", next=job.status)
+        _log_transition(job, "recover", outcome=Outcome.LOST.value)
     return len(recovered)
 
 
@@ -499,12 +503,30 @@ def _duration(job: Job, now: datetime) -> float | None:
     return round((now - job.started_at).total_seconds(), 6) if job.started_at else None
 
 
-def _log_transition(job: Job, verb: str, **extra: Any) -> None:
+def _log_transition(job: Job, verb: str, **fields: Any) -> None:
+    """Log one line for a transition and count it in the metrics.
+
+    The fields are in the message as ``key=value`` and on the record as extras
+    (``job_id``, ``transition``, ``status``, ``task``, ``queue``, ``attempt``,
+    ``worker``, and ``outcome``, ``duration``, ``error`` when known), which the
+    JSON log format writes as keys.
+    """
+    _count_transition(job, verb, fields)
     if not logger.isEnabledFor(logging.INFO):
         return
-    fields = " ".join(f"{key}={value}" for key, value in extra.items() if value is not None)
+    fields = {key: value for key, value in fields.items() if value is not None}
+    extra = {
+        "job_id": str(job.pk),
+        "transition": verb,
+        "status": job.status,
+        "task": job.task,
+        "queue": job.queue,
+        "attempt": job.attempts,
+        "worker": job.worker_id,
+        **fields,
+    }
     logger.info(
-        "job=%s transition=%s status=%s task=%s queue=%s attempt=%s worker=%s %s",
+        "job=%s transition=%s status=%s task=%s queue=%s attempt=%s worker=%s%s",
         job.pk,
         verb,
         job.status,
@@ -512,5 +534,29 @@ def _log_transition(job: Job, verb: str, **extra: Any) -> None:
         job.queue,
         job.attempts,
         job.worker_id,
-        fields,
+        "".join(f" {key}={value}" for key, value in fields.items()),
+        extra=extra,
     )
+
+
+def _count_transition(job: Job, verb: str, fields: dict[str, Any]) -> None:
+    if verb == "enqueue":
+        _count_safely(metrics.record_enqueued, task=job.task, queue=job.queue)
+    elif fields.get("outcome"):
+        _count_safely(
+            metrics.record_attempt,
+            task=job.task,
+            queue=job.queue,
+            outcome=fields["outcome"],
+            status=job.status,
+            duration=fields.get("duration"),
+        )
+
+
+def _count_safely(record: Callable[..., None], **kwargs: Any) -> None:
+    # A metrics problem (an unwritable multiprocess directory, ...) must never
+    # undo or hide a transition that is already committed.
+    try:
+        record(**kwargs)
+    except Exception:
+        logger.exception("metrics not recorded: %s", kwargs)

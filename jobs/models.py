@@ -89,6 +89,12 @@ class Job(models.Model):
                 name="jobs_lease_idx",
                 condition=Q(status="processing"),
             ),
+            # Stats count jobs finished in the last hour from this range alone.
+            models.Index(
+                fields=["finished_at", "status", "queue"],
+                name="jobs_finished_idx",
+                condition=Q(status__in=["done", "failed"]),
+            ),
             models.Index(fields=["status", "-created_at"], name="jobs_status_created_idx"),
             models.Index(fields=["-created_at"], name="jobs_created_idx"),
         ]

@@ -1,6 +1,7 @@
+from django.urls import re_path
 from rest_framework.routers import DefaultRouter
 
-from jobs.api.views import JobViewSet, TaskViewSet
+from jobs.api.views import JobViewSet, StatsView, TaskViewSet
 
 router = DefaultRouter()
 # Accept every path with and without its trailing slash (the prototype had none).
@@ -8,4 +9,7 @@ router.trailing_slash = "/?"
 router.register("jobs", JobViewSet, basename="job")
 router.register("tasks", TaskViewSet, basename="task")
 
-urlpatterns = router.urls
+urlpatterns = [
+    re_path(r"^stats/?$", StatsView.as_view(), name="stats"),
+    *router.urls,
+]

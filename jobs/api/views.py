@@ -1,24 +1,29 @@
 """The jobs API: thin views over ``jobs.lifecycle`` and ``jobs.runner``."""
 
+import hmac
 from typing import Any
 
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from jobs import lifecycle, runner, tasks
+from jobs import lifecycle, metrics, runner, stats, tasks
 from jobs.api.filters import JobFilter
 from jobs.api.serializers import (
     JobDetailSerializer,
     JobSerializer,
     JobStatusSerializer,
+    StatsSerializer,
     TaskSerializer,
 )
+from jobs.conf import conf
 from jobs.exceptions import TransitionRefused, UnknownTask
 from jobs.models import Job
 
@@ -140,6 +145,39 @@ class TaskViewSet(viewsets.ViewSet):
         if spec is None:
             raise NotFound(f"No task named {pk!r}.")
         return Response(TaskSerializer(spec).data)
+
+
+class StatsView(APIView):
+    """Queue statistics: counts by status and queue, lag, recent throughput, live workers.
+
+    Queued and processing counts, lag and the 1/5/60-minute numbers are exact;
+    a finished status's count is exact only while it is ``"exact": true`` (up to
+    ``JOBS_STATS_EXACT_LIMIT``), an estimate beyond.
+    """
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses={200: StatsSerializer})
+    def get(self, request: Request) -> Response:
+        return Response(StatsSerializer(stats.snapshot()).data)
+
+
+def prometheus_metrics(request: HttpRequest) -> HttpResponse:
+    """Serve Prometheus metrics; 404 when disabled, 401 without the configured bearer token."""
+    if not conf.METRICS_ENABLED:
+        raise Http404("Metrics are disabled (JOBS_METRICS_ENABLED).")
+    token = conf.METRICS_TOKEN
+    if token:
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, f"Bearer {token}".encode()):
+            return HttpResponse(
+                "A valid bearer token is needed (Authorization: Bearer <JOBS_METRICS_TOKEN>).\n",
+                status=401,
+                content_type="text/plain",
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )
+    body, content_type = metrics.render(request.headers.get("Accept", ""))
+    return HttpResponse(body, content_type=content_type)
 
 
 def health(request: HttpRequest) -> JsonResponse:
