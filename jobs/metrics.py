@@ -28,11 +28,14 @@ DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 
 def _instruments() -> dict[str, Any]:
     import os
 
-    from prometheus_client import Counter, Histogram
-
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
         os.makedirs(directory, exist_ok=True)
+    elif directory is not None:
+        # Set but empty means "off"; prometheus_client would take any value as a path.
+        del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    from prometheus_client import Counter, Histogram
+
     labels = ["task", "queue"]
     return {
         "enqueued": Counter("jobqueue_jobs_enqueued", "Jobs created.", labels),
