@@ -1,0 +1,1 @@
+"""Benchmarks: ``make bench`` prints JSON lines and writes docs/benchmarks.md."""
