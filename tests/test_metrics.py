@@ -1,12 +1,18 @@
 """GET /metrics: Prometheus text, counters from every process, gauges from the database."""
 
 import os
+import signal
+import socket
+import tempfile
+import urllib.error
+import urllib.request
 import uuid
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from jobs import lifecycle
+from jobs.models import Job
 from tests.conftest import wait_for
 
 
@@ -121,3 +127,36 @@ class TestAccess:
         assert client.get("/metrics").status_code == 404
         monkeypatch.setenv("JOBS_METRICS_ENABLED", "1")
         assert client.get("/metrics").status_code == 200
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_serve_adds_up_gunicorn_and_worker_processes(processes):
+    """A job run by serve's worker shows in the counters that gunicorn serves."""
+    port, queue = free_port(), f"s-{uuid.uuid4().hex[:8]}"
+    env = {"PROMETHEUS_MULTIPROC_DIR": "", "JOBS_METRICS_TOKEN": "t0k3n"}
+    serve = processes.manage("serve", "--port", str(port), "--web-workers", "2", env=env)
+    job, _ = lifecycle.enqueue(task="echo", payload=1, queue=queue)
+    wait_for(lambda: Job.objects.get(pk=job.pk).status == "done", timeout=60)
+
+    def fetch(token: str) -> str:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(req, timeout=10) as response:
+            return response.read().decode()
+
+    page = fetch("t0k3n")
+    assert f'jobqueue_attempts_total{{outcome="done",queue="{queue}",task="echo"}} 1.0' in page
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        fetch("wrong")
+    assert refused.value.code == 401
+    serve.send_signal(signal.SIGTERM)
+    assert serve.wait(timeout=30) == 0, processes.output(serve)
+    directory = processes.output(serve).split("PROMETHEUS_MULTIPROC_DIR=")[1].split()[0]
+    assert directory.startswith(tempfile.gettempdir()) and not os.path.exists(directory)

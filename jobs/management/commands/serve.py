@@ -45,6 +45,7 @@ class Command(BaseCommand):
             return None
         directory = tempfile.mkdtemp(prefix="jobqueue-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory  # inherited by the children
+        self.stdout.write(f"Metrics of all processes: PROMETHEUS_MULTIPROC_DIR={directory}")
         return directory
 
     def _serve(self, options: dict[str, Any]) -> None:
