@@ -1,20 +1,29 @@
 """The executor pool: child processes that run tasks for a worker.
 
 A worker never runs task code itself. Each of its ``size`` slots owns one child
-process, forked from a forkserver that has Django loaded, and hands it one job
-at a time over a pipe; the child answers with a ``runner.Result``. Because the
-task runs in a process of its own, the worker can enforce a timeout on code that
-never returns (``while True: pass``, a blocking C call) or stop a cancelled job:
-it kills the child and starts a fresh one. ``max_jobs_per_child`` recycles
-children to contain leaks. Children ignore SIGINT/SIGTERM: the worker decides
-when they stop.
+process, forked from a forkserver that has Django loaded, and hands it jobs over
+a pipe, a few at a time (``--batch``). The child runs them in order with
+``runner.execute`` (which records each outcome through the lifecycle, fenced on
+the worker's id and the attempt; successes are recorded in groups, see
+``runner.Completions``) and reports each job as it finishes, so the worker
+always knows which job a child is running and since when.
+
+Because the task runs in a process of its own, the worker can enforce a timeout
+on code that never returns (``while True: pass``, a blocking C call) or stop a
+cancelled job: it kills the child and starts a fresh one. ``max_jobs_per_child``
+recycles children to contain leaks. Children ignore SIGINT/SIGTERM: the worker
+decides when they stop.
 """
 
+import ctypes
+import ctypes.util
 import logging
 import multiprocessing
 import signal
 import time
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -24,9 +33,23 @@ _context = multiprocessing.get_context("forkserver")
 _context.set_forkserver_preload(["jobs.boot"])
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when its parent (the forkserver) dies.
+
+    The forkserver exits when the worker dies, so a task never outlives a
+    ``kill -9``-ed worker: its job is recovered, not raced by an orphan.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        logger.debug("PR_SET_PDEATHSIG unavailable; orphaned executors finish their job")
+
+
 def _child_main(
     conn: Connection, worker_id: str, db_names: dict[str, str], max_jobs: int | None
 ) -> None:
+    _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     import django
@@ -39,37 +62,63 @@ def _child_main(
         connections[alias].settings_dict["NAME"] = name
     from jobs import runner
 
+    completions = runner.Completions(worker_id)
+
+    def flush() -> None:
+        done = [job.pk for job, _ in completions.pending]
+        completions.flush()
+        conn.send(("flushed", done))
+
     ran = 0
     while max_jobs is None or ran < max_jobs:
+        if completions.pending and not conn.poll():
+            flush()  # nothing in hand: record what is done now
         try:
-            job = conn.recv()
+            jobs = conn.recv()
         except EOFError:
             break
-        if job is None:
+        if jobs is None:
             break
         close_old_connections()
-        conn.send(runner.execute(job, worker_id=worker_id))
-        ran += 1
+        for job in jobs:
+            started = time.monotonic()
+            status = runner.execute(job, worker_id=worker_id, completions=completions)
+            conn.send(("ran", job.pk, status))
+            # Group quick successes; a slow job is not worth waiting for company.
+            if completions.due() or time.monotonic() - started >= completions.max_delay:
+                flush()
+            ran += 1
+    if completions.pending:
+        flush()
 
 
 @dataclass
 class Slot:
-    """One child process and the job it is running, if any."""
+    """One child process and its jobs: handed over (the first is running), and ran
+    but with the success not yet recorded (still held, so still heartbeated)."""
 
     index: int
     process: Any
     conn: Connection
-    job: Any = None
-    started: float = 0.0
+    jobs: deque = field(default_factory=deque)
+    unrecorded: dict = field(default_factory=dict)
     deadline: float | None = None
 
 
 class Pool:
-    def __init__(self, size: int, *, worker_id: str, max_jobs_per_child: int | None = None) -> None:
+    def __init__(
+        self,
+        size: int,
+        *,
+        worker_id: str,
+        timeout_for: Callable[[Any], float | None],
+        max_jobs_per_child: int | None = None,
+    ) -> None:
         from django.db import connections
 
         self.size = size
         self.worker_id = worker_id
+        self.timeout_for = timeout_for
         self.max_jobs_per_child = max_jobs_per_child
         self.db_names = {alias: connections[alias].settings_dict["NAME"] for alias in connections}
         self.slots: list[Slot] = []
@@ -90,74 +139,115 @@ class Pool:
         return Slot(index=index, process=process, conn=parent)
 
     def idle(self) -> list[Slot]:
-        return [slot for slot in self.slots if slot.job is None]
+        return [slot for slot in self.slots if not slot.jobs]
 
     def busy(self) -> list[Slot]:
-        return [slot for slot in self.slots if slot.job is not None]
+        return [slot for slot in self.slots if slot.jobs]
 
-    def submit(self, slot: Slot, job: Any, *, timeout: float | None) -> None:
-        """Hand ``job`` to the idle ``slot``; its deadline starts now."""
-        slot.job, slot.started = job, time.monotonic()
-        slot.deadline = slot.started + timeout if timeout else None
-        slot.conn.send(job)
+    def held(self) -> list[Any]:
+        """Every job handed to a child whose outcome is not recorded yet."""
+        return [job for s in self.slots for job in (*s.jobs, *s.unrecorded.values())]
 
-    def wait(self, timeout: float, *, wake: int | None = None) -> list[tuple[Any, Any]]:
-        """Wait up to ``timeout`` for results; return ``(job, new status or None)`` pairs.
+    def submit(self, slot: Slot, jobs: list[Any]) -> None:
+        """Hand ``jobs`` to the idle ``slot``; the first one's deadline starts now."""
+        if not slot.process.is_alive():  # retired after max_jobs_per_child
+            self._stop(slot, kill=True)
+            slot = self.slots[slot.index] = self._spawn(slot.index)
+        slot.jobs.extend(jobs)
+        self._start_next(slot)
+        slot.conn.send(jobs)
 
-        ``None`` means the child died before answering; the slot is then replaced.
-        A finished slot is idle again on return. A byte on the ``wake`` file
-        descriptor ends the wait early.
+    def _start_next(self, slot: Slot) -> None:
+        timeout = self.timeout_for(slot.jobs[0]) if slot.jobs else None
+        slot.deadline = time.monotonic() + timeout if timeout else None
+
+    def wait(self, timeout: float, *, wake: list[Any]) -> tuple[list[tuple[Any, Any]], Any]:
+        """Wait up to ``timeout`` for reports; return ``(finished, handed_back)``.
+
+        ``finished`` holds ``(job, status)`` pairs as jobs finish running; status
+        ``None`` means the child died running that job (the slot is replaced).
+        ``handed_back`` is what a dead child left, as ``replace`` returns it.
+        Anything in ``wake`` that becomes readable ends the wait early.
         """
-        busy = self.busy()
-        if not busy:
-            return []
-        waitables: list[Any] = [s.conn for s in busy] + [s.process.sentinel for s in busy]
-        ready = set(wait([*waitables, *([wake] if wake is not None else [])], timeout))
-        finished = []
-        for slot in busy:
+        live = [s for s in self.slots if s.jobs or s.unrecorded]
+        waitables: list[Any] = [s.conn for s in live] + [s.process.sentinel for s in live]
+        ready = set(wait([*waitables, *wake], timeout)) if live else set()
+        finished: list[tuple[Any, Any]] = []
+        ran_before: list[Any] = []
+        unstarted: list[Any] = []
+        for slot in live:
             if slot.conn not in ready and slot.process.sentinel not in ready:
                 continue
-            result = None
             try:
-                if slot.conn.poll():
-                    result = slot.conn.recv()
+                while slot.conn.poll():
+                    self._receive(slot, slot.conn.recv(), finished)
             except (EOFError, OSError):
-                result = None
-            finished.append((slot.job, result))
-            slot.job, slot.deadline = None, None
-            if result is None or not slot.process.is_alive() or self._retiring(slot):
-                self.replace(slot, kill=result is None)
-        return finished
+                pass
+            if not slot.process.is_alive():
+                if slot.jobs:
+                    finished.append((slot.jobs.popleft(), None))
+                ran, rest = self.replace(slot)
+                ran_before += ran
+                unstarted += rest
+        return finished, (ran_before, unstarted)
 
-    def _retiring(self, slot: Slot) -> bool:
-        # A child that reached max_jobs_per_child exits after its last answer.
-        slot.process.join(timeout=0)
-        return slot.process.exitcode is not None
+    def _receive(self, slot: Slot, message: Any, finished: list[tuple[Any, Any]]) -> None:
+        if message[0] == "ran":
+            _, job_id, status = message
+            job = slot.jobs.popleft()
+            if status == "processing":  # success queued for a grouped write
+                slot.unrecorded[job_id] = job
+            finished.append((job, status))
+            self._start_next(slot)
+        else:  # "flushed"
+            for job_id in message[1]:
+                slot.unrecorded.pop(job_id, None)
 
     def overdue(self, now: float) -> list[Slot]:
         return [s for s in self.busy() if s.deadline is not None and s.deadline <= now]
 
-    def replace(self, slot: Slot, *, kill: bool = True) -> None:
-        """Stop the slot's child (killing it if asked) and start a fresh one in its place."""
-        self._stop(slot, kill=kill)
-        fresh = self._spawn(slot.index)
-        self.slots[slot.index] = fresh
+    def replace(self, slot: Slot) -> tuple[list[Any], list[Any]]:
+        """Kill the slot's child and start a fresh one.
+
+        Return ``(ran, unstarted)``: jobs that ran but whose success was not yet
+        recorded, and jobs handed over after the running one (the running one, if
+        any, is the caller's to report).
+        """
+        self._stop(slot, kill=True)
+        self.slots[slot.index] = self._spawn(slot.index)
+        return list(slot.unrecorded.values()), list(slot.jobs)[1:]
 
     def _stop(self, slot: Slot, *, kill: bool) -> None:
+        if slot.process.is_alive() and not kill:
+            try:
+                slot.conn.send(None)  # the child flushes its completions and exits
+            except OSError:
+                kill = True
         if kill and slot.process.is_alive():
             slot.process.kill()
-        elif slot.process.is_alive():
-            try:
-                slot.conn.send(None)
-            except OSError:
-                slot.process.kill()
         slot.process.join(timeout=5)
         if slot.process.is_alive():
             slot.process.kill()
             slot.process.join()
         slot.conn.close()
 
-    def close(self, *, kill: bool = False) -> None:
+    def close(self) -> tuple[list[Any], list[Any]]:
+        """Stop every child: idle ones first record their pending successes, busy ones
+        are killed. Return ``(ran, unfinished)``: jobs that ran without their success
+        being recorded, and jobs still running or waiting in a child."""
+        ran: list[Any] = []
+        unfinished: list[Any] = []
         for slot in self.slots:
-            self._stop(slot, kill=kill or slot.job is not None)
+            if not slot.jobs:
+                try:
+                    slot.conn.send(None)  # the child records its successes and exits
+                    slot.process.join(timeout=5)
+                    while slot.conn.poll():
+                        self._receive(slot, slot.conn.recv(), [])
+                except (EOFError, OSError):
+                    pass
+            ran += slot.unrecorded.values()
+            unfinished += slot.jobs
+            self._stop(slot, kill=True)
         self.slots = []
+        return ran, unfinished

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, F, PositiveIntegerField, Q, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -185,32 +185,52 @@ def claim(
 ) -> list[Job]:
     """Claim up to ``limit`` due jobs for ``worker_id``, in claim order.
 
-    Rows another transaction has locked are skipped, never waited on.
+    One statement selects the due jobs in claim order and marks them processing:
+    ``UPDATE ... WHERE id IN (SELECT ... LIMIT n [FOR UPDATE SKIP LOCKED])
+    RETURNING ...``. On PostgreSQL rows another transaction has locked are
+    skipped, never waited on; SQLite serialises writers (the project's SQLite
+    settings open write transactions with BEGIN IMMEDIATE and a busy timeout).
     """
     now = timezone.now()
     lease = now + timedelta(seconds=lease_seconds or conf.LEASE_SECONDS)
-    with transaction.atomic():
-        ids = list(
-            Job.objects.claimable(queues=queues, now=now)
-            .select_for_update(skip_locked=True)
-            .values_list("pk", flat=True)[:limit]
+    fields = list(Job._meta.concrete_fields)
+    adapt = connection.ops.adapt_datetimefield_value
+    with transaction.atomic(), connection.cursor() as cursor:
+        due = Job.objects.claimable(queues=queues, now=now).values("pk")[:limit]
+        if connection.features.has_select_for_update_skip_locked:
+            due = due.select_for_update(skip_locked=True)
+        due_sql, due_params = due.query.sql_with_params()
+        # Only identifiers from the model and ORM-compiled SQL go into the text; values
+        # are parameters.
+        sql = (
+            f"UPDATE {Job._meta.db_table} SET status = %s, worker_id = %s, "  # noqa: S608
+            "lease_expires_at = %s, attempts = attempts + 1, started_at = %s, "
+            "finished_at = NULL, updated_at = %s "
+            f"WHERE status = %s AND id IN ({due_sql}) "
+            f"RETURNING {', '.join(connection.ops.quote_name(f.column) for f in fields)}"
         )
-        if not ids:
-            return []
-        Job.objects.filter(pk__in=ids, status=QUEUED).update(
-            status=PROCESSING,
-            worker_id=worker_id,
-            lease_expires_at=lease,
-            attempts=F("attempts") + 1,
-            started_at=now,
-            finished_at=None,
-            updated_at=now,
-        )
-        claimed = list(Job.objects.filter(pk__in=ids, status=PROCESSING, worker_id=worker_id))
-    claimed.sort(key=lambda job: ids.index(job.pk))
+        params = [PROCESSING, worker_id, adapt(lease), adapt(now), adapt(now), QUEUED]
+        cursor.execute(sql, [*params, *due_params])
+        rows = cursor.fetchall()
+    claimed = [_from_row(fields, row) for row in rows]
+    # RETURNING keeps no order: restore the claim order.
+    claimed.sort(key=lambda job: (-job.priority, job.run_after or job.created_at))
     for job in claimed:
         _log_transition(job, "claim")
     return claimed
+
+
+def _from_row(fields: list[Any], row: Sequence[Any]) -> Job:
+    """Build a Job from raw column values, converted as the ORM would convert them."""
+    values = []
+    for field, value in zip(fields, row, strict=True):
+        col = field.get_col(Job._meta.db_table)
+        for converter in connection.ops.get_db_converters(col) + field.get_db_converters(
+            connection
+        ):
+            value = converter(value, col, connection)
+        values.append(value)
+    return Job.from_db(connection.alias, [f.attname for f in fields], values)
 
 
 def claim_for_run(*, job_id: Any, worker_id: str) -> Job:
@@ -251,6 +271,13 @@ def _held(job: Job, worker_id: str) -> Any:
 def succeed(*, job: Job, worker_id: str, result: Any = None) -> None:
     """Record success of the attempt ``job`` describes. Raises ``TransitionRefused``."""
     now = timezone.now()
+    if not _mark_done(job, worker_id, result, now):
+        raise _refused(job.pk, "succeed")
+    job.result = result
+    _log_transition(job, "succeed", outcome="done", duration=_duration(job, now))
+
+
+def _mark_done(job: Job, worker_id: str, result: Any, now: datetime) -> bool:
     updated = _held(job, worker_id).update(
         status=DONE,
         result=result,
@@ -260,10 +287,28 @@ def succeed(*, job: Job, worker_id: str, result: Any = None) -> None:
         lease_expires_at=None,
         updated_at=now,
     )
-    if not updated:
-        raise _refused(job.pk, "succeed")
-    job.status, job.result, job.finished_at = DONE, result, now
-    _log_transition(job, "succeed", outcome="done", duration=_duration(job, now))
+    if updated:
+        job.status, job.finished_at = DONE, now
+    return bool(updated)
+
+
+def succeed_many(*, worker_id: str, completions: Sequence[tuple[Job, Any]]) -> int:
+    """Record several successes in one transaction; return how many were still held.
+
+    Each is fenced like ``succeed``; one that was taken away meanwhile is skipped.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        recorded = [job for job, result in completions if _mark_done(job, worker_id, result, now)]
+    for job in recorded:
+        _log_transition(job, "succeed", outcome="done", duration=_duration(job, now))
+    if len(recorded) < len(completions):
+        logger.warning(
+            "worker=%s discarded=%s completions no longer held",
+            worker_id,
+            len(completions) - len(recorded),
+        )
+    return len(recorded)
 
 
 def fail(

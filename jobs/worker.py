@@ -82,7 +82,10 @@ class Worker:
         )
         self.heartbeat_interval = max(conf.LEASE_SECONDS / 3, 0.05)
         self.pool = Pool(
-            self.concurrency, worker_id=self.worker_id, max_jobs_per_child=max_jobs_per_child
+            self.concurrency,
+            worker_id=self.worker_id,
+            timeout_for=lambda job: job.timeout or conf.TIMEOUT,
+            max_jobs_per_child=max_jobs_per_child,
         )
         self.processed = 0
         self._buffer: deque[Job] = deque()
@@ -156,7 +159,7 @@ class Worker:
         return True
 
     def _fill(self) -> int:
-        """Claim jobs for idle slots and start them; return how many were claimed."""
+        """Claim jobs for idle slots and hand them over; return how many were claimed."""
         idle = self.pool.idle()
         wanted = self._room()
         claimed = 0
@@ -164,19 +167,19 @@ class Worker:
             jobs = lifecycle.claim(
                 worker_id=self.worker_id,
                 queues=self.queues,
-                limit=min(max(self.batch, len(idle)), wanted),
+                limit=min(self.batch * len(idle), wanted),
             )
             self._buffer.extend(jobs)
             claimed = len(jobs)
+        share = max(1, -(-len(self._buffer) // max(1, len(idle))))  # ceil: spread evenly
         for slot in idle:
-            if not self._buffer:
-                break
-            job = self._buffer.popleft()
-            self.pool.submit(slot, job, timeout=job.timeout or conf.TIMEOUT)
+            chunk = [self._buffer.popleft() for _ in range(min(share, len(self._buffer)))]
+            if chunk:
+                self.pool.submit(slot, chunk)
         return claimed
 
     def _room(self) -> int:
-        inflight = len(self._buffer) + len(self.pool.busy())
+        inflight = len(self._buffer) + sum(len(slot.jobs) for slot in self.pool.busy())
         if self.max_jobs is None:
             return self.concurrency * self.batch
         return self.max_jobs - self.processed - inflight
@@ -190,7 +193,7 @@ class Worker:
         return max(0.0, min(times))
 
     def _collect(self, timeout: float) -> None:
-        finished = self.pool.wait(timeout, wake=self._wake_r)
+        finished, handed_back = self.pool.wait(timeout, wake=[self._wake_r])
         try:
             os.read(self._wake_r, 64)  # consume wake-ups: wait again normally next time
         except BlockingIOError:
@@ -199,13 +202,23 @@ class Worker:
             if status is None:
                 self._fail(job, "executor process died", Outcome.FAILED)
             self._count()
+        self._hand_back(*handed_back)
         for slot in self.pool.overdue(time.monotonic()):
-            job = slot.job
-            self.pool.replace(slot)
+            job = slot.jobs[0]
+            handed_back = self.pool.replace(slot)
             timeout = job.timeout or conf.TIMEOUT
             logger.warning("job=%s timeout=%s stopped", job.pk, timeout)
             self._fail(job, f"timed out after {timeout} seconds", Outcome.TIMED_OUT)
             self._count()
+            self._hand_back(*handed_back)
+
+    def _hand_back(self, ran: list[Job], unstarted: list[Job]) -> None:
+        """Requeue jobs a stopped child left: ones that ran (their success unrecorded)
+        run again; ones that never started get their attempt back."""
+        if ran:
+            lifecycle.release(jobs=ran, worker_id=self.worker_id, started=True)
+        if unstarted:
+            lifecycle.release(jobs=unstarted, worker_id=self.worker_id, started=False)
 
     def _fail(self, job: Job, error: str, outcome: str) -> None:
         """Record an attempt the executor could not report itself (timeout, crash)."""
@@ -233,14 +246,15 @@ class Worker:
 
     def _heartbeat(self) -> None:
         WorkerRow.objects.filter(pk=self.worker_id).update(last_heartbeat_at=timezone.now())
-        running = {slot.job.pk: slot for slot in self.pool.busy()}
-        ids = [*running, *(job.pk for job in self._buffer)]
+        ids = [job.pk for job in (*self.pool.held(), *self._buffer)]
         held = lifecycle.heartbeat(worker_id=self.worker_id, job_ids=ids)
         self._buffer = deque(job for job in self._buffer if job.pk in held)
-        for job_id, slot in running.items():
-            if job_id not in held:
-                logger.warning("job=%s no longer held (cancelled or recovered): stopped", job_id)
-                self.pool.replace(slot)
+        for slot in self.pool.busy():
+            if slot.jobs[0].pk not in held:
+                logger.warning(
+                    "job=%s no longer held (cancelled or recovered): stopped", slot.jobs[0].pk
+                )
+                self._hand_back(*self.pool.replace(slot))
 
     def _register(self) -> None:
         now = timezone.now()
@@ -272,16 +286,15 @@ class Worker:
             self._collect(min(self._wait_time(idle=False), deadline - time.monotonic()))
 
     def _shutdown(self, *, clean: bool) -> None:
-        running = [slot.job for slot in self.pool.busy()]
-        self.pool.close(kill=True)
+        ran, unfinished = self.pool.close()
         close_old_connections()
         try:
             self._release_buffer()
-            if running:
+            if ran or unfinished:
                 logger.warning(
-                    "worker=%s requeued=%s unfinished jobs", self.worker_id, len(running)
+                    "worker=%s requeued=%s unfinished jobs", self.worker_id, len(ran + unfinished)
                 )
-                lifecycle.release(jobs=running, worker_id=self.worker_id, started=True)
+                lifecycle.release(jobs=ran + unfinished, worker_id=self.worker_id, started=True)
             WorkerRow.objects.filter(pk=self.worker_id).delete()
         except Exception:
             # Leases run out and recovery requeues the jobs; the row is marked dead.

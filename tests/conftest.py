@@ -122,6 +122,7 @@ class Processes:
                 env=full_env,
                 stdout=handle,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, with its executors
             )
         proc.log = log  # type: ignore[attr-defined]
         self.started.append(proc)

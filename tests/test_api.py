@@ -242,3 +242,27 @@ def test_browsable_api_renders(api, make_job):
         response = api.get(path, HTTP_ACCEPT="text/html")
         assert response.status_code == 200, path
         assert b"<html" in response.content
+
+
+def test_workers_lists_the_registry_with_liveness_and_current_jobs(api, make_job):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from jobs.models import Worker
+
+    now = timezone.now()
+    Worker.objects.create(
+        id="w-live", hostname="h", pid=1, started_at=now, last_heartbeat_at=now, queues=["a"]
+    )
+    stale = now - timedelta(hours=1)
+    Worker.objects.create(
+        id="w-dead", hostname="h", pid=2, started_at=stale, last_heartbeat_at=stale
+    )
+    make_job()
+    (job,) = lifecycle.claim(worker_id="w-live")
+    body = {w["id"]: w for w in api.get("/api/workers").json()}
+    assert body["w-live"]["alive"] and not body["w-dead"]["alive"]
+    assert body["w-live"]["current_jobs"] == [str(job.pk)]
+    assert body["w-live"]["queues"] == ["a"]
+    assert api.get("/api/workers/w-dead").json()["pid"] == 2

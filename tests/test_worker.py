@@ -1,5 +1,6 @@
 """The worker: in-process through the Worker class, and as real runworker processes."""
 
+import os
 import signal
 import time
 
@@ -158,15 +159,15 @@ class TestWorkerProcesses:
         job = make_job(task="test.slow_once", payload={"marker": str(tmp_path / "m"), "seconds": 3})
         paused = processes.worker(env=env)
         wait_for((tmp_path / "m").exists)
-        paused.send_signal(signal.SIGSTOP)
+        os.killpg(paused.pid, signal.SIGSTOP)  # the worker and its executors: a frozen host
         rescuer = processes.worker(env=env)
         wait_for(lambda: status_of(job) == Status.DONE)
         assert Job.objects.get(pk=job.pk).result == "second"
         rescuer.send_signal(signal.SIGTERM)
         rescuer.wait(timeout=30)
-        # Resumed, it finds at its next heartbeat that it lost the job and stops the task;
-        # had the task already finished, its fenced report would be discarded.
-        paused.send_signal(signal.SIGCONT)
+        # Resumed, it finds at its next heartbeat that it lost the job and stops the task,
+        # or the task finishes first and its fenced report is discarded.
+        os.killpg(paused.pid, signal.SIGCONT)
         paused.send_signal(signal.SIGTERM)
         paused.wait(timeout=30)
         output = processes.output(paused)

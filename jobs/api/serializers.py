@@ -7,7 +7,7 @@ from rest_framework import serializers
 from jobs import tasks
 from jobs.conf import conf
 from jobs.exceptions import InvalidPayload, UnknownTask
-from jobs.models import Job, JobAttempt, Status
+from jobs.models import Job, JobAttempt, Status, Worker
 
 
 class JobAttemptSerializer(serializers.ModelSerializer):
@@ -160,6 +160,28 @@ class TaskSerializer(serializers.Serializer):
             "timeout": spec.timeout,
             "payload_schema": describe_schema(spec.schema),
         }
+
+
+class WorkerSerializer(serializers.ModelSerializer):
+    alive = serializers.BooleanField(source="is_alive", read_only=True)
+    current_jobs = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Worker
+        fields = [
+            "id",
+            "hostname",
+            "pid",
+            "queues",
+            "concurrency",
+            "started_at",
+            "last_heartbeat_at",
+            "alive",
+            "current_jobs",
+        ]
+
+    def get_current_jobs(self, worker: Worker) -> list[str]:
+        return [str(pk) for pk in worker.current_jobs().values_list("pk", flat=True)]
 
 
 class _CountSerializer(serializers.Serializer):

@@ -22,10 +22,11 @@ from jobs.api.serializers import (
     JobStatusSerializer,
     StatsSerializer,
     TaskSerializer,
+    WorkerSerializer,
 )
 from jobs.conf import conf
 from jobs.exceptions import TransitionRefused, UnknownTask
-from jobs.models import Job
+from jobs.models import Job, Worker
 
 
 class Conflict(APIException):
@@ -145,6 +146,15 @@ class TaskViewSet(viewsets.ViewSet):
         if spec is None:
             raise NotFound(f"No task named {pk!r}.")
         return Response(TaskSerializer(spec).data)
+
+
+class WorkerViewSet(viewsets.ReadOnlyModelViewSet):
+    """The worker registry: one row per running ``runworker`` process, live or presumed dead."""
+
+    queryset = Worker.objects.all()
+    serializer_class = WorkerSerializer
+    pagination_class = None
+    filter_backends: list = []
 
 
 class StatsView(APIView):
