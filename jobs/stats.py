@@ -1,12 +1,12 @@
 """Queue statistics, cheap enough to compute on every request at millions of rows.
 
-Every query reads an index range, never the whole table:
+Every query reads a bounded part of the table, never all of it:
 
 - queued and processing jobs (per queue, with the age of the oldest due queued
   job, the *lag*) are counted exactly: active jobs are few next to finished ones,
   and partial indexes cover them;
 - done, failed and cancelled jobs are counted exactly up to
-  ``JOBS_STATS_EXACT_LIMIT`` per status (a ``LIMIT``-ed index scan); beyond it the
+  ``JOBS_STATS_EXACT_LIMIT`` per status (a scan that stops at the limit); beyond it the
   count is PostgreSQL's estimate from its statistics (``ANALYZE``), or on SQLite
   the limit itself as a lower bound, and marked ``"exact": false``;
 - jobs finished (done) and failed in the last 1, 5 and 60 minutes are exact,
