@@ -200,17 +200,22 @@ def claim(
         if connection.features.has_select_for_update_skip_locked:
             due = due.select_for_update(skip_locked=True)
         due_sql, due_params = due.query.sql_with_params()
+        # The due jobs are selected once, in a materialized CTE: as a plain IN subquery
+        # PostgreSQL may run it again for each row, and SKIP LOCKED then skips the rows
+        # this very UPDATE changed and returns others, claiming more than ``limit``.
+        materialized = "MATERIALIZED " if connection.vendor == "postgresql" else ""
         # Only identifiers from the model and ORM-compiled SQL go into the text; values
         # are parameters.
         sql = (
-            f"UPDATE {Job._meta.db_table} SET status = %s, worker_id = %s, "  # noqa: S608
+            f"WITH due AS {materialized}({due_sql}) "  # noqa: S608
+            f"UPDATE {Job._meta.db_table} SET status = %s, worker_id = %s, "
             "lease_expires_at = %s, attempts = attempts + 1, started_at = %s, "
             "finished_at = NULL, updated_at = %s "
-            f"WHERE status = %s AND id IN ({due_sql}) "
+            "WHERE status = %s AND id IN (SELECT * FROM due) "
             f"RETURNING {', '.join(connection.ops.quote_name(f.column) for f in fields)}"
         )
         params = [PROCESSING, worker_id, adapt(lease), adapt(now), adapt(now), QUEUED]
-        cursor.execute(sql, [*params, *due_params])
+        cursor.execute(sql, [*due_params, *params])
         rows = cursor.fetchall()
     claimed = [_from_row(fields, row) for row in rows]
     # RETURNING keeps no order: restore the claim order.

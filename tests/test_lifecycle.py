@@ -85,6 +85,17 @@ def test_claim_takes_priority_then_due_time_and_skips_deferred(make_job):
     assert all(j.worker_id == "w" and j.lease_expires_at > now for j in claimed)
 
 
+@pytest.mark.parametrize("limit", [1, 2])
+def test_claim_takes_no_more_than_the_limit(make_job, limit):
+    """The job first in line was created last: the claim still takes exactly ``limit``."""
+    for _ in range(3):
+        make_job(queue="a")
+    high = make_job(queue="a", priority=100)
+    claimed = lifecycle.claim(worker_id="w", queues=["a"], limit=limit)
+    assert len(claimed) == limit and claimed[0].pk == high.pk
+    assert Job.objects.filter(status=Status.PROCESSING).count() == limit
+
+
 def test_claim_filters_queues(make_job):
     make_job(queue="a")
     b = make_job(queue="b")
