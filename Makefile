@@ -9,8 +9,11 @@ WORKERS ?= 1
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/jobqueue
 # Set REQUIRE_POSTGRES=1 to fail instead of skipping when PostgreSQL is down (CI does).
 REQUIRE_POSTGRES ?= 0
+# Set REQUIRE_BROWSER=1 to fail instead of skipping the browser tests when Chromium is missing (CI does).
+REQUIRE_BROWSER ?= 0
+export REQUIRE_BROWSER
 
-.PHONY: run test lint test-sqlite test-postgres check bench clean
+.PHONY: run test lint test-sqlite test-postgres check bench bench-admin screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +61,14 @@ test: lint check
 
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench
+
+# The admin at 1,000,000 jobs on PostgreSQL (BENCH_DATABASE_URL, default below): load, then time pages.
+bench-admin: $(VENV)/.dev
+	$(BIN)/python bench/admin_scale.py
+
+# Regenerate docs/screenshots/ from the browser tests (needs /usr/bin/chromium).
+screenshots: $(VENV)/.dev
+	SCREENSHOT_DIR=docs/screenshots REQUIRE_BROWSER=1 $(BIN)/pytest -q -m browser tests/test_browser.py
 
 clean:
 	rm -rf $(VENV) staticfiles test_db.sqlite3*

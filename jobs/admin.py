@@ -1,129 +1,231 @@
-"""The operator's console: jobs in the Django admin.
+"""The operator's console: jobs and workers in the Django admin, and the dashboard.
 
-Status changes, from the change form or an action, go through ``jobs.lifecycle``;
-a refused change is reported, never forced.
+Every status change, from the change form or an action, goes through
+``jobs.lifecycle``: actions are set-based guarded UPDATEs that report how many
+jobs changed and how many were skipped, and why; a refused status edit is a
+form error. The changelist is built to stay fast with millions of rows (see
+``jobs.admin_list``).
 """
 
+import json
+import logging
+import re
 import uuid
+from datetime import timedelta
 from typing import Any
 
-from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet, TextField
+from django.contrib.admin import ActionLocation
+from django.contrib.admin.actions import delete_selected as confirm_delete
+from django.core.exceptions import PermissionDenied
+from django.db.models import Q, QuerySet, TextField
 from django.db.models.functions import Cast
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
 
-from jobs import lifecycle, runner, tasks
-from jobs.exceptions import InvalidPayload, TransitionRefused, UnknownTask
-from jobs.models import Job, JobAttempt, Status
+from jobs import dashboard, lifecycle
+from jobs.admin_forms import EDITABLE_FIELDS, JobAttemptInline, JobForm
+from jobs.admin_list import EstimatedCountPaginator, HasErrorFilter, QueueFilter, TaskFilter
+from jobs.exceptions import TransitionRefused
+from jobs.models import Job, Status, Worker
 
-EDITABLE_FIELDS = ["payload", "queue", "priority", "run_after", "max_attempts", "timeout"]
+logger = logging.getLogger(__name__)
 
+# A whole job id, or its first 8 or more hex digits (the list shows the first 8).
+ID_PREFIX = re.compile(r"[0-9a-fA-F]{8}(-?[0-9a-fA-F]){0,24}")
+EVERYWHERE = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
 
-class JobForm(forms.ModelForm):
-    status = forms.ChoiceField(choices=Status.choices, help_text="Changed through the lifecycle.")
-
-    class Meta:
-        model = Job
-        fields = ["task", *EDITABLE_FIELDS]
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if self.instance.pk:
-            self.fields["status"].initial = self.instance.status
-        else:
-            self.fields["status"].disabled = True
-            self.fields["status"].initial = Status.QUEUED
-
-    def clean_status(self) -> str:
-        new = self.cleaned_data["status"]
-        current = self.instance.status if self.instance.pk else Status.QUEUED
-        if new != current and (current, new) not in lifecycle.MANUAL_TRANSITIONS:
-            allowed = sorted(to for (frm, to) in lifecycle.MANUAL_TRANSITIONS if frm == current)
-            raise forms.ValidationError(
-                f"A {current} job cannot be set to {new}. Allowed: {', '.join(allowed) or 'none'}."
-            )
-        return new
-
-    def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
-        try:
-            tasks.get(cleaned.get("task", "")).validate_payload(cleaned.get("payload"))
-        except InvalidPayload as exc:
-            self.add_error("payload", str(exc.errors))
-        except UnknownTask:
-            pass  # reported by clean_task
-        return cleaned
-
-    def clean_task(self) -> str:
-        task = self.cleaned_data["task"]
-        try:
-            lifecycle.validate_task(task)
-        except Exception as exc:
-            raise forms.ValidationError(str(exc)) from None
-        return task
+# The admin index gains a link to the dashboard (the template extends Django's own).
+admin.site.index_template = "admin/jobs_index.html"
 
 
-class JobAttemptInline(admin.TabularInline):
-    model = JobAttempt
-    extra = 0
-    can_delete = False
-    fields = ["number", "outcome", "worker_id", "started_at", "finished_at", "error"]
-    readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+def badge(status: str) -> str:
+    return format_html('<span class="job-badge status-{}">{}</span>', status, status)
 
 
-@admin.register(Job)
+def pre(text: str | None) -> str:
+    return format_html('<pre class="job-pre">{}</pre>', text) if text else "-"
+
+
+def short(delta: timedelta | None) -> str:
+    return dashboard.human(delta) or "-"
+
+
 class JobAdmin(admin.ModelAdmin):
     form = JobForm
     list_display = [
-        "id",
+        "short_id",
+        "status_badge",
         "task",
-        "status",
         "queue",
         "priority",
-        "attempts",
-        "progress",
-        "created_at",
-        "updated_at",
+        "attempts_of",
+        "worker",
+        "age",
+        "duration",
+        "progress_percent",
     ]
-    list_filter = ["status", "queue", "task"]
-    search_fields = ["id", "payload"]
+    list_display_links = ["short_id"]
+    list_filter = [
+        "status",
+        QueueFilter,
+        TaskFilter,
+        ("created_at", admin.DateFieldListFilter),
+        ("finished_at", admin.DateFieldListFilter),
+        HasErrorFilter,
+    ]
+    search_fields = ["id"]  # see get_search_results
+    search_help_text = "A job id or its first 8+ characters, or text in the payload or error."
+    date_hierarchy = "created_at"
+    list_per_page = 50
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    inlines = [JobAttemptInline]
+    actions = ["retry_jobs", "cancel_jobs", "run_next", "delete_selected"]
     readonly_fields = [
         "id",
         "attempts",
-        "result",
-        "error",
-        "traceback",
+        "result_json",
+        "error_text",
+        "traceback_text",
+        "progress_bar",
+        "worker_link",
+        "lease",
         "created_at",
         "updated_at",
         "started_at",
         "finished_at",
-        "worker_id",
-        "lease_expires_at",
         "idempotency_key",
-        "progress",
-        "progress_message",
     ]
-    inlines = [JobAttemptInline]
-    actions = ["cancel_jobs", "retry_jobs", "run_jobs_now"]
-    list_per_page = 50
+    fieldsets = [
+        (None, {"fields": ["id", "status", "task", "queue", "priority", "run_after"]}),
+        ("Payload and result", {"fields": ["payload", "result_json"]}),
+        ("Error", {"fields": ["error_text", "traceback_text"]}),
+        (
+            "Execution",
+            {
+                "fields": [
+                    ("attempts", "max_attempts", "timeout"),
+                    "progress_bar",
+                    ("worker_link", "lease"),
+                    ("created_at", "started_at", "finished_at", "updated_at"),
+                    "idempotency_key",
+                ]
+            },
+        ),
+    ]
+
+    class Media:
+        css = {"all": ["jobs/admin.css"]}
+
+    # -- columns --------------------------------------------------------------------------
+
+    @admin.display(description="id", ordering="id")
+    def short_id(self, job: Job) -> str:
+        return format_html('<span title="{}">{}</span>', job.pk, str(job.pk)[:8])
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, job: Job) -> str:
+        return badge(job.status)
+
+    @admin.display(description="attempts")
+    def attempts_of(self, job: Job) -> str:
+        return f"{job.attempts}/{job.max_attempts}"
+
+    @admin.display(description="age", ordering="created_at")
+    def age(self, job: Job) -> str:
+        return short(timezone.now() - job.created_at)
+
+    @admin.display(description="duration")
+    def duration(self, job: Job) -> str:
+        if job.started_at is None:
+            return "-"
+        end = job.finished_at or (timezone.now() if job.status == Status.PROCESSING else None)
+        return short(end - job.started_at) if end else "-"
+
+    @admin.display(description="worker", ordering="worker_id")
+    def worker(self, job: Job) -> str:
+        return job.worker_id or "-"
+
+    @admin.display(description="progress")
+    def progress_percent(self, job: Job) -> str:
+        return f"{job.progress}%" if job.progress is not None else ""
+
+    # -- the change page ------------------------------------------------------------------
+
+    @admin.display(description="result")
+    def result_json(self, job: Job) -> str:
+        if job.result is None:
+            return "-"
+        return pre(json.dumps(job.result, indent=2, ensure_ascii=False))
+
+    @admin.display(description="error")
+    def error_text(self, job: Job) -> str:
+        return pre(job.error)
+
+    @admin.display(description="traceback")
+    def traceback_text(self, job: Job) -> str:
+        return pre(job.traceback)
+
+    @admin.display(description="progress")
+    def progress_bar(self, job: Job) -> str:
+        if job.progress is None:
+            return "-"
+        return format_html(
+            '<progress max="100" value="{}"></progress> {}% {}',
+            job.progress,
+            job.progress,
+            job.progress_message,
+        )
+
+    @admin.display(description="worker")
+    def worker_link(self, job: Job) -> str:
+        if not job.worker_id:
+            return "-"
+        if Worker.objects.filter(pk=job.worker_id).exists():
+            url = reverse("admin:jobs_worker_change", args=[job.worker_id])
+            return format_html('<a href="{}">{}</a>', url, job.worker_id)
+        return job.worker_id
+
+    @admin.display(description="lease")
+    def lease(self, job: Job) -> str:
+        if job.lease_expires_at is None:
+            return "-"
+        left = (job.lease_expires_at - timezone.now()).total_seconds()
+        when = f"in {left:.0f} s" if left >= 0 else f"{-left:.0f} s ago (expired)"
+        return f"{job.lease_expires_at:%Y-%m-%d %H:%M:%S} UTC, {when}"
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [*self.readonly_fields, "task"] if obj else self.readonly_fields
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """A running job cannot be deleted: cancel it first."""
+        if obj is not None and obj.status == Status.PROCESSING:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple:
+        """List what a bulk delete removes; running jobs are left out (they are skipped)."""
+        objs = [obj for obj in objs if obj.status != Status.PROCESSING]
+        return super().get_deleted_objects(objs, request)
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet, search_term: str
     ) -> tuple[QuerySet, bool]:
-        """Search an exact id, or text inside the payload."""
+        """Find a job by id or id prefix (a primary key range), else by payload or error text."""
         term = search_term.strip()
         if not term:
             return queryset, False
-        try:
-            return queryset.filter(pk=uuid.UUID(term)), False
-        except ValueError:
-            pass
+        if ID_PREFIX.fullmatch(term):
+            digits = term.replace("-", "").lower()
+            low, high = uuid.UUID(digits.ljust(32, "0")), uuid.UUID(digits.ljust(32, "f"))
+            return queryset.filter(pk__gte=low, pk__lte=high), False
         text = queryset.annotate(payload_text=Cast("payload", TextField()))
-        return text.filter(payload_text__icontains=term), False
+        return text.filter(Q(payload_text__icontains=term) | Q(error__icontains=term)), False
 
     def save_model(self, request: HttpRequest, obj: Job, form: JobForm, change: bool) -> None:
         if not change:
@@ -134,34 +236,78 @@ class JobAdmin(admin.ModelAdmin):
             return
         obj.save(update_fields=[*EDITABLE_FIELDS, "updated_at"])
         new_status = form.cleaned_data["status"]
-        if new_status != obj.status:
+        current = Job.objects.filter(pk=obj.pk).values_list("status", flat=True).first()
+        if new_status != current:
             try:
                 lifecycle.set_status(job_id=obj.pk, status=new_status)
             except TransitionRefused as refused:
+                # The job moved between the form check and now (a worker got there first).
                 self.message_user(request, f"Status not changed: {refused}", messages.ERROR)
 
-    def _apply(self, request: HttpRequest, queryset: QuerySet, verb: Any, done: str) -> None:
-        changed, skipped = 0, []
-        for job_id in queryset.values_list("pk", flat=True):
-            try:
-                verb(job_id=job_id)
-                changed += 1
-            except TransitionRefused as refused:
-                skipped.append(str(refused))
-        message = f"{changed} job(s) {done}."
-        if skipped:
-            reasons = "; ".join(sorted(set(skipped))[:5])
-            message += f" {len(skipped)} skipped: {reasons}"
-        self.message_user(request, message, messages.WARNING if skipped else messages.SUCCESS)
+    # -- actions --------------------------------------------------------------------------
 
-    @admin.action(description="Cancel selected jobs", permissions=["change"])
-    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._apply(request, queryset, lifecycle.cancel, "cancelled")
+    def report(self, request: HttpRequest, result: lifecycle.BulkResult, done: str, why: str):
+        """Tell the operator how many jobs changed, and how many were skipped and why."""
+        message = f"{result.changed} job{'s' if result.changed != 1 else ''} {done}."
+        if result.skipped:
+            total = sum(result.skipped.values())
+            found = ", ".join(f"{n} {status}" for status, n in sorted(result.skipped.items()))
+            message += f" {total} skipped: {found} ({why})."
+        level = messages.WARNING if result.skipped else messages.SUCCESS
+        self.message_user(request, message, level)
+        logger.info(
+            "admin user=%s action=%s changed=%s skipped=%s",
+            request.user.get_username(),
+            done,
+            result.changed,
+            result.skipped,
+        )
 
-    @admin.action(description="Retry selected jobs", permissions=["change"])
+    @admin.action(description="Retry / requeue", permissions=["change"], location=EVERYWHERE)
     def retry_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._apply(request, queryset, lifecycle.retry, "requeued")
+        result = lifecycle.retry_many(ids=queryset)
+        self.report(request, result, "requeued", "only failed, cancelled or done jobs are retried")
 
-    @admin.action(description="Run selected jobs now (in this request)", permissions=["change"])
-    def run_jobs_now(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._apply(request, queryset, runner.run_now, "run")
+    @admin.action(description="Cancel", permissions=["change"], location=EVERYWHERE)
+    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
+        result = lifecycle.cancel_many(ids=queryset)
+        self.report(request, result, "cancelled", "only queued or processing jobs are cancelled")
+
+    @admin.action(
+        description="Run next (move to the front of the queue)",
+        permissions=["change"],
+        location=EVERYWHERE,
+    )
+    def run_next(self, request: HttpRequest, queryset: QuerySet) -> None:
+        result = lifecycle.run_next_many(ids=queryset)
+        self.report(request, result, "moved to the front", "only queued jobs can be moved")
+
+    @admin.action(description="Delete selected jobs", permissions=["delete"])
+    def delete_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        if not request.POST.get("post"):
+            return confirm_delete(self, request, queryset)  # the confirmation page
+        result = lifecycle.delete_many(ids=queryset)
+        self.report(request, result, "deleted", "running jobs are not deleted: cancel them first")
+        return None
+
+    # -- the dashboard --------------------------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view(self.dashboard_view)
+        return [path("dashboard/", view, name="jobs_dashboard"), *super().get_urls()]
+
+    def dashboard_view(self, request: HttpRequest) -> TemplateResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            **dashboard.context(),
+            "title": "Queue dashboard",
+            "opts": self.opts,
+        }
+        return TemplateResponse(request, "admin/jobs/dashboard.html", context)
+
+
+admin.site.register(Job, JobAdmin)
+
+from jobs import admin_workers  # noqa: E402, F401  (registers the worker registry)

@@ -25,11 +25,12 @@ import random
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, F, PositiveIntegerField, Q, When
+from django.db.models import Case, Count, F, PositiveIntegerField, Q, QuerySet, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
@@ -186,10 +187,11 @@ def claim(
     """Claim up to ``limit`` due jobs for ``worker_id``, in claim order.
 
     One statement selects the due jobs in claim order and marks them processing:
-    ``UPDATE ... WHERE id IN (SELECT ... LIMIT n [FOR UPDATE SKIP LOCKED])
-    RETURNING ...``. On PostgreSQL rows another transaction has locked are
-    skipped, never waited on; SQLite serialises writers (the project's SQLite
-    settings open write transactions with BEGIN IMMEDIATE and a busy timeout).
+    ``WITH due AS MATERIALIZED (SELECT ... LIMIT n [FOR UPDATE SKIP LOCKED])
+    UPDATE ... WHERE id IN (SELECT * FROM due) RETURNING ...``. On PostgreSQL rows
+    another transaction has locked are skipped, never waited on; SQLite serialises
+    writers (the project's SQLite settings open write transactions with BEGIN
+    IMMEDIATE and a busy timeout).
     """
     now = timezone.now()
     lease = now + timedelta(seconds=lease_seconds or conf.LEASE_SECONDS)
@@ -200,14 +202,12 @@ def claim(
         if connection.features.has_select_for_update_skip_locked:
             due = due.select_for_update(skip_locked=True)
         due_sql, due_params = due.query.sql_with_params()
-        # The due jobs are selected once, in a materialized CTE: as a plain IN subquery
-        # PostgreSQL may run it again for each row, and SKIP LOCKED then skips the rows
-        # this very UPDATE changed and returns others, claiming more than ``limit``.
-        materialized = "MATERIALIZED " if connection.vendor == "postgresql" else ""
         # Only identifiers from the model and ORM-compiled SQL go into the text; values
         # are parameters.
+        # A materialised CTE selects (and locks) the rows once: a plain IN (subquery)
+        # may be re-run by the planner and claim more than ``limit`` rows.
         sql = (
-            f"WITH due AS {materialized}({due_sql}) "  # noqa: S608
+            f"WITH due AS MATERIALIZED ({due_sql}) "  # noqa: S608
             f"UPDATE {Job._meta.db_table} SET status = %s, worker_id = %s, "
             "lease_expires_at = %s, attempts = attempts + 1, started_at = %s, "
             "finished_at = NULL, updated_at = %s "
@@ -228,11 +228,10 @@ def claim(
 def _from_row(fields: list[Any], row: Sequence[Any]) -> Job:
     """Build a Job from raw column values, converted as the ORM would convert them."""
     values = []
-    for field, value in zip(fields, row, strict=True):
-        col = field.get_col(Job._meta.db_table)
-        for converter in connection.ops.get_db_converters(col) + field.get_db_converters(
-            connection
-        ):
+    for model_field, value in zip(fields, row, strict=True):
+        col = model_field.get_col(Job._meta.db_table)
+        converters = connection.ops.get_db_converters(col)
+        for converter in converters + model_field.get_db_converters(connection):
             value = converter(value, col, connection)
         values.append(value)
     return Job.from_db(connection.alias, [f.attname for f in fields], values)
@@ -544,6 +543,102 @@ def claim_for_hand(*, job_id: Any) -> Job:
     job = Job.objects.get(pk=job_id)
     _log_transition(job, "claim")
     return job
+
+
+# -- set-based operator transitions (the admin's actions) ---------------------------------
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    """What a set-based transition did: how many jobs changed, and the rest by status."""
+
+    changed: int
+    skipped: dict[str, int] = field(default_factory=dict)  # status found -> count
+
+
+Selection = QuerySet | Iterable[Any]
+
+
+def _selected(ids: Selection) -> QuerySet:
+    """Jobs among ``ids``: a list of primary keys, or a queryset (used as a subquery)."""
+    if isinstance(ids, QuerySet):
+        return Job.objects.filter(pk__in=ids.values("pk"))
+    return Job.objects.filter(pk__in=list(ids))
+
+
+def _by_status(jobs: QuerySet) -> dict[str, int]:
+    return dict(jobs.order_by().values_list("status").annotate(n=Count("pk")))
+
+
+def _bulk(ids: Selection, verb: str, allowed: Iterable[str], **changes: Any) -> BulkResult:
+    """Apply one guarded UPDATE to the selected jobs whose status is in ``allowed``."""
+    allowed = frozenset(allowed)
+    with transaction.atomic():
+        selected = _selected(ids)
+        found = _by_status(selected)
+        changed = selected.filter(status__in=allowed).update(**changes)
+    skipped = {status: n for status, n in found.items() if status not in allowed}
+    logger.info("transition=%s changed=%s skipped=%s", verb, changed, skipped)
+    return BulkResult(changed, skipped)
+
+
+def cancel_many(*, ids: Selection) -> BulkResult:
+    """Cancel the selected queued or processing jobs; report the others as skipped.
+
+    Running attempts are archived as cancelled, as ``cancel`` does for one job.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        selected = _selected(ids)
+        found = _by_status(selected)
+        running = list(selected.select_for_update().filter(status=PROCESSING))
+        ended = {"status": CANCELLED, "finished_at": now, "lease_expires_at": None}
+        changed = selected.filter(status=QUEUED).update(**ended, updated_at=now)
+        changed += Job.objects.filter(pk__in=[j.pk for j in running], status=PROCESSING).update(
+            **ended, updated_at=now
+        )
+        _archive(running, outcome=Outcome.CANCELLED, now=now, error="cancelled")
+    skipped = {status: n for status, n in found.items() if status not in ACTIVE_STATUSES}
+    logger.info("transition=cancel changed=%s skipped=%s", changed, skipped)
+    return BulkResult(changed, skipped)
+
+
+def retry_many(*, ids: Selection) -> BulkResult:
+    """Requeue the selected failed, cancelled or done jobs to run as soon as possible."""
+    return _bulk(
+        ids,
+        "retry",
+        TRANSITIONS["retry"][0],
+        status=QUEUED,
+        max_attempts=Greatest(F("max_attempts"), F("attempts") + 1),
+        run_after=None,
+        worker_id=None,
+        lease_expires_at=None,
+        finished_at=None,
+        updated_at=timezone.now(),
+    )
+
+
+def run_next_many(*, ids: Selection) -> BulkResult:
+    """Move the selected queued jobs to the front: top priority, due now.
+
+    The jobs stay queued; the next free worker on their queue claims them first.
+    """
+    return _bulk(ids, "run_next", {QUEUED}, priority=100, run_after=None, updated_at=timezone.now())
+
+
+def delete_many(*, ids: Selection) -> BulkResult:
+    """Delete the selected jobs that are not running (cancel those first)."""
+    with transaction.atomic():
+        selected = _selected(ids)
+        found = _by_status(selected)
+        doomed = selected.exclude(status=PROCESSING)
+        # Lock them first, so none is claimed between being chosen and deleted.
+        list(doomed.select_for_update().values_list("pk", flat=True))
+        deleted = doomed.delete()[1].get(Job._meta.label, 0)
+    skipped = {PROCESSING: found[PROCESSING]} if found.get(PROCESSING) else {}
+    logger.info("transition=delete changed=%s skipped=%s", deleted, skipped)
+    return BulkResult(deleted, skipped)
 
 
 # -- logging ------------------------------------------------------------------------------

@@ -5,10 +5,10 @@ Every query reads a bounded part of the table, never all of it:
 - queued and processing jobs (per queue, with the age of the oldest due queued
   job, the *lag*) are counted exactly: active jobs are few next to finished ones,
   and partial indexes cover them;
-- done, failed and cancelled jobs are counted exactly up to
-  ``JOBS_STATS_EXACT_LIMIT`` per status (a scan that stops at the limit); beyond it the
-  count is PostgreSQL's estimate from its statistics (``ANALYZE``), or on SQLite
-  the limit itself as a lower bound, and marked ``"exact": false``;
+- on PostgreSQL, done, failed and cancelled jobs are counted exactly below
+  ``JOBS_STATS_EXACT_LIMIT`` per status (a scan that stops at the limit); from
+  there on the count is the planner's estimate, marked ``"exact": false``. SQLite,
+  the single-machine database, counts them exactly;
 - jobs finished (done) and failed in the last 1, 5 and 60 minutes are exact,
   read from the partial index on ``finished_at``.
 """
@@ -16,10 +16,10 @@ Every query reads a bounded part of the table, never all of it:
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection
 from django.db.models import Count, Min, Q
 from django.utils import timezone
 
+from jobs.admin_list import count_or_estimate
 from jobs.conf import conf
 from jobs.models import ACTIVE_STATUSES, DUE_AT, FINISHED_STATUSES, Job, Status, Worker
 
@@ -99,28 +99,6 @@ def _finished_recently(now: datetime, queues: dict[str, dict[str, Any]]) -> dict
 
 
 def _finished_count(status: str) -> dict[str, Any]:
-    """Count one finished status exactly up to the limit, else estimate it."""
-    limit = conf.STATS_EXACT_LIMIT
-    counted = Job.objects.filter(status=status).order_by().values("pk")[: limit + 1].count()
-    if counted <= limit:
-        return {"count": counted, "exact": True}
-    estimate = _estimate(status) if connection.vendor == "postgresql" else None
-    return {"count": max(estimate or 0, limit), "exact": False}
-
-
-def _estimate(status: str) -> int | None:
-    """Return PostgreSQL's row estimate for ``status`` from its statistics, if it has some."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT s.most_common_vals::text::text[], s.most_common_freqs, c.reltuples"
-            " FROM pg_stats s JOIN pg_class c ON c.oid = to_regclass(%s)"
-            " WHERE s.schemaname = current_schema() AND s.tablename = %s"
-            " AND s.attname = 'status'",
-            [Job._meta.db_table, Job._meta.db_table],
-        )
-        row = cursor.fetchone()
-    if row is None or not row[0] or row[2] is None or row[2] < 0:
-        return None
-    values, freqs, total = row
-    frequency = dict(zip(values, freqs, strict=False)).get(status)
-    return None if frequency is None else round(frequency * total)
+    """Count one finished status exactly below the limit, else estimate it."""
+    count, estimated = count_or_estimate(Job.objects.filter(status=status), conf.STATS_EXACT_LIMIT)
+    return {"count": count, "exact": not estimated}

@@ -85,6 +85,16 @@ def test_claim_takes_priority_then_due_time_and_skips_deferred(make_job):
     assert all(j.worker_id == "w" and j.lease_expires_at > now for j in claimed)
 
 
+def test_claim_takes_at_most_limit_and_never_a_held_job(make_job):
+    for _ in range(5):
+        make_job()
+    first = lifecycle.claim(worker_id="a", limit=2)
+    second = lifecycle.claim(worker_id="b", limit=10)
+    assert (len(first), len(second)) == (2, 3)
+    assert not {j.pk for j in first} & {j.pk for j in second}
+    assert lifecycle.claim(worker_id="c", limit=10) == []
+
+
 @pytest.mark.parametrize("limit", [1, 2])
 def test_claim_takes_no_more_than_the_limit(make_job, limit):
     """The job first in line was created last: the claim still takes exactly ``limit``."""

@@ -160,9 +160,9 @@ class WorkerViewSet(viewsets.ReadOnlyModelViewSet):
 class StatsView(APIView):
     """Queue statistics: counts by status and queue, lag, recent throughput, live workers.
 
-    Queued and processing counts, lag and the 1/5/60-minute numbers are exact;
-    a finished status's count is exact only while it is ``"exact": true`` (up to
-    ``JOBS_STATS_EXACT_LIMIT``), an estimate beyond.
+    Queued and processing counts, lag and the 1/5/60-minute numbers are exact; a
+    finished status's count is exact where it says ``"exact": true`` (below
+    ``JOBS_STATS_EXACT_LIMIT``), a PostgreSQL estimate where it says false.
     """
 
     permission_classes = [IsAuthenticated]

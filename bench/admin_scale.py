@@ -1,0 +1,194 @@
+"""Time the job admin with a million jobs in PostgreSQL.
+
+Loads ``--rows`` jobs (default 1,000,000) with one ``INSERT ... SELECT
+generate_series`` into the database at ``BENCH_DATABASE_URL`` (created if
+missing), analyzes the table, then renders the admin pages an operator uses
+most, in process through Django's test client, and prints the timings as JSON::
+
+    python bench/admin_scale.py                 # load (if needed) and time
+    python bench/admin_scale.py --reload        # drop the jobs and load again
+
+The data: about 2% queued, 0.02% processing, 4% failed, 2% cancelled and the
+rest done, created over the last 30 days across three queues and three tasks.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/jobqueue_bench"
+
+LOAD_SQL = """
+INSERT INTO jobs_job (
+    id, task, payload, status, queue, priority, run_after, attempts, max_attempts,
+    timeout, idempotency_key, result, error, traceback, created_at, updated_at,
+    started_at, finished_at, worker_id, lease_expires_at, progress, progress_message
+)
+SELECT
+    gen_random_uuid(),
+    (ARRAY['echo', 'noop', 'simulate'])[1 + i %% 3],
+    jsonb_build_object('order', i, 'customer', 'customer-' || (i %% 5000)),
+    s.status,
+    (ARRAY['default', 'mail', 'media'])[1 + i %% 7 %% 3],
+    0, NULL,
+    CASE WHEN s.status = 'queued' THEN 0 ELSE 1 END, 3,
+    NULL, NULL,
+    CASE WHEN s.status = 'done' THEN '{"ok": true}'::jsonb END,
+    CASE WHEN s.status = 'failed' THEN 'ValueError: order ' || i || ' was rejected' END,
+    CASE WHEN s.status = 'failed' THEN 'Traceback (most recent call last):\n  ...' END,
+    c.created_at, c.created_at + interval '2 seconds',
+    CASE WHEN s.status <> 'queued' THEN c.created_at + interval '1 second' END,
+    CASE WHEN s.status IN ('done', 'failed', 'cancelled')
+         THEN c.created_at + interval '2 seconds' END,
+    CASE WHEN s.status <> 'queued' THEN 'host-' || (i %% 4) END,
+    CASE WHEN s.status = 'processing' THEN now() + interval '30 seconds' END,
+    NULL, ''
+FROM generate_series(1, %(rows)s) AS i
+CROSS JOIN LATERAL (
+    SELECT now() - (i * interval '30 days' / %(rows)s) AS created_at
+) c
+CROSS JOIN LATERAL (
+    SELECT CASE
+        WHEN i %% 50 = 0 THEN 'queued'
+        WHEN i %% 5000 = 1 THEN 'processing'
+        WHEN i %% 100 BETWEEN 2 AND 5 THEN 'failed'
+        WHEN i %% 100 BETWEEN 6 AND 7 THEN 'cancelled'
+        ELSE 'done'
+    END AS status
+) s
+"""
+
+
+def setup(url: str) -> None:
+    """Create the database if needed, point Django at it and migrate."""
+    import psycopg
+
+    base, name = url.rsplit("/", 1)
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+    os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jobqueue.settings")
+    os.environ.setdefault("JOBS_LOG_LEVEL", "WARNING")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    call_command("migrate", verbosity=0)
+
+
+def load(rows: int, reload: bool) -> dict[str, Any]:
+    """Fill the job table with ``rows`` jobs unless it holds that many already."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE relname = 'jobs_job'")
+        present = cursor.fetchone()[0]
+        if present >= rows * 0.95 and not reload:
+            return {"loaded": False, "rows_estimate": present}
+        started = time.perf_counter()
+        cursor.execute("TRUNCATE jobs_job CASCADE")
+        cursor.execute(LOAD_SQL, {"rows": rows})
+        inserted = time.perf_counter() - started
+        cursor.execute("VACUUM ANALYZE jobs_job")
+    return {
+        "loaded": True,
+        "rows": rows,
+        "insert_seconds": round(inserted, 1),
+        "total_seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def measure(client: Any, url: str, repeat: int) -> dict[str, Any]:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.get(url)  # warm caches and connections
+    times = []
+    for _ in range(repeat):
+        with CaptureQueriesContext(connection) as queries:
+            started = time.perf_counter()
+            response = client.get(url)
+            times.append((time.perf_counter() - started) * 1000)
+        if response.status_code != 200:
+            raise SystemExit(f"{url} answered {response.status_code}")
+    return {
+        "median_ms": round(statistics.median(times), 1),
+        "max_ms": round(max(times), 1),
+        "queries": len(queries.captured_queries),
+    }
+
+
+def pages() -> dict[str, str]:
+    from urllib.parse import urlencode
+
+    from django.urls import reverse
+    from django.utils import timezone
+
+    from jobs.models import Job, Status
+
+    changelist = reverse("admin:jobs_job_changelist")
+    today = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    finished_today = urlencode(
+        {"finished_at__gte": str(today), "finished_at__lt": str(today + timedelta(days=1))}
+    )
+    some_id = Job.objects.filter(status=Status.FAILED).values_list("pk", flat=True).first()
+    return {
+        "changelist (default)": changelist,
+        "changelist status=failed": f"{changelist}?status__exact=failed",
+        "changelist search by id": f"{changelist}?q={some_id}",
+        "changelist search by id prefix": f"{changelist}?q={str(some_id)[:8]}",
+        "changelist search text (frequent)": f"{changelist}?q=customer-42",
+        "changelist search text (no match)": f"{changelist}?q=no-such-text",
+        "search text (no match) in failed": f"{changelist}?q=no-such-text&status__exact=failed",
+        "changelist queue=mail": f"{changelist}?queue=mail",
+        "changelist has error": f"{changelist}?has_error=yes",
+        "changelist page 100": f"{changelist}?p=100",
+        "changelist finished today": f"{changelist}?{finished_today}",
+        "changelist created this month": (
+            f"{changelist}?created_at__year={today.year}&created_at__month={today.month}"
+        ),
+        "changelist sorted by priority": f"{changelist}?o=5",
+        "job change page": reverse("admin:jobs_job_change", args=[some_id]),
+        "dashboard": reverse("admin:jobs_dashboard"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--reload", action="store_true", help="drop and load the jobs again")
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
+    args = parser.parse_args()
+    setup(args.database_url)
+
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    report: dict[str, Any] = {"load": load(args.rows, args.reload)}
+    user, _ = get_user_model().objects.get_or_create(
+        username="bench", defaults={"is_staff": True, "is_superuser": True}
+    )
+    client = Client()
+    client.force_login(user)
+    report["pages"] = {name: measure(client, url, args.repeat) for name, url in pages().items()}
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

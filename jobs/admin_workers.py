@@ -1,0 +1,85 @@
+"""The worker registry in the admin: read-only, with each worker's live or dead state."""
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.timesince import timesince
+
+from jobs.models import Worker
+
+
+class AliveFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("live", "live"), ("dead", "dead")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "live":
+            return queryset.alive()
+        if self.value() == "dead":
+            return queryset.dead()
+        return queryset
+
+
+@admin.register(Worker)
+class WorkerAdmin(admin.ModelAdmin):
+    """Workers register themselves; operators only look."""
+
+    list_display = [
+        "id",
+        "state",
+        "hostname",
+        "pid",
+        "queue_list",
+        "concurrency",
+        "started_at",
+        "heartbeat",
+        "current",
+    ]
+    list_filter = [AliveFilter]
+    search_fields = ["id", "hostname"]
+    fields = [*list_display[:6], "started_at", "last_heartbeat_at", "current"]
+    readonly_fields = fields
+
+    class Media:
+        css = {"all": ["jobs/admin.css"]}
+
+    @admin.display(description="state")
+    def state(self, worker: Worker) -> str:
+        live = worker.is_alive
+        return format_html(
+            '<span class="job-badge worker-{}">{}</span>',
+            "live" if live else "dead",
+            "live" if live else "dead",
+        )
+
+    @admin.display(description="queues")
+    def queue_list(self, worker: Worker) -> str:
+        return ", ".join(worker.queues) if worker.queues else "all"
+
+    @admin.display(description="last heartbeat", ordering="last_heartbeat_at")
+    def heartbeat(self, worker: Worker) -> str:
+        return f"{timesince(worker.last_heartbeat_at)} ago"
+
+    @admin.display(description="current jobs")
+    def current(self, worker: Worker) -> str:
+        jobs = worker.current_jobs().values_list("pk", "task")[:10]
+        links = (
+            (reverse("admin:jobs_job_change", args=[pk]), task, str(pk)[:8]) for pk, task in jobs
+        )
+        return format_html_join(", ", '<a href="{}">{} {}</a>', links) or "-"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

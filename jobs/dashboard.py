@@ -1,0 +1,179 @@
+"""The queue dashboard: what an operator checks first, from cheap queries only.
+
+Counts are exact up to 10,000 jobs per status (a capped count);
+larger ones, which finished jobs soon reach, are the planner's estimates on
+PostgreSQL. Throughput reads only the last hour through the ``finished_at`` index.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Count, Min
+from django.db.models.functions import TruncMinute
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from jobs.admin_list import count_or_estimate
+from jobs.models import ACTIVE_STATUSES, DUE_AT, Job, Status, Worker
+
+MINUTES = 60
+EXACT_COUNT = 10_000  # status counts up to this are exact, larger ones estimated
+
+
+@dataclass
+class StatusCount:
+    status: str
+    count: int
+    estimated: bool
+
+
+@dataclass
+class Throughput:
+    """Jobs finished per minute over the last hour, oldest minute first."""
+
+    done: list[int] = field(default_factory=lambda: [0] * MINUTES)
+    failed: list[int] = field(default_factory=lambda: [0] * MINUTES)
+
+    @property
+    def failure_rate(self) -> float | None:
+        finished = sum(self.done) + sum(self.failed)
+        return sum(self.failed) / finished if finished else None
+
+
+def status_counts() -> list[StatusCount]:
+    rows = []
+    for status in Status:
+        n, estimated = count_or_estimate(Job.objects.filter(status=status), EXACT_COUNT)
+        rows.append(StatusCount(status.value, n, estimated))
+    return rows
+
+
+def queue_depths() -> list[dict[str, Any]]:
+    """Unfinished jobs per queue: queued ones counted through the claim index."""
+    depths: dict[str, dict[str, Any]] = {}
+    for status in ACTIVE_STATUSES:
+        rows = (
+            Job.objects.filter(status=status)
+            .order_by()
+            .values_list("queue")
+            .annotate(n=Count("*"))  # COUNT(*): answered from the index alone
+        )
+        for queue, n in rows:
+            depths.setdefault(queue, {"queue": queue, Status.QUEUED: 0, Status.PROCESSING: 0})
+            depths[queue][status] = n
+    return [depths[queue] for queue in sorted(depths)]
+
+
+def throughput(now: datetime) -> Throughput:
+    start = now.replace(second=0, microsecond=0) - timedelta(minutes=MINUTES - 1)
+    rows = (
+        Job.objects.filter(finished_at__gte=start, status__in=[Status.DONE, Status.FAILED])
+        .order_by()
+        .annotate(minute=TruncMinute("finished_at"))
+        .values_list("minute", "status")
+        .annotate(n=Count("pk"))
+    )
+    series = Throughput()
+    for minute, status, n in rows:
+        index = int((minute - start).total_seconds() // 60)
+        if 0 <= index < MINUTES:
+            getattr(series, status)[index] += n
+    return series
+
+
+def oldest_queued_age(now: datetime) -> timedelta | None:
+    """How long the longest-waiting due job has waited: the queue's lag."""
+    oldest = (
+        Job.objects.filter(status=Status.QUEUED)
+        .alias(due_at=DUE_AT)
+        .filter(due_at__lte=now)
+        .aggregate(oldest=Min(DUE_AT))["oldest"]
+    )
+    return now - oldest if oldest else None
+
+
+def live_workers(now: datetime) -> list[dict[str, Any]]:
+    workers = list(Worker.objects.alive(now=now).order_by("id"))
+    running: dict[str, list[Any]] = {}
+    held = Job.objects.filter(status=Status.PROCESSING, worker_id__in=[w.id for w in workers])
+    for job_id, worker_id, task in held.values_list("pk", "worker_id", "task"):
+        running.setdefault(worker_id, []).append((job_id, task))
+    return [
+        {"worker": w, "beat": human(now - w.last_heartbeat_at), "jobs": running.get(w.id, [])}
+        for w in workers
+    ]
+
+
+def human(delta: timedelta | None) -> str | None:
+    """Say a duration the way an operator reads it: seconds, minutes, hours or days."""
+    if delta is None:
+        return None
+    seconds = max(delta.total_seconds(), 0)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def context() -> dict[str, Any]:
+    """Everything the dashboard template shows."""
+    now = timezone.now()
+    series = throughput(now)
+    return {
+        "now": now,
+        "status_counts": status_counts(),
+        "queue_depths": queue_depths(),
+        "throughput": series,
+        "finished_last_hour": sum(series.done) + sum(series.failed),
+        "failed_last_hour": sum(series.failed),
+        "failure_rate": series.failure_rate,
+        "oldest_queued_age": human(oldest_queued_age(now)),
+        "live_workers": live_workers(now),
+        "dead_workers": Worker.objects.dead(now=now).count(),
+        "chart": chart_svg(series),
+    }
+
+
+def chart_svg(series: Throughput, *, width: int = 720, height: int = 200) -> SafeString:
+    """Draw done (green) and failed (red) per minute as stacked bars, in server-side SVG."""
+    pad, top = 36, 10
+    plot_h = height - top - 24
+    peak = max([d + f for d, f in zip(series.done, series.failed, strict=True)] + [1])
+    bar_w = (width - pad) / MINUTES
+    bars = []
+    for i, (done, failed) in enumerate(zip(series.done, series.failed, strict=True)):
+        x = pad + i * bar_w
+        done_h, failed_h = plot_h * done / peak, plot_h * failed / peak
+        base = top + plot_h
+        title = f"{MINUTES - i - 1} min ago: {done} done, {failed} failed"
+        for y, h, kind in (
+            (base - done_h, done_h, "done"),
+            (base - done_h - failed_h, failed_h, "failed"),
+        ):
+            if h > 0:
+                bars.append((f"{x:.1f}", f"{y:.1f}", f"{bar_w - 1:.1f}", f"{h:.1f}", kind, title))
+    rects = format_html_join(
+        "",
+        '<rect x="{}" y="{}" width="{}" height="{}" class="bar-{}"><title>{}</title></rect>',
+        bars,
+    )
+    return format_html(
+        '<svg class="jobs-chart" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" '
+        'aria-label="Jobs finished per minute over the last hour">'
+        '<line x1="{pad}" y1="{base}" x2="{w}" y2="{base}" class="axis"/>'
+        '<text x="{tx}" y="{ty}" class="label">{peak}</text>'
+        '<text x="{tx}" y="{base}" class="label">0</text>'
+        '<text x="{pad}" y="{bottom}" class="label start">-60 min</text>'
+        '<text x="{w}" y="{bottom}" class="label end">now</text>{rects}</svg>',
+        w=width,
+        h=height,
+        pad=pad,
+        base=top + plot_h,
+        tx=pad - 4,
+        ty=top + 10,
+        peak=peak,
+        bottom=height - 6,
+        rects=rects,
+    )

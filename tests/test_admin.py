@@ -1,0 +1,262 @@
+"""The job admin: columns, filters, search, the change page, status edits and actions."""
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.messages import get_messages
+from django.urls import reverse
+from django.utils import timezone
+
+from jobs import lifecycle
+from jobs.models import Job, JobAttempt, Status, Worker
+from tests.admin_helpers import CHANGELIST, act, change_url, one_of_each, shown
+from tests.test_lifecycle import ALL, put_in
+
+pytestmark = pytest.mark.django_db
+
+# -- the changelist --------------------------------------------------------------------------
+
+
+def test_changelist_shows_badges_attempts_worker_and_age(admin_client, make_job):
+    jobs = one_of_each(make_job)
+    page = shown(admin_client.get(CHANGELIST))
+    for status in ALL:
+        assert f'class="job-badge status-{status}"' in page
+    assert "1/1" in page  # attempts of max
+    assert "w1" in page  # the worker of the processing job
+    assert str(jobs[Status.DONE].pk)[:8] in page
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("status__exact=failed", {Status.FAILED}),
+        ("has_error=yes", {Status.FAILED}),
+        ("has_error=no", set(ALL) - {Status.FAILED}),
+        ("queue=other", {Status.QUEUED}),
+        ("task=noop", {Status.QUEUED}),
+        ("finished_at__isnull=False", {Status.DONE, Status.FAILED, Status.CANCELLED}),
+    ],
+)
+def test_filters(admin_client, make_job, query, expected):
+    jobs = one_of_each(make_job)
+    Job.objects.filter(pk=jobs[Status.QUEUED].pk).update(queue="other", task="noop")
+    result = admin_client.get(f"{CHANGELIST}?{query}").context["cl"].result_list
+    assert {job.status for job in result} == expected
+
+
+def test_created_range_filter_and_date_hierarchy(admin_client, make_job):
+    old, new = make_job(), make_job()
+    Job.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=40))
+    since = timezone.now() - timedelta(days=7)
+    response = admin_client.get(CHANGELIST, {"created_at__gte": str(since)})
+    assert [j.pk for j in response.context["cl"].result_list] == [new.pk]
+    now = timezone.now()
+    page = shown(admin_client.get(f"{CHANGELIST}?created_at__year={now.year}"))
+    assert f"created_at__month={now.month}" in page  # a month link in the hierarchy
+    page = shown(
+        admin_client.get(f"{CHANGELIST}?created_at__year={now.year}&created_at__month={now.month}")
+    )
+    assert f"created_at__day={now.day}" in page
+
+
+def test_search_by_id_payload_and_error(admin_client, make_job):
+    failed = put_in(Status.FAILED, make_job)
+    needle = make_job(payload={"customer": "zebra-42"})
+    Job.objects.filter(pk=failed.pk).update(error="ValueError: upstream teapot")
+    make_job(payload="other")
+
+    def found(term: str) -> set:
+        return {j.pk for j in admin_client.get(CHANGELIST, {"q": term}).context["cl"].result_list}
+
+    assert found(str(needle.pk)) == {needle.pk}
+    assert found(str(needle.pk)[:8]) == {needle.pk}  # the short id the list shows
+    assert found(str(needle.pk)[:13].upper()) == {needle.pk}
+    assert found("zebra-42") == {needle.pk}
+    assert found("teapot") == {failed.pk}
+    assert found("nothing-matches") == set()
+
+
+# -- the change page -------------------------------------------------------------------------
+
+
+def test_change_page_shows_json_traceback_history_progress_lease_and_worker(admin_client, make_job):
+    make_job(payload={"to": "a@b.c", "n": [1, 2]}, max_attempts=3)
+    (job,) = lifecycle.claim(worker_id="w-busy")
+    lifecycle.fail(job=job, worker_id="w-busy", error="E1", traceback="Traceback: line 1")
+    Job.objects.filter(pk=job.pk).update(run_after=None)
+    (job,) = lifecycle.claim(worker_id="w-busy")
+    Job.objects.filter(pk=job.pk).update(progress=40, progress_message="halfway", result={"k": 1})
+    now = timezone.now()
+    Worker.objects.create(id="w-busy", hostname="h", pid=1, started_at=now, last_heartbeat_at=now)
+    page = shown(admin_client.get(change_url(job)))
+    assert "\n  &quot;to&quot;: &quot;a@b.c&quot;" in page  # payload as indented JSON
+    assert "{\n  &quot;k&quot;: 1\n}" in page  # result pretty-printed
+    assert "Traceback: line 1" in page
+    assert 'value="40"' in page and "halfway" in page
+    assert reverse("admin:jobs_worker_change", args=["w-busy"]) in page
+    assert "UTC, in " in page  # the lease, with time left
+    assert "Attempt history" in page and f"attempt 1 of {job.pk}: failed" in page
+
+
+@pytest.mark.parametrize(("current", "target"), [(a, b) for a in ALL for b in ALL if a != b])
+def test_status_edit_goes_through_the_lifecycle(admin_client, make_job, current, target):
+    job = put_in(current, make_job)
+    form = {
+        "status": target,
+        "payload": "null",
+        "queue": job.queue,
+        "priority": job.priority,
+        "max_attempts": job.max_attempts,
+        "history-TOTAL_FORMS": 0,
+        "history-INITIAL_FORMS": 0,
+    }
+    response = admin_client.post(change_url(job), form)
+    job.refresh_from_db()
+    if (current, target) in lifecycle.MANUAL_TRANSITIONS:
+        assert response.status_code == 302
+        assert job.status == target
+    else:
+        assert response.status_code == 200  # the form again, with the refusal
+        errors = response.context["adminform"].form.errors["status"]
+        assert f"A {current} job cannot be set to {target}" in errors[0]
+        assert job.status == current
+
+
+def test_edit_without_status_change_keeps_fields_and_status(admin_client, make_job):
+    job = make_job(payload={"a": 1})
+    form = {
+        "status": Status.QUEUED,
+        "payload": '{"a": 2}',
+        "queue": "mail",
+        "priority": 5,
+        "max_attempts": 4,
+        "history-TOTAL_FORMS": 0,
+        "history-INITIAL_FORMS": 0,
+    }
+    assert admin_client.post(change_url(job), form).status_code == 302
+    job.refresh_from_db()
+    assert (job.payload, job.queue, job.priority, job.status) == ({"a": 2}, "mail", 5, "queued")
+
+
+def test_add_enqueues_through_the_lifecycle(admin_client):
+    form = {
+        "task": "echo",
+        "payload": '"hi"',
+        "queue": "default",
+        "priority": 0,
+        "max_attempts": 2,
+        "history-TOTAL_FORMS": 0,
+        "history-INITIAL_FORMS": 0,
+    }
+    response = admin_client.post(reverse("admin:jobs_job_add"), form)
+    assert response.status_code == 302
+    job = Job.objects.get()
+    assert (job.task, job.payload, job.status) == ("echo", "hi", Status.QUEUED)
+
+
+def test_add_refuses_unknown_task(admin_client):
+    form = {"task": "nope", "payload": "1", "queue": "default", "priority": 0, "max_attempts": 1}
+    form |= {"history-TOTAL_FORMS": 0, "history-INITIAL_FORMS": 0}
+    response = admin_client.post(reverse("admin:jobs_job_add"), form)
+    assert response.status_code == 200 and "unknown task" in shown(response)
+    assert not Job.objects.exists()
+
+
+# -- actions: every guard --------------------------------------------------------------------
+
+ACTIONS = {
+    # action -> (statuses it changes, what a changed job becomes, word in the message)
+    "cancel_jobs": ({Status.QUEUED, Status.PROCESSING}, Status.CANCELLED, "cancelled"),
+    "retry_jobs": ({Status.FAILED, Status.CANCELLED, Status.DONE}, Status.QUEUED, "requeued"),
+    "run_next": ({Status.QUEUED}, Status.QUEUED, "moved to the front"),
+}
+
+
+@pytest.mark.parametrize("action", sorted(ACTIONS))
+@pytest.mark.parametrize("status", ALL)
+def test_action_guard_on_each_status(admin_client, make_job, action, status):
+    """An action changes a job its guard allows, and skips (and reports) any other."""
+    job = put_in(status, make_job)
+    allowed, becomes, word = ACTIONS[action]
+    shown_messages, _ = act(admin_client, action, [job])
+    job.refresh_from_db()
+    if status in allowed:
+        assert shown_messages == [f"1 job {word}."]
+        assert job.status == becomes
+    else:
+        assert shown_messages[0].startswith(f"0 jobs {word}. 1 skipped: 1 {status} (")
+        assert job.status == status
+
+
+def test_bulk_action_reports_changed_and_skipped_by_status(admin_client, make_job):
+    jobs = one_of_each(make_job)
+    shown_messages, _ = act(admin_client, "cancel_jobs", jobs.values())
+    assert shown_messages == [
+        "2 jobs cancelled. 3 skipped: 1 cancelled, 1 done, 1 failed "
+        "(only queued or processing jobs are cancelled)."
+    ]
+    # The running attempt is archived.
+    assert JobAttempt.objects.filter(job=jobs[Status.PROCESSING], outcome="cancelled").exists()
+
+
+def test_run_next_moves_a_queued_job_to_the_front(admin_client, make_job):
+    make_job(priority=10)
+    later = make_job(run_after=timezone.now() + timedelta(hours=2))
+    act(admin_client, "run_next", [later])
+    (claimed,) = lifecycle.claim(worker_id="w")
+    assert claimed.pk == later.pk
+
+
+def test_action_across_all_filtered_rows(admin_client, make_job):
+    """'Select all' acts on every job the filters match, in one operation."""
+    failed = [put_in(Status.FAILED, make_job) for _ in range(3)]
+    put_in(Status.DONE, make_job)
+    queued = make_job()
+    shown_messages, _ = act(
+        admin_client, "retry_jobs", failed[:1], query="status__exact=failed", select_across=1
+    )
+    assert shown_messages == ["3 jobs requeued."]
+    assert Job.objects.filter(status=Status.QUEUED).count() == 4
+    shown_messages, _ = act(admin_client, "cancel_jobs", [queued], query="q=zzz", select_across=1)
+    assert shown_messages == ["0 jobs cancelled."]  # the search matched nothing
+
+
+def test_changelist_queries_do_not_grow_with_rows(
+    admin_client, make_job, django_assert_max_num_queries
+):
+    for _ in range(5):
+        one_of_each(make_job)
+    with django_assert_max_num_queries(12):
+        assert admin_client.get(CHANGELIST).status_code == 200
+
+
+@pytest.mark.parametrize("status", ALL)
+def test_delete_action_confirms_then_skips_running_jobs(admin_client, make_job, status):
+    job = put_in(status, make_job)
+    _, confirm = act(admin_client, "delete_selected", [job])
+    assert confirm.status_code == 200 and "Are you sure" in shown(confirm)
+    assert Job.objects.filter(pk=job.pk).exists()
+    shown_messages, _ = act(admin_client, "delete_selected", [job], post="yes")
+    if status == Status.PROCESSING:
+        assert shown_messages[0].startswith("0 jobs deleted. 1 skipped: 1 processing")
+        assert Job.objects.filter(pk=job.pk).exists()
+    else:
+        assert shown_messages == ["1 job deleted."]
+        assert not Job.objects.filter(pk=job.pk).exists()
+
+
+def test_running_job_has_no_delete_button(admin_client, make_job):
+    make_job()
+    (job,) = lifecycle.claim(worker_id="w")
+    assert admin_client.get(reverse("admin:jobs_job_delete", args=[job.pk])).status_code == 403
+
+
+def test_action_from_the_change_page(admin_client, make_job):
+    job = put_in(Status.FAILED, make_job)
+    data = {"CHANGE_FORM-action": "retry_jobs", "_selected_action": [str(job.pk)]}
+    response = admin_client.post(change_url(job), data)
+    assert response.status_code == 302
+    assert [str(m) for m in get_messages(response.wsgi_request)] == ["1 job requeued."]
+    job.refresh_from_db()
+    assert job.status == Status.QUEUED

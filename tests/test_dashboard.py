@@ -1,0 +1,157 @@
+"""The dashboard and the worker registry admin."""
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from jobs import admin_list, dashboard, lifecycle
+from jobs.models import Job, Status, Worker
+from tests.admin_helpers import CHANGELIST, one_of_each, shown
+from tests.test_lifecycle import put_in
+
+pytestmark = pytest.mark.django_db
+
+DASHBOARD = reverse("admin:jobs_dashboard")
+
+
+def worker(worker_id: str, *, beat_ago: float = 0, **fields) -> Worker:
+    now = timezone.now()
+    return Worker.objects.create(
+        id=worker_id,
+        hostname="host-1",
+        pid=1234,
+        started_at=now - timedelta(hours=1),
+        last_heartbeat_at=now - timedelta(seconds=beat_ago),
+        **fields,
+    )
+
+
+def test_admin_index_links_to_the_dashboard(admin_client):
+    assert DASHBOARD in shown(admin_client.get(reverse("admin:index")))
+    assert DASHBOARD in shown(admin_client.get(CHANGELIST))
+
+
+def test_dashboard_shows_counts_chart_lag_failure_rate_and_workers(admin_client, make_job):
+    jobs = one_of_each(make_job)  # processing is held by w1
+    put_in(Status.FAILED, make_job)
+    waiting = make_job(queue="mail")
+    Job.objects.filter(pk=waiting.pk).update(created_at=timezone.now() - timedelta(minutes=5))
+    worker("w1", queues=["default"])
+    worker("w-dead", beat_ago=3600)
+    page = shown(admin_client.get(DASHBOARD))
+    for status in Status:
+        assert f'id="count-{status}"' in page
+    assert re.search(r'id="count-failed">\s*<div class="value">2<', page)
+    assert '<svg class="jobs-chart"' in page
+    assert page.count('class="bar-done"') == 1 and page.count('class="bar-failed"') == 1
+    assert "67%" in page  # 2 failed of 3 finished in the last hour
+    assert re.search(r'id="queue-lag">\s*<div class="value">(4|5)\.\d min<', page)
+    assert reverse("admin:jobs_job_change", args=[jobs[Status.PROCESSING].pk]) in page
+    assert "w-dead" not in page and "(1 dead)" in page
+    assert "?queue=mail" in page
+
+
+def test_throughput_buckets_by_minute():
+    now = timezone.now().replace(second=30)
+    series = dashboard.Throughput()
+    assert series.failure_rate is None
+    Job.objects.bulk_create(
+        [
+            Job(task="echo", status=Status.DONE, finished_at=now),
+            Job(task="echo", status=Status.DONE, finished_at=now - timedelta(minutes=10)),
+            Job(task="echo", status=Status.FAILED, finished_at=now - timedelta(minutes=10)),
+            Job(task="echo", status=Status.DONE, finished_at=now - timedelta(hours=2)),
+        ]
+    )
+    series = dashboard.throughput(now)
+    assert series.done[-1] == 1 and series.done[-11] == 1 and series.failed[-11] == 1
+    assert sum(series.done) == 2 and series.failure_rate == pytest.approx(1 / 3)
+
+
+def test_dashboard_queries_are_bounded(admin_client, make_job, django_assert_max_num_queries):
+    for _ in range(5):
+        make_job()
+    worker("w1")
+    with django_assert_max_num_queries(20):
+        admin_client.get(DASHBOARD)
+
+
+# -- scale helpers ---------------------------------------------------------------------------
+
+
+def test_paginator_counts_exactly_below_the_estimate_threshold(make_job):
+    for _ in range(3):
+        make_job()
+    assert admin_list.EstimatedCountPaginator(Job.objects.all(), 50).count == 3
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="estimates are PostgreSQL's")
+def test_changelist_uses_the_estimate_not_count_on_postgresql(admin_client, make_job, monkeypatch):
+    make_job()
+    make_job()
+    monkeypatch.setattr(admin_list, "EXACT_COUNT_BELOW", 1)
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get(CHANGELIST)
+    assert response.status_code == 200
+    assert "≈" in shown(response)  # the count is marked as an estimate
+    sql = [q["sql"].upper() for q in queries.captured_queries]
+    assert any(s.startswith("EXPLAIN") for s in sql)
+    counts = [s for s in sql if "COUNT(" in s and "JOBS_JOB" in s]
+    assert counts and all("LIMIT" in s for s in counts), counts  # capped, never full
+
+
+def test_date_hierarchy_offers_every_day_between_first_and_last(make_job):
+    first, last = make_job(), make_job()
+    start = timezone.now().replace(hour=12) - timedelta(days=3)
+    Job.objects.filter(pk=first.pk).update(created_at=start)
+    days = admin_list._RangeDates(Job.objects.all(), "created_at").datetimes("created_at", "day")
+    assert [d.date() for d in days] == [(start + timedelta(days=i)).date() for i in range(4)]
+    none = admin_list._RangeDates(Job.objects.none(), "created_at")
+    assert none.datetimes("created_at", "month") == []
+    assert last
+
+
+def test_selected_period_is_an_index_friendly_range():
+    start, end = admin_list.selected_period(
+        {"created_at__year": "2026", "created_at__month": "12"}, "created_at"
+    )
+    assert (start.isoformat(), end.isoformat()) == (
+        "2026-12-01T00:00:00+00:00",
+        "2027-01-01T00:00:00+00:00",
+    )
+    assert admin_list.selected_period({"created_at__year": "x"}, "created_at") is None
+
+
+# -- the worker registry ---------------------------------------------------------------------
+
+WORKERS = reverse("admin:jobs_worker_changelist")
+
+
+def test_workers_admin_shows_live_and_dead_with_current_jobs(admin_client, make_job):
+    make_job()
+    (job,) = lifecycle.claim(worker_id="w-live")
+    worker("w-live", queues=["mail", "default"])
+    worker("w-dead", beat_ago=3600)
+    page = shown(admin_client.get(WORKERS))
+    assert 'class="job-badge worker-live"' in page and 'class="job-badge worker-dead"' in page
+    assert reverse("admin:jobs_job_change", args=[job.pk]) in page
+    assert "mail, default" in page
+    live = admin_client.get(WORKERS, {"state": "live"}).context["cl"].result_list
+    assert [w.pk for w in live] == ["w-live"]
+    dead = admin_client.get(WORKERS, {"state": "dead"}).context["cl"].result_list
+    assert [w.pk for w in dead] == ["w-dead"]
+
+
+def test_workers_admin_is_read_only(admin_client):
+    worker("w1")
+    change = reverse("admin:jobs_worker_change", args=["w1"])
+    assert 'name="_save"' not in shown(admin_client.get(change))
+    assert admin_client.post(change, {"hostname": "x"}).status_code == 403
+    assert admin_client.get(reverse("admin:jobs_worker_add")).status_code == 403
+    assert admin_client.get(reverse("admin:jobs_worker_delete", args=["w1"])).status_code == 403
+    assert Worker.objects.get().hostname == "host-1"
