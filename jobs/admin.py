@@ -1,4 +1,4 @@
-"""The operator's console: jobs and workers in the Django admin, and the dashboard.
+"""The operator's console: jobs, workers and schedules in the Django admin, and the dashboard.
 
 Every status change, from the change form or an action, goes through
 ``jobs.lifecycle``: actions are set-based guarded UPDATEs that report how many
@@ -310,4 +310,4 @@ class JobAdmin(admin.ModelAdmin):
 
 admin.site.register(Job, JobAdmin)
 
-from jobs import admin_workers  # noqa: E402, F401  (registers the worker registry)
+from jobs import admin_schedules, admin_workers  # noqa: E402, F401  (register their models)

@@ -1,6 +1,8 @@
 """Queue settings: each ``JOBS_*`` value is read here, from Django settings or the environment."""
 
 import os
+import re
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -48,6 +50,11 @@ class _Conf:
     @property
     def BATCH_SIZE(self) -> int:
         return _get("JOBS_BATCH_SIZE", 1, int)
+
+    @property
+    def MAX_BULK(self) -> int:
+        """Most jobs one bulk create (a JSON array to ``POST /api/jobs``) may carry."""
+        return _get("JOBS_MAX_BULK", 1000, int)
 
     @property
     def TIMEOUT(self) -> float:
@@ -99,6 +106,58 @@ class _Conf:
     def STATS_EXACT_LIMIT(self) -> int:
         """Finished jobs counted exactly per status; beyond it, stats estimate."""
         return _get("JOBS_STATS_EXACT_LIMIT", 10000, int)
+
+    @property
+    def RETAIN_DONE(self) -> timedelta | None:
+        """Age after which done jobs are purged (``7d``, ``12h``, seconds; ``never``)."""
+        return parse_age(_get("JOBS_RETAIN_DONE", "7d"))
+
+    @property
+    def RETAIN_FAILED(self) -> timedelta | None:
+        return parse_age(_get("JOBS_RETAIN_FAILED", "30d"))
+
+    @property
+    def RETAIN_CANCELLED(self) -> timedelta | None:
+        return parse_age(_get("JOBS_RETAIN_CANCELLED", "7d"))
+
+    @property
+    def PURGE_BATCH_SIZE(self) -> int:
+        """Jobs deleted per DELETE, each batch in its own short transaction."""
+        return _get("JOBS_PURGE_BATCH_SIZE", 1000, int)
+
+    @property
+    def PURGE_CRON(self) -> str:
+        """Timetable of the built-in ``jobs.purge`` schedule; ``off`` creates none."""
+        return _get("JOBS_PURGE_CRON", "*/15 * * * *")
+
+    @property
+    def SCHEDULE_CATCH_UP_MAX(self) -> int:
+        """Most missed fire times a ``catch_up`` schedule replays at once."""
+        return _get("JOBS_SCHEDULE_CATCH_UP_MAX", 100, int)
+
+    @property
+    def SCHEDULE_TICK_SECONDS(self) -> float:
+        """Least time between two looks for due schedules in one worker process."""
+        return _get("JOBS_SCHEDULE_TICK_SECONDS", 1.0, float)
+
+
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_age(value: Any) -> timedelta | None:
+    """Turn ``7d``, ``12h``, ``30m``, ``45s``, a number of seconds or a timedelta into a
+    timedelta; ``never`` (or None) means keep forever. Raises ``ValueError``."""
+    if value is None or isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float):
+        return timedelta(seconds=value)
+    if str(value).strip().lower() == "never":
+        return None
+    match = _AGE.match(str(value).lower())
+    if not match:
+        raise ValueError(f"{value!r} is not an age: use e.g. 7d, 12h, 30m, 45s or never")
+    return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
 
 
 conf = _Conf()

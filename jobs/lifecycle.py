@@ -23,7 +23,6 @@ or API client may request with ``set_status``.
 import logging
 import random
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -37,7 +36,7 @@ from django.utils import timezone
 from jobs import metrics, tasks
 from jobs.conf import conf
 from jobs.exceptions import TransitionRefused
-from jobs.models import ACTIVE_STATUSES, Job, JobAttempt, Outcome, Status
+from jobs.models import ACTIVE_STATUSES, Job, JobAttempt, Outcome, ScheduleFire, Status
 
 logger = logging.getLogger(__name__)
 
@@ -164,8 +163,27 @@ def enqueue_many(specs: Sequence[dict[str, Any]]) -> list[Job]:
             )
         )
     created = Job.objects.bulk_create(jobs, batch_size=500)
-    for (task_name, queue), count in Counter((job.task, job.queue) for job in created).items():
-        _count_safely(metrics.record_enqueued, task=task_name, queue=queue, count=count)
+    for job in created:
+        _log_transition(job, "enqueue")
+    return created
+
+
+def enqueue_fire(*, schedule_id: int, fire_at: datetime, **job: Any) -> Job | None:
+    """Create the job for one fire time of a schedule, unless that fire time already has one.
+
+    The fire record and the job are inserted in one transaction; the unique
+    ``(schedule, fire_at)`` constraint makes every other attempt at the same fire
+    time, in any process, fail and return ``None``. ``job`` takes ``enqueue``'s
+    arguments (no idempotency key). Raises ``UnknownTask``.
+    """
+    try:
+        with transaction.atomic():
+            fire = ScheduleFire.objects.create(schedule_id=schedule_id, fire_at=fire_at)
+            created, _ = enqueue(**job)
+            fire.job = created
+            fire.save(update_fields=["job"])
+    except IntegrityError:
+        return None
     return created
 
 
@@ -188,10 +206,10 @@ def claim(
 
     One statement selects the due jobs in claim order and marks them processing:
     ``WITH due AS MATERIALIZED (SELECT ... LIMIT n [FOR UPDATE SKIP LOCKED])
-    UPDATE ... WHERE id IN (SELECT * FROM due) RETURNING ...``. On PostgreSQL rows
-    another transaction has locked are skipped, never waited on; SQLite serialises
-    writers (the project's SQLite settings open write transactions with BEGIN
-    IMMEDIATE and a busy timeout).
+    UPDATE ... WHERE id IN (SELECT * FROM due) RETURNING ...``. On PostgreSQL,
+    rows another transaction has locked are skipped, never waited on; SQLite
+    serialises writers (the project's SQLite settings open write transactions
+    with BEGIN IMMEDIATE and a busy timeout).
     """
     now = timezone.now()
     lease = now + timedelta(seconds=lease_seconds or conf.LEASE_SECONDS)

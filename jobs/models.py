@@ -7,7 +7,11 @@ Nothing here changes a job's status: every write of ``Job.status`` lives in
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from croniter import croniter
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce, Now
@@ -100,6 +104,12 @@ class Job(models.Model):
                 fields=["finished_at"],
                 name="jobs_finished_idx",
                 condition=Q(finished_at__isnull=False),
+            ),
+            # Retention deletes finished jobs by age, a batch at a time.
+            models.Index(
+                fields=["status", "finished_at"],
+                name="jobs_retention_idx",
+                condition=Q(status__in=["done", "failed", "cancelled"]),
             ),
         ]
         constraints = [
@@ -195,3 +205,121 @@ class Worker(models.Model):
 
     def current_jobs(self) -> "JobQuerySet":
         return Job.objects.filter(status=Status.PROCESSING, worker_id=self.id)
+
+
+def validate_cron(value: str) -> None:
+    """Accept five cron fields, or six with seconds first. Raises ``ValidationError``."""
+    fields = value.split()
+    if len(fields) not in (5, 6):
+        raise ValidationError(
+            f"{value!r} has {len(fields)} fields: use five "
+            "(minute hour day month weekday), or six with seconds first."
+        )
+    if not croniter.is_valid(" ".join(fields), second_at_beginning=len(fields) == 6):
+        raise ValidationError(f"{value!r} is not a valid cron expression.")
+
+
+def validate_timezone(value: str) -> None:
+    """Accept an IANA time zone name. Raises ``ValidationError``."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValidationError(
+            f"{value!r} is not a known time zone (e.g. UTC, Europe/Paris)."
+        ) from None
+
+
+def validate_task(value: str) -> None:
+    """Accept a registered task name. Raises ``ValidationError``."""
+    from jobs import tasks
+    from jobs.exceptions import UnknownTask
+
+    try:
+        tasks.get(value)
+    except UnknownTask as exc:
+        raise ValidationError(str(exc)) from None
+
+
+class Schedule(models.Model):
+    """A recurring job: a cron timetable that creates one job per fire time.
+
+    ``next_fire_at`` is the earliest fire time not yet handled (null while
+    disabled). Workers fire due schedules; the unique ``(schedule, fire_at)`` of
+    ``ScheduleFire`` makes each fire time create at most one job, however many
+    workers see it due. Change it through ``jobs.schedules``.
+    """
+
+    name = models.CharField(max_length=200, unique=True)
+    cron = models.CharField(
+        max_length=200,
+        validators=[validate_cron],
+        help_text="Five fields (minute hour day month weekday), or six with seconds first.",
+    )
+    timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+    task = models.CharField(max_length=200, validators=[validate_task])
+    payload = models.JSONField(null=True, blank=True)
+    queue = models.CharField(
+        max_length=100,
+        blank=True,
+        default="",
+        validators=[
+            RegexValidator(r"^[A-Za-z0-9_.:-]*$", "Use letters, digits, '_', '.', ':' or '-'.")
+        ],
+        help_text="Empty: the task's own queue.",
+    )
+    priority = models.SmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(-100), MaxValueValidator(100)],
+        help_text="-100..100; empty: the task's own priority.",
+    )
+    enabled = models.BooleanField(default=True)
+    catch_up = models.BooleanField(
+        default=False,
+        help_text="After downtime, create a job for every missed fire time (bounded), "
+        "not only for the latest.",
+    )
+    last_fire_at = models.DateTimeField(null=True, blank=True)
+    next_fire_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [
+            models.Index(
+                fields=["next_fire_at"], name="jobs_schedule_due_idx", condition=Q(enabled=True)
+            )
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(priority__gte=-100, priority__lte=100) | Q(priority__isnull=True),
+                name="jobs_schedule_priority_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ScheduleFire(models.Model):
+    """One fire time of a schedule that has been handled: the exactly-once guard.
+
+    The job link survives the job's deletion as null, so a purged or deleted job
+    never lets its fire time fire again.
+    """
+
+    schedule = models.ForeignKey(Schedule, on_delete=models.CASCADE, related_name="fires")
+    fire_at = models.DateTimeField()
+    job = models.ForeignKey(Job, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["schedule", "-fire_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["schedule", "fire_at"], name="jobs_schedule_fire_once")
+        ]
+        indexes = [models.Index(fields=["fire_at"], name="jobs_schedule_fire_at_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.schedule_id} at {self.fire_at.isoformat()}"

@@ -204,3 +204,11 @@ def echo(payload: Any) -> Any:
 
 # Registered here so every process that imports the registry knows them.
 from jobs import email_task, http_task  # noqa: E402, F401
+
+
+@register("jobs.purge", max_attempts=1)
+def purge(payload: Any) -> dict[str, int]:
+    """Delete finished jobs past their retention age (the built-in ``jobs.purge`` schedule)."""
+    from jobs import retention
+
+    return retention.purge()

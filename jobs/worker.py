@@ -39,7 +39,7 @@ from types import FrameType
 from django.db import close_old_connections
 from django.utils import timezone
 
-from jobs import lifecycle
+from jobs import lifecycle, schedules
 from jobs.conf import conf
 from jobs.exceptions import TransitionRefused
 from jobs.executor import Pool
@@ -243,6 +243,11 @@ class Worker:
             self._next_recover = now + self.recover_interval
             if recovered := lifecycle.recover():
                 logger.warning("worker=%s recovered=%s expired leases", self.worker_id, recovered)
+        try:
+            schedules.tick()  # rate-limited inside; cheap when nothing is due
+        except Exception:
+            logger.exception("worker=%s schedule tick failed", self.worker_id)
+            close_old_connections()
 
     def _heartbeat(self) -> None:
         WorkerRow.objects.filter(pk=self.worker_id).update(last_heartbeat_at=timezone.now())

@@ -266,3 +266,27 @@ def test_workers_lists_the_registry_with_liveness_and_current_jobs(api, make_job
     assert body["w-live"]["current_jobs"] == [str(job.pk)]
     assert body["w-live"]["queues"] == ["a"]
     assert api.get("/api/workers/w-dead").json()["pid"] == 2
+
+
+def test_bulk_create_queues_an_array_in_one_request(api):
+    body = [{"task": "echo", "payload": i, "priority": i % 3} for i in range(50)]
+    response = api.post("/api/jobs", body, format="json")
+    assert response.status_code == 201, response.content
+    created = response.json()
+    assert [job["payload"] for job in created] == list(range(50))
+    assert Job.objects.filter(status=Status.QUEUED).count() == 50
+
+
+@pytest.mark.parametrize(
+    "body",
+    [[], [{"task": "echo"}, {"task": "nope"}], [{"task": "echo", "idempotency_key": "k"}]],
+)
+def test_bulk_create_is_all_or_nothing_with_a_400(api, body):
+    assert api.post("/api/jobs", body, format="json").status_code == 400
+    assert not Job.objects.exists()
+
+
+def test_bulk_create_is_capped(api, settings):
+    settings.JOBS_MAX_BULK = 3
+    response = api.post("/api/jobs", [{"task": "echo"}] * 4, format="json")
+    assert response.status_code == 400 and "3" in str(response.json())

@@ -98,3 +98,13 @@ def test_an_unknown_log_format_stops_start_up_with_a_message():
     )
     assert result.returncode != 0
     assert "JOBS_LOG_FORMAT must be plain or json, not 'xml'" in result.stderr
+
+
+@pytest.mark.django_db
+def test_a_bulk_create_logs_every_job(api, caplog):
+    caplog.set_level(logging.INFO, logger="jobs")
+    body = [{"task": "echo", "payload": i, "queue": "bulk-log"} for i in range(3)]
+    ids = {job["id"] for job in api.post("/api/jobs", body, format="json").json()}
+    lines = [json.loads(JsonFormatter().format(record)) for record in caplog.records]
+    enqueued = {line["job_id"] for line in lines if line.get("transition") == "enqueue"}
+    assert len(ids) == 3 and enqueued == ids

@@ -104,6 +104,16 @@ def test_without_a_multiprocess_directory_a_process_serves_its_own(processes):
 
 
 @pytest.mark.django_db
+def test_a_bulk_create_counts_every_job(api, client):
+    queue = f"b-{uuid.uuid4().hex[:8]}"
+    body = [{"task": "echo", "payload": i, "queue": queue} for i in range(4)]
+    assert api.post("/api/jobs", body, format="json").status_code == 201
+    samples = scrape(client)
+    assert sample(samples, "jobqueue_jobs_enqueued_total", task="echo", queue=queue) == 4
+    assert sample(samples, "jobqueue_queue_jobs", queue=queue, status="queued") == 4
+
+
+@pytest.mark.django_db
 class TestAccess:
     def test_open_without_a_token(self, client):
         assert client.get("/metrics").status_code == 200

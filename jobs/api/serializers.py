@@ -1,13 +1,13 @@
-"""The job as JSON: the prototype's fields plus the queue's own."""
+"""The job as JSON (the prototype's fields plus the queue's own), and the schedule."""
 
 from typing import Any
 
 from rest_framework import serializers
 
-from jobs import tasks
+from jobs import schedules, tasks
 from jobs.conf import conf
 from jobs.exceptions import InvalidPayload, UnknownTask
-from jobs.models import Job, JobAttempt, Status, Worker
+from jobs.models import Job, JobAttempt, Schedule, Status, Worker
 
 
 class JobAttemptSerializer(serializers.ModelSerializer):
@@ -182,6 +182,41 @@ class WorkerSerializer(serializers.ModelSerializer):
 
     def get_current_jobs(self, worker: Worker) -> list[str]:
         return [str(pk) for pk in worker.current_jobs().values_list("pk", flat=True)]
+
+
+class ScheduleSerializer(serializers.ModelSerializer):
+    payload = serializers.JSONField(required=False, allow_null=True, default=None)
+
+    class Meta:
+        model = Schedule
+        fields = [
+            "id",
+            "name",
+            "cron",
+            "timezone",
+            "task",
+            "payload",
+            "queue",
+            "priority",
+            "enabled",
+            "catch_up",
+            "last_fire_at",
+            "next_fire_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "last_fire_at", "next_fire_at", "created_at", "updated_at"]
+
+    def validate_cron(self, value: str) -> str:
+        return " ".join(value.split())
+
+    def create(self, validated_data: dict[str, Any]) -> Schedule:
+        return schedules.save(Schedule(**validated_data))
+
+    def update(self, instance: Schedule, validated_data: dict[str, Any]) -> Schedule:
+        for field, value in validated_data.items():
+            setattr(instance, field, value)
+        return schedules.save(instance)
 
 
 class _CountSerializer(serializers.Serializer):

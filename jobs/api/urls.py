@@ -1,7 +1,13 @@
 from django.urls import re_path
 from rest_framework.routers import DefaultRouter
 
-from jobs.api.views import JobViewSet, StatsView, TaskViewSet, WorkerViewSet
+from jobs.api.views import (
+    JobViewSet,
+    ScheduleViewSet,
+    StatsView,
+    TaskViewSet,
+    WorkerViewSet,
+)
 
 router = DefaultRouter()
 # Accept every path with and without its trailing slash (the prototype had none).
@@ -9,6 +15,7 @@ router.trailing_slash = "/?"
 router.register("jobs", JobViewSet, basename="job")
 router.register("tasks", TaskViewSet, basename="task")
 router.register("workers", WorkerViewSet, basename="worker")
+router.register("schedules", ScheduleViewSet, basename="schedule")
 
 urlpatterns = [
     re_path(r"^stats/?$", StatsView.as_view(), name="stats"),

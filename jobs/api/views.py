@@ -14,19 +14,20 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobs import lifecycle, metrics, runner, stats, tasks
+from jobs import lifecycle, metrics, runner, schedules, stats, tasks
 from jobs.api.filters import JobFilter
 from jobs.api.serializers import (
     JobDetailSerializer,
     JobSerializer,
     JobStatusSerializer,
+    ScheduleSerializer,
     StatsSerializer,
     TaskSerializer,
     WorkerSerializer,
 )
 from jobs.conf import conf
 from jobs.exceptions import TransitionRefused, UnknownTask
-from jobs.models import Job, Worker
+from jobs.models import Job, Schedule, Worker
 
 
 class Conflict(APIException):
@@ -70,7 +71,12 @@ class JobViewSet(
 
     @extend_schema(responses={201: JobSerializer, 200: JobSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        """Queue a job; for a known unfinished ``idempotency_key``, return that job (200)."""
+        """Queue a job; for a known unfinished ``idempotency_key``, return that job (200).
+
+        A JSON array of jobs queues them all in one INSERT (201, the array).
+        """
+        if isinstance(request.data, list):
+            return self._create_many(request.data)
         serializer = JobSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
@@ -83,6 +89,16 @@ class JobViewSet(
             JobSerializer(job).data,
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
+
+    def _create_many(self, items: list[Any]) -> Response:
+        if not 1 <= len(items) <= conf.MAX_BULK:
+            raise ValidationError({"detail": f"send between 1 and {conf.MAX_BULK} jobs at once"})
+        serializer = JobSerializer(data=items, many=True)
+        serializer.is_valid(raise_exception=True)
+        if any(spec.get("idempotency_key") for spec in serializer.validated_data):
+            raise ValidationError({"idempotency_key": ["not supported in a bulk create"]})
+        jobs = lifecycle.enqueue_many(serializer.validated_data)
+        return Response(JobSerializer(jobs, many=True).data, status=status.HTTP_201_CREATED)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Delete a job and answer with it, as it was."""
@@ -155,6 +171,27 @@ class WorkerViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = WorkerSerializer
     pagination_class = None
     filter_backends: list = []
+
+
+class ScheduleViewSet(viewsets.ModelViewSet):
+    """Create, list, change and delete recurring jobs; run one now."""
+
+    queryset = Schedule.objects.all()
+    serializer_class = ScheduleSerializer
+    filterset_fields = ["enabled", "task", "queue"]
+    ordering_fields = ["name", "next_fire_at", "last_fire_at", "created_at"]
+    ordering = ["name"]
+
+    @extend_schema(request=None, responses={201: JobSerializer})
+    @action(detail=True, methods=["post"])
+    def run(self, request: Request, pk: str | None = None) -> Response:
+        """Queue a job from this schedule now, outside its timetable (201, the job)."""
+        schedule = self.get_object()
+        try:
+            job = schedules.run_now(schedule_id=schedule.pk)
+        except UnknownTask as exc:
+            raise Conflict(str(exc)) from None
+        return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
 class StatsView(APIView):

@@ -1,0 +1,69 @@
+"""Recurring jobs in the admin: schedules, with "run now" and enable/disable actions."""
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from jobs import schedules
+from jobs.exceptions import UnknownTask
+from jobs.models import Schedule
+
+
+@admin.register(Schedule)
+class ScheduleAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "cron",
+        "timezone",
+        "task",
+        "queue",
+        "enabled",
+        "catch_up",
+        "last_fire_at",
+        "next_fire_at",
+    ]
+    list_filter = ["enabled", "task", "queue"]
+    search_fields = ["name", "task"]
+    readonly_fields = ["last_fire_at", "next_fire_at", "created_at", "updated_at"]
+    actions = ["run_now", "enable", "disable"]
+
+    def save_model(self, request: HttpRequest, obj: Schedule, form: Any, change: bool) -> None:
+        schedules.save(obj)
+
+    @admin.action(
+        description="Run selected schedules now (queue a job each)", permissions=["change"]
+    )
+    def run_now(self, request: HttpRequest, queryset: QuerySet) -> None:
+        queued, skipped = 0, []
+        for schedule_id in queryset.values_list("pk", flat=True):
+            try:
+                schedules.run_now(schedule_id=schedule_id)
+                queued += 1
+            except UnknownTask as exc:
+                skipped.append(str(exc))
+        message = f"{queued} job(s) queued."
+        if skipped:
+            message += f" {len(skipped)} skipped: {'; '.join(sorted(set(skipped))[:5])}"
+        self.message_user(request, message, messages.WARNING if skipped else messages.SUCCESS)
+
+    @admin.action(description="Enable selected schedules", permissions=["change"])
+    def enable(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._set_enabled(request, queryset, enabled=True)
+
+    @admin.action(description="Disable selected schedules", permissions=["change"])
+    def disable(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._set_enabled(request, queryset, enabled=False)
+
+    def _set_enabled(self, request: HttpRequest, queryset: QuerySet, *, enabled: bool) -> None:
+        changed = sum(
+            schedules.set_enabled(schedule_id=pk, enabled=enabled)
+            for pk in queryset.values_list("pk", flat=True)
+        )
+        skipped = queryset.count() - changed
+        word = "enabled" if enabled else "disabled"
+        message = f"{changed} schedule(s) {word}."
+        if skipped:
+            message += f" {skipped} skipped: already {word}."
+        self.message_user(request, message, messages.SUCCESS)

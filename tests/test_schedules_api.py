@@ -1,0 +1,133 @@
+"""``/api/schedules`` and the schedule admin, over real request handling."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from jobs import schedules
+from jobs.models import Job, Schedule
+
+pytestmark = pytest.mark.django_db
+
+BODY = {"name": "nightly", "cron": "0 3 * * *", "task": "echo", "payload": {"k": 1}}
+
+
+def make(**fields):
+    return schedules.save(Schedule(**{**BODY, **fields}))
+
+
+@pytest.mark.parametrize("path", ["/api/schedules", "/api/schedules/"])
+def test_create_returns_201_with_the_next_fire_time(api, path):
+    response = api.post(path, {**BODY, "timezone": "Europe/Paris"}, format="json")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["name"] == "nightly" and body["enabled"] is True and body["catch_up"] is False
+    next_fire = datetime.fromisoformat(body["next_fire_at"].replace("Z", "+00:00"))
+    assert next_fire > datetime.now(UTC)
+    assert next_fire.astimezone(schedules.ZoneInfo("Europe/Paris")).hour == 3
+    assert body["last_fire_at"] is None
+
+
+def test_list_and_retrieve(api):
+    make()
+    make(name="hourly", cron="0 * * * *")
+    listed = api.get("/api/schedules")
+    assert listed.status_code == 200
+    assert [s["name"] for s in listed.json()] == ["hourly", "nightly"]
+    one = api.get(f"/api/schedules/{listed.json()[1]['id']}")
+    assert one.json()["cron"] == "0 3 * * *"
+    assert api.get("/api/schedules?enabled=false").json() == []
+
+
+def test_update_restarts_the_timetable_and_disabling_clears_it(api):
+    schedule = make()
+    response = api.patch(f"/api/schedules/{schedule.pk}", {"cron": "*/5 * * * *"}, format="json")
+    assert response.status_code == 200, response.content
+    schedule.refresh_from_db()
+    assert schedule.cron == "*/5 * * * *" and schedule.next_fire_at.minute % 5 == 0
+    assert schedule.payload == {"k": 1}
+    response = api.patch(f"/api/schedules/{schedule.pk}", {"enabled": False}, format="json")
+    assert response.json()["next_fire_at"] is None
+
+
+def test_delete(api):
+    schedule = make()
+    assert api.delete(f"/api/schedules/{schedule.pk}").status_code == 204
+    assert not Schedule.objects.exists()
+
+
+def test_run_queues_a_job_now(api):
+    schedule = make()
+    response = api.post(f"/api/schedules/{schedule.pk}/run")
+    assert response.status_code == 201
+    job = Job.objects.get(pk=response.json()["id"])
+    assert (job.task, job.payload, job.status) == ("echo", {"k": 1}, "queued")
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"cron": "* * *"}, "cron"),
+        ({"cron": "99 * * * *"}, "cron"),
+        ({"timezone": "Nowhere/Land"}, "timezone"),
+        ({"task": "no-such-task"}, "task"),
+        ({"priority": 500}, "priority"),
+        ({"queue": "bad queue!"}, "queue"),
+        ({"name": ""}, "name"),
+    ],
+)
+def test_bad_input_is_a_400_with_a_message(api, changes, field):
+    response = api.post("/api/schedules", {**BODY, **changes}, format="json")
+    assert response.status_code == 400
+    assert field in response.json()
+    assert not Schedule.objects.exists()
+
+
+def test_duplicate_name_is_a_400(api):
+    make()
+    response = api.post("/api/schedules", BODY, format="json")
+    assert response.status_code == 400 and "name" in response.json()
+
+
+def test_anonymous_clients_may_read_but_not_write(anon):
+    schedule = make()
+    assert anon.get("/api/schedules").status_code == 200
+    assert anon.post("/api/schedules", BODY, format="json").status_code in (401, 403)
+    assert anon.delete(f"/api/schedules/{schedule.pk}").status_code in (401, 403)
+    assert anon.post(f"/api/schedules/{schedule.pk}/run").status_code in (401, 403)
+
+
+# -- admin ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def admin_client_(client, user):
+    client.force_login(user)
+    return client
+
+
+def test_admin_add_form_validates_and_sets_the_next_fire_time(admin_client_):
+    url = "/admin/jobs/schedule/add/"
+    form = {"name": "x", "cron": "61 * * * *", "timezone": "UTC", "task": "echo", "payload": "null"}
+    response = admin_client_.post(url, form)
+    assert response.status_code == 200 and b"not a valid cron" in response.content
+    response = admin_client_.post(url, {**form, "cron": "*/5 * * * *", "enabled": "on"})
+    assert response.status_code == 302
+    assert Schedule.objects.get(name="x").next_fire_at is not None
+
+
+def test_admin_actions(admin_client_):
+    schedule = make()
+    url = "/admin/jobs/schedule/"
+    admin_client_.post(url, {"action": "disable", "_selected_action": [schedule.pk]})
+    schedule.refresh_from_db()
+    assert not schedule.enabled and schedule.next_fire_at is None
+    admin_client_.post(url, {"action": "enable", "_selected_action": [schedule.pk]})
+    schedule.refresh_from_db()
+    assert schedule.enabled and schedule.next_fire_at is not None
+    response = admin_client_.post(
+        url, {"action": "run_now", "_selected_action": [schedule.pk]}, follow=True
+    )
+    assert b"1 job(s) queued" in response.content
+    assert Job.objects.filter(task="echo").count() == 1
+    assert admin_client_.get(url).status_code == 200
