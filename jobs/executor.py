@@ -60,13 +60,23 @@ def _child_main(
     # Use exactly the databases the worker uses (tests point it at a test database).
     for alias, name in db_names.items():
         connections[alias].settings_dict["NAME"] = name
+    from django.db import DatabaseError
+
     from jobs import runner
 
     completions = runner.Completions(worker_id)
 
     def flush() -> None:
         done = [job.pk for job, _ in completions.pending]
-        completions.flush()
+        try:
+            completions.flush()
+        except DatabaseError as exc:
+            # Not recorded: the worker hands these jobs back to run again.
+            logger.warning("worker=%s could not record %s successes: %s", worker_id, len(done), exc)
+            completions.pending = []
+            close_old_connections()
+            conn.send(("unrecorded", done))
+            return
         conn.send(("flushed", done))
 
     ran = 0
@@ -82,7 +92,12 @@ def _child_main(
         close_old_connections()
         for job in jobs:
             started = time.monotonic()
-            status = runner.execute(job, worker_id=worker_id, completions=completions)
+            try:
+                status = runner.execute(job, worker_id=worker_id, completions=completions)
+            except DatabaseError as exc:
+                logger.warning("job=%s outcome unrecorded: %s", job.pk, exc)
+                close_old_connections()
+                status = "unrecorded"
             conn.send(("ran", job.pk, status))
             # Group quick successes; a slow job is not worth waiting for company.
             if completions.due() or time.monotonic() - started >= completions.max_delay:
@@ -122,6 +137,9 @@ class Pool:
         self.max_jobs_per_child = max_jobs_per_child
         self.db_names = {alias: connections[alias].settings_dict["NAME"] for alias in connections}
         self.slots: list[Slot] = []
+        # Jobs that ran but whose outcome a child failed to record: the worker hands
+        # them back (they run again).
+        self.lost: list[Any] = []
 
     def start(self) -> None:
         self.slots = [self._spawn(index) for index in range(self.size)]
@@ -192,16 +210,21 @@ class Pool:
         return finished, (ran_before, unstarted)
 
     def _receive(self, slot: Slot, message: Any, finished: list[tuple[Any, Any]]) -> None:
-        if message[0] == "ran":
+        kind = message[0]
+        if kind == "ran":
             _, job_id, status = message
             job = slot.jobs.popleft()
             if status == "processing":  # success queued for a grouped write
                 slot.unrecorded[job_id] = job
+            elif status == "unrecorded":
+                self.lost.append(job)
             finished.append((job, status))
             self._start_next(slot)
-        else:  # "flushed"
+        elif kind == "flushed":
             for job_id in message[1]:
                 slot.unrecorded.pop(job_id, None)
+        else:  # "unrecorded": the child could not write these outcomes
+            self.lost.extend(slot.unrecorded.pop(job_id) for job_id in message[1])
 
     def overdue(self, now: float) -> list[Slot]:
         return [s for s in self.busy() if s.deadline is not None and s.deadline <= now]

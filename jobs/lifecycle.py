@@ -33,7 +33,7 @@ from django.db.models import Case, Count, F, PositiveIntegerField, Q, QuerySet, 
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from jobs import metrics, tasks
+from jobs import metrics, notify, tasks
 from jobs.conf import conf
 from jobs.exceptions import TransitionRefused
 from jobs.models import ACTIVE_STATUSES, Job, JobAttempt, Outcome, ScheduleFire, Status
@@ -127,13 +127,12 @@ def enqueue(
         idempotency_key=idempotency_key or None,
     )
     if not job.idempotency_key:
-        job.save(force_insert=True)
+        _insert([job])
         _log_transition(job, "enqueue")
         return job, True
     for _ in range(3):
         try:
-            with transaction.atomic():
-                job.save(force_insert=True)
+            _insert([job])
         except IntegrityError:
             existing = Job.objects.filter(
                 idempotency_key=job.idempotency_key, status__in=ACTIVE_STATUSES
@@ -162,10 +161,21 @@ def enqueue_many(specs: Sequence[dict[str, Any]]) -> list[Job]:
                 timeout=spec.get("timeout", task.timeout),
             )
         )
-    created = Job.objects.bulk_create(jobs, batch_size=500)
+    created = _insert(jobs)
     for job in created:
         _log_transition(job, "enqueue")
     return created
+
+
+def _insert(jobs: list[Job]) -> list[Job]:
+    """Insert queued jobs and wake listening workers, in one transaction."""
+    with transaction.atomic():
+        if len(jobs) == 1:
+            jobs[0].save(force_insert=True)
+        else:
+            Job.objects.bulk_create(jobs, batch_size=500)
+        notify.notify(job.queue for job in jobs)
+    return jobs
 
 
 def enqueue_fire(*, schedule_id: int, fire_at: datetime, **job: Any) -> Job | None:

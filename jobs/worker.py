@@ -28,6 +28,7 @@ signals alone.
 
 import logging
 import os
+import select
 import signal
 import socket
 import threading
@@ -36,7 +37,7 @@ from collections import deque
 from collections.abc import Sequence
 from types import FrameType
 
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
 from jobs import lifecycle, schedules
@@ -45,6 +46,7 @@ from jobs.exceptions import TransitionRefused
 from jobs.executor import Pool
 from jobs.models import Job, Outcome
 from jobs.models import Worker as WorkerRow
+from jobs.notify import Listener
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +99,7 @@ class Worker:
         self._signals = 0
         self._next_recover = 0.0
         self._next_heartbeat = 0.0
+        self.listener = Listener()
 
     # -- control --------------------------------------------------------------------------
 
@@ -135,7 +138,15 @@ class Worker:
         clean = False
         try:
             while not self._stop.is_set():
-                if not self._step() and self.burst:
+                try:
+                    idle = not self._step()
+                except DatabaseError as exc:
+                    # A restarted or unreachable database: reconnect on the next pass.
+                    logger.warning("worker=%s database error, retrying: %s", self.worker_id, exc)
+                    close_old_connections()
+                    self._stop.wait(min(self.poll_interval * 4, 1.0))
+                    continue
+                if idle and self.burst:
                     break
             self._release_buffer()
             self._drain()
@@ -153,10 +164,26 @@ class Worker:
             if claimed:
                 return True
             if not self.burst:
-                self._stop.wait(self.poll_interval)
+                self._idle_wait(self.poll_interval)
             return False
         self._collect(self._wait_time(idle=not claimed))
         return True
+
+    def _wakers(self) -> list[int]:
+        """File descriptors that end a wait: stop requests, and new-job notifications."""
+        listen = self.listener.fileno()
+        return [self._wake_r] if listen is None else [self._wake_r, listen]
+
+    def _idle_wait(self, timeout: float) -> None:
+        select.select(self._wakers(), [], [], timeout)
+        self._consume_wakeups()
+
+    def _consume_wakeups(self) -> None:
+        try:
+            os.read(self._wake_r, 64)  # a stop request: the loop checks _stop itself
+        except BlockingIOError:
+            pass
+        self.listener.drain()
 
     def _fill(self) -> int:
         """Claim jobs for idle slots and hand them over; return how many were claimed."""
@@ -193,11 +220,11 @@ class Worker:
         return max(0.0, min(times))
 
     def _collect(self, timeout: float) -> None:
-        finished, handed_back = self.pool.wait(timeout, wake=[self._wake_r])
-        try:
-            os.read(self._wake_r, 64)  # consume wake-ups: wait again normally next time
-        except BlockingIOError:
-            pass
+        finished, handed_back = self.pool.wait(timeout, wake=self._wakers())
+        self._consume_wakeups()
+        if self.pool.lost:
+            lost, self.pool.lost = self.pool.lost, []
+            lifecycle.release(jobs=lost, worker_id=self.worker_id, started=True)
         for job, status in finished:
             if status is None:
                 self._fail(job, "executor process died", Outcome.FAILED)
@@ -304,6 +331,7 @@ class Worker:
         except Exception:
             # Leases run out and recovery requeues the jobs; the row is marked dead.
             logger.exception("worker=%s could not hand back its jobs", self.worker_id)
+        self.listener.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
         logger.info(

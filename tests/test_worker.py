@@ -186,3 +186,39 @@ class TestWorkerProcesses:
         lines = out.read_text().split()
         assert len(lines) == 2000 and len(set(lines)) == 2000
         assert Job.objects.filter(status=Status.DONE, attempts=1).count() == 2000
+
+
+@pytest.mark.slow
+class TestPostgresWakeupAndRestarts:
+    @pytest.fixture(autouse=True)
+    def _postgres_only(self, transactional_db):
+        from django.db import connection
+
+        if connection.vendor != "postgresql":
+            pytest.skip("LISTEN/NOTIFY and backend termination are PostgreSQL features")
+
+    def test_notify_wakes_an_idle_worker_long_before_its_poll(self, processes, make_job):
+        worker = processes.worker("--poll-interval", "600")
+        wait_for(lambda: "listening" in processes.output(worker))
+        job = make_job(task="echo", payload="wake")
+        # Polling would take ten minutes; only the notification can run it this soon.
+        wait_for(lambda: status_of(job) == Status.DONE, timeout=30)
+
+    def test_worker_survives_its_connections_being_killed(self, processes, make_job):
+        from django.db import connection
+
+        jobs = [make_job(task="test.sleep", payload={"seconds": 0.05}) for _ in range(40)]
+        worker = processes.worker("--batch", "2")
+        wait_for(lambda: Job.objects.filter(status=Status.DONE).count() >= 5)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            assert cursor.rowcount >= 1
+        wait_for(lambda: Job.objects.filter(status=Status.DONE).count() == 40, timeout=60)
+        assert not Job.objects.filter(status=Status.PROCESSING).exists()
+        assert worker.poll() is None  # still serving
+        later = make_job(task="echo", payload="after")
+        wait_for(lambda: status_of(later) == Status.DONE, timeout=30)
+        assert len(jobs) == 40

@@ -1,0 +1,92 @@
+"""Wake idle workers the moment a job is queued (PostgreSQL LISTEN/NOTIFY).
+
+``notify`` runs ``pg_notify`` in the caller's transaction, so the signal is
+delivered exactly when the new jobs become visible (at commit) and never for a
+rolled-back insert. A ``Listener`` holds its own connection with ``LISTEN`` on
+the channel; the worker waits on its socket alongside everything else. Polling
+stays as the safety net: if the listening connection drops (a database restart),
+the worker keeps polling and the listener reconnects and listens again.
+On other databases both are no-ops.
+"""
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import connection
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "jobqueue"
+
+
+def notify(queues: Iterable[str]) -> None:
+    """Announce new jobs on ``queues`` (in the current transaction, if any)."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        for queue in sorted(set(queues)):
+            cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, queue])
+
+
+class Listener:
+    """A dedicated connection that LISTENs for new jobs; reconnects after errors."""
+
+    retry_interval = 1.0
+
+    def __init__(self) -> None:
+        self.enabled = connection.vendor == "postgresql"
+        self.conn: Any = None
+        self._next_attempt = 0.0
+
+    def fileno(self) -> int | None:
+        """The socket to wait on, connecting (again) if needed; ``None`` when unavailable."""
+        if not self.enabled:
+            return None
+        if self.conn is None and time.monotonic() >= self._next_attempt:
+            self._connect()
+        return self.conn.fileno() if self.conn is not None else None
+
+    def _connect(self) -> None:
+        import psycopg
+
+        settings = connection.settings_dict
+        params = {
+            "dbname": settings["NAME"],
+            "user": settings["USER"] or None,
+            "password": settings["PASSWORD"] or None,
+            "host": settings["HOST"] or None,
+            "port": settings["PORT"] or None,
+        }
+        try:
+            self.conn = psycopg.connect(
+                **{k: v for k, v in params.items() if v}, autocommit=True, connect_timeout=5
+            )
+            self.conn.execute(f"LISTEN {CHANNEL}")
+            logger.info("listening channel=%s", CHANNEL)
+        except psycopg.Error as exc:
+            logger.warning("listen failed, polling only for now: %s", exc)
+            self.close()
+            self._next_attempt = time.monotonic() + self.retry_interval
+
+    def drain(self) -> list[str]:
+        """Return the queues announced since the last call (without waiting)."""
+        if self.conn is None:
+            return []
+        import psycopg
+
+        try:
+            return [note.payload for note in self.conn.notifies(timeout=0)]
+        except psycopg.Error as exc:
+            logger.warning("listen connection lost, reconnecting: %s", exc)
+            self.close()
+            return []
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception:
+                logger.debug("closing the listen connection failed", exc_info=True)
+        self.conn = None
