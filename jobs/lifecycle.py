@@ -245,7 +245,8 @@ def claim(
         params = [PROCESSING, worker_id, adapt(lease), adapt(now), adapt(now), QUEUED]
         cursor.execute(sql, [*due_params, *params])
         rows = cursor.fetchall()
-    claimed = [_from_row(fields, row) for row in rows]
+    columns = _columns(fields)
+    claimed = [_from_row(columns, row) for row in rows]
     # RETURNING keeps no order: restore the claim order.
     claimed.sort(key=lambda job: (-job.priority, job.run_after or job.created_at))
     for job in claimed:
@@ -253,16 +254,25 @@ def claim(
     return claimed
 
 
-def _from_row(fields: list[Any], row: Sequence[Any]) -> Job:
+def _from_row(columns: list[tuple[Any, list[Any]]], row: Sequence[Any]) -> Job:
     """Build a Job from raw column values, converted as the ORM would convert them."""
     values = []
-    for model_field, value in zip(fields, row, strict=True):
-        col = model_field.get_col(Job._meta.db_table)
-        converters = connection.ops.get_db_converters(col)
-        for converter in converters + model_field.get_db_converters(connection):
+    for (col, converters), value in zip(columns, row, strict=True):
+        for converter in converters:
             value = converter(value, col, connection)
         values.append(value)
-    return Job.from_db(connection.alias, [f.attname for f in fields], values)
+    return Job.from_db(connection.alias, [col.target.attname for col, _ in columns], values)
+
+
+def _columns(fields: list[Any]) -> list[tuple[Any, list[Any]]]:
+    """Each field's column expression and its database-to-Python converters."""
+    table = Job._meta.db_table
+    columns = []
+    for model_field in fields:
+        col = model_field.get_col(table)
+        converters = connection.ops.get_db_converters(col)
+        columns.append((col, converters + model_field.get_db_converters(connection)))
+    return columns
 
 
 def claim_for_run(*, job_id: Any, worker_id: str) -> Job:
@@ -327,20 +337,52 @@ def _mark_done(job: Job, worker_id: str, result: Any, now: datetime) -> bool:
 def succeed_many(*, worker_id: str, completions: Sequence[tuple[Job, Any]]) -> int:
     """Record several successes in one transaction; return how many were still held.
 
-    Each is fenced like ``succeed``; one that was taken away meanwhile is skipped.
+    Each is fenced like ``succeed`` (one statement, executed for every job: the
+    ORM's per-query cost would dwarf a no-op task); one that was taken away
+    meanwhile is skipped.
     """
+    if not completions:
+        return 0
     now = timezone.now()
-    with transaction.atomic():
-        recorded = [job for job, result in completions if _mark_done(job, worker_id, result, now)]
-    for job in recorded:
-        _log_transition(job, "succeed", outcome="done", duration=_duration(job, now))
-    if len(recorded) < len(completions):
-        logger.warning(
-            "worker=%s discarded=%s completions no longer held",
+    table, fields = Job._meta.db_table, {f.name: f for f in Job._meta.concrete_fields}
+    sql = (
+        f"UPDATE {table} SET status = %s, result = %s, error = NULL, traceback = NULL, "  # noqa: S608
+        "finished_at = %s, lease_expires_at = NULL, updated_at = %s "
+        "WHERE id = %s AND status = %s AND worker_id = %s AND attempts = %s"
+    )
+    stamp = fields["finished_at"].get_db_prep_save(now, connection)
+    rows = [
+        (
+            DONE,
+            fields["result"].get_db_prep_save(result, connection),
+            stamp,
+            stamp,
+            fields["id"].get_db_prep_save(job.pk, connection),
+            PROCESSING,
             worker_id,
-            len(completions) - len(recorded),
+            job.attempts,
         )
-    return len(recorded)
+        for job, result in completions
+    ]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+        recorded = cursor.rowcount
+    held = [job for job, _ in completions]
+    if recorded < len(held):
+        # Some were taken away meanwhile: find which ones this worker did record.
+        mine = set(
+            Job.objects.filter(
+                pk__in=[job.pk for job in held], status=DONE, finished_at=now
+            ).values_list("pk", flat=True)
+        )
+        logger.warning(
+            "worker=%s discarded=%s completions no longer held", worker_id, len(held) - len(mine)
+        )
+        held = [job for job in held if job.pk in mine]
+    for job in held:
+        job.status, job.finished_at = DONE, now
+        _log_transition(job, "succeed", outcome="done", duration=_duration(job, now))
+    return len(held)
 
 
 def fail(
