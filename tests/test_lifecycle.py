@@ -95,6 +95,17 @@ def test_claim_takes_at_most_limit_and_never_a_held_job(make_job):
     assert lifecycle.claim(worker_id="c", limit=10) == []
 
 
+@pytest.mark.parametrize("limit", [1, 2])
+def test_claim_takes_no_more_than_the_limit(make_job, limit):
+    """The job first in line was created last: the claim still takes exactly ``limit``."""
+    for _ in range(3):
+        make_job(queue="a")
+    high = make_job(queue="a", priority=100)
+    claimed = lifecycle.claim(worker_id="w", queues=["a"], limit=limit)
+    assert len(claimed) == limit and claimed[0].pk == high.pk
+    assert Job.objects.filter(status=Status.PROCESSING).count() == limit
+
+
 def test_claim_filters_queues(make_job):
     make_job(queue="a")
     b = make_job(queue="b")

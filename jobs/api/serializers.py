@@ -280,3 +280,50 @@ class ScheduleSerializer(serializers.ModelSerializer):
         for field, value in validated_data.items():
             setattr(instance, field, value)
         return schedules.save(instance)
+
+
+class _CountSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    exact = serializers.BooleanField(help_text="False: an estimate (or a lower bound).")
+
+
+class _StatusCountsSerializer(serializers.Serializer):
+    queued = _CountSerializer()
+    processing = _CountSerializer()
+    done = _CountSerializer()
+    failed = _CountSerializer()
+    cancelled = _CountSerializer()
+
+
+class _RecentSerializer(serializers.Serializer):
+    done = serializers.IntegerField()
+    failed = serializers.IntegerField()
+
+
+class _WindowsSerializer(serializers.Serializer):
+    last_1m = _RecentSerializer()
+    last_5m = _RecentSerializer()
+    last_60m = _RecentSerializer()
+
+
+class _QueueStatsSerializer(serializers.Serializer):
+    queued = serializers.IntegerField()
+    processing = serializers.IntegerField()
+    lag_seconds = serializers.FloatField(
+        allow_null=True, help_text="Age of the oldest due queued job; null: none queued."
+    )
+    finished = _WindowsSerializer()
+
+
+class _WorkersSerializer(serializers.Serializer):
+    alive = serializers.IntegerField()
+
+
+class StatsSerializer(serializers.Serializer):
+    """The shape of ``GET /api/stats`` (read-only)."""
+
+    generated_at = serializers.DateTimeField()
+    statuses = _StatusCountsSerializer()
+    queues = serializers.DictField(child=_QueueStatsSerializer())
+    finished = _WindowsSerializer(help_text="Jobs done and failed, all queues.")
+    workers = _WorkersSerializer()
