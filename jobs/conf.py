@@ -45,7 +45,11 @@ class _Conf:
 
     @property
     def POLL_INTERVAL(self) -> float:
-        return _get("JOBS_POLL_INTERVAL", 0.5, float)
+        """Idle wait between polls: short on SQLite; on PostgreSQL LISTEN/NOTIFY wakes
+        workers at once, so polling is only the safety net."""
+        from django.db import connection
+
+        return _get("JOBS_POLL_INTERVAL", 0.5 if connection.vendor == "postgresql" else 0.05, float)
 
     @property
     def BATCH_SIZE(self) -> int:
