@@ -327,3 +327,28 @@ class StatsSerializer(serializers.Serializer):
     queues = serializers.DictField(child=_QueueStatsSerializer())
     finished = _WindowsSerializer(help_text="Jobs done and failed, all queues.")
     workers = _WorkersSerializer()
+
+
+class BulkRetrySerializer(ClosedSerializerMixin, serializers.Serializer):
+    """Which jobs to requeue: a list of ids, or a filter over the failure queue."""
+
+    ids = serializers.ListField(
+        child=serializers.UUIDField(), required=False, min_length=1, max_length=10_000
+    )
+    status = serializers.ChoiceField(
+        choices=[Status.FAILED, Status.CANCELLED, Status.DONE], required=False
+    )
+    queue = serializers.CharField(required=False, max_length=100)
+    task = serializers.CharField(required=False, max_length=200)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "ids" in attrs and len(attrs) > 1:
+            raise serializers.ValidationError("Give either ids or a filter, not both.")
+        if len(attrs.get("ids", [])) > conf.MAX_BULK:
+            raise serializers.ValidationError(f"At most {conf.MAX_BULK} ids (JOBS_MAX_BULK).")
+        return attrs
+
+
+class BulkResultSerializer(serializers.Serializer):
+    changed = serializers.IntegerField()
+    skipped = serializers.DictField(child=serializers.IntegerField())

@@ -20,6 +20,8 @@ from jobs import lifecycle, metrics, runner, schedules, stats, tasks
 from jobs.api.filters import JobFilter, ScheduleFilter
 from jobs.api.schema import error_response
 from jobs.api.serializers import (
+    BulkResultSerializer,
+    BulkRetrySerializer,
     JobDetailSerializer,
     JobSerializer,
     JobStatusSerializer,
@@ -30,7 +32,7 @@ from jobs.api.serializers import (
 )
 from jobs.conf import conf
 from jobs.exceptions import TransitionRefused, UnknownTask
-from jobs.models import Job, Schedule, Worker
+from jobs.models import Job, Schedule, Status, Worker
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +162,31 @@ class JobViewSet(
         """Put a failed, cancelled or done job back in the queue."""
         job = self.get_object()
         return self._transition(lifecycle.retry, job_id=job.pk)
+
+    @extend_schema(
+        operation_id="api_jobs_retry_many",
+        request=BulkRetrySerializer,
+        responses={200: BulkResultSerializer},
+    )
+    @action(detail=False, methods=["post"], url_path="retry", url_name="retry-many")
+    def retry_many(self, request: Request) -> Response:
+        """Requeue many jobs: ``{"ids": [...]}``, or a filter over the failure queue
+        (``{"status": "failed", "queue": ..., "task": ...}``, status defaulting to failed),
+        at most JOBS_MAX_BULK per call. Answers how many changed and, by status, how
+        many were skipped."""
+        serializer = BulkRetrySerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        chosen = serializer.validated_data
+        if "ids" in chosen:
+            ids = chosen["ids"]
+        else:
+            selected = Job.objects.filter(status=chosen.get("status", Status.FAILED))
+            for name in ("queue", "task"):
+                if name in chosen:
+                    selected = selected.filter(**{name: chosen[name]})
+            ids = list(selected.values_list("pk", flat=True)[: conf.MAX_BULK])
+        result = lifecycle.retry_many(ids=ids)
+        return Response({"changed": result.changed, "skipped": result.skipped})
 
     def _transition(self, verb: Any, **kwargs: Any) -> Response:
         try:
