@@ -24,6 +24,7 @@ import json
 import logging
 import random
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -574,13 +575,7 @@ def retry(*, job_id: Any) -> Job:
     try:
         with transaction.atomic():
             updated = Job.objects.filter(pk=job_id, status__in=[FAILED, CANCELLED, DONE]).update(
-                status=QUEUED,
-                max_attempts=Greatest(F("max_attempts"), F("attempts") + 1),
-                run_after=None,
-                worker_id=None,
-                lease_expires_at=None,
-                finished_at=None,
-                updated_at=now,
+                **_requeued(now)
             )
     except IntegrityError:
         # Requeued, it would be a second unfinished holder of its idempotency key.
@@ -710,20 +705,35 @@ def cancel_many(*, ids: Selection) -> BulkResult:
     return BulkResult(changed, skipped)
 
 
+def _requeued(now: datetime) -> dict[str, Any]:
+    """The changes that put a finished job back in the queue, due at once."""
+    return {
+        "status": QUEUED,
+        "max_attempts": Greatest(F("max_attempts"), F("attempts") + 1),
+        "run_after": None,
+        "worker_id": None,
+        "lease_expires_at": None,
+        "finished_at": None,
+        "updated_at": now,
+    }
+
+
 def retry_many(*, ids: Selection) -> BulkResult:
     """Requeue the selected failed, cancelled or done jobs to run as soon as possible."""
-    return _bulk(
-        ids,
-        "retry",
-        TRANSITIONS["retry"][0],
-        status=QUEUED,
-        max_attempts=Greatest(F("max_attempts"), F("attempts") + 1),
-        run_after=None,
-        worker_id=None,
-        lease_expires_at=None,
-        finished_at=None,
-        updated_at=timezone.now(),
-    )
+    try:
+        with transaction.atomic():
+            return _bulk(ids, "retry", TRANSITIONS["retry"][0], **_requeued(timezone.now()))
+    except IntegrityError:
+        # One would become a second unfinished holder of an idempotency key: requeue
+        # them one by one, so only those are refused.
+        changed, skipped = 0, Counter()
+        for job_id in _selected(ids).values_list("pk", flat=True):
+            try:
+                retry(job_id=job_id)
+                changed += 1
+            except TransitionRefused as refused:
+                skipped[refused.current or "deleted"] += 1
+        return BulkResult(changed, dict(skipped))
 
 
 def run_next_many(*, ids: Selection) -> BulkResult:
