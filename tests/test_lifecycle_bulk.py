@@ -96,9 +96,6 @@ def test_delete_many_takes_the_attempt_history_along(make_job):
 
 
 def test_retry_many_skips_a_job_whose_idempotency_key_is_taken_again(make_job):
-    from jobs import lifecycle
-    from jobs.models import Status
-
     first = make_job(idempotency_key="k")
     lifecycle.cancel(job_id=first.pk)
     holder = make_job(idempotency_key="k")  # the key is free again, and taken
@@ -107,5 +104,5 @@ def test_retry_many_skips_a_job_whose_idempotency_key_is_taken_again(make_job):
     result = lifecycle.retry_many(ids=[first.pk, other.pk])
     assert (result.changed, result.skipped) == (1, {"cancelled": 1})
     assert holder.pk != first.pk
-    statuses = dict(lifecycle.Job.objects.values_list("pk", "status"))
+    statuses = dict(Job.objects.values_list("pk", "status"))
     assert statuses[first.pk] == Status.CANCELLED and statuses[other.pk] == Status.QUEUED
