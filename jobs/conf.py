@@ -15,6 +15,10 @@ def _get(name: str, default: Any, cast: type = str) -> Any:
     return default if raw is None or raw == "" else cast(raw)
 
 
+def _bool(raw: str) -> bool:
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
 class _Conf:
     """Attribute access re-reads settings, so ``override_settings`` works in tests."""
 
@@ -41,7 +45,11 @@ class _Conf:
 
     @property
     def POLL_INTERVAL(self) -> float:
-        return _get("JOBS_POLL_INTERVAL", 0.5, float)
+        """Idle wait between polls: short on SQLite; on PostgreSQL LISTEN/NOTIFY wakes
+        workers at once, so polling is only the safety net."""
+        from django.db import connection
+
+        return _get("JOBS_POLL_INTERVAL", 0.5 if connection.vendor == "postgresql" else 0.05, float)
 
     @property
     def BATCH_SIZE(self) -> int:
@@ -82,6 +90,21 @@ class _Conf:
     def HTTP_TIMEOUT(self) -> float:
         """Default seconds ``http_request`` waits to connect and for each read."""
         return _get("JOBS_HTTP_TIMEOUT", 10.0, float)
+
+    @property
+    def METRICS_ENABLED(self) -> bool:
+        """Serve ``GET /metrics``; when off it answers 404."""
+        return _get("JOBS_METRICS_ENABLED", True, _bool)
+
+    @property
+    def METRICS_TOKEN(self) -> str:
+        """Bearer token ``GET /metrics`` requires; empty: no token needed."""
+        return _get("JOBS_METRICS_TOKEN", "")
+
+    @property
+    def STATS_EXACT_LIMIT(self) -> int:
+        """Finished jobs counted exactly per status; beyond it, stats estimate."""
+        return _get("JOBS_STATS_EXACT_LIMIT", 10000, int)
 
     @property
     def RETAIN_DONE(self) -> timedelta | None:

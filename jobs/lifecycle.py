@@ -24,7 +24,8 @@ import json
 import logging
 import random
 import uuid
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,7 +35,7 @@ from django.db.models import Case, Count, F, PositiveIntegerField, Q, QuerySet, 
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from jobs import notify, tasks
+from jobs import metrics, notify, tasks
 from jobs.conf import conf
 from jobs.exceptions import InvalidPayload, TransitionRefused
 from jobs.models import ACTIVE_STATUSES, Job, JobAttempt, Outcome, ScheduleFire, Status
@@ -163,7 +164,10 @@ def enqueue_many(specs: Sequence[dict[str, Any]]) -> list[Job]:
                 timeout=spec.get("timeout", task.timeout),
             )
         )
-    return _insert(jobs)
+    created = _insert(jobs)
+    for job in created:
+        _log_transition(job, "enqueue")
+    return created
 
 
 def _insert(jobs: list[Job]) -> list[Job]:
@@ -339,7 +343,7 @@ def succeed(*, job: Job, worker_id: str, result: Any = None) -> None:
     if not _mark_done(job, worker_id, result, now):
         raise _refused(job.pk, "succeed")
     job.result = result
-    _log_transition(job, "succeed", duration=_duration(job, now))
+    _log_transition(job, "succeed", outcome="done", duration=_duration(job, now))
 
 
 def _mark_done(job: Job, worker_id: str, result: Any, now: datetime) -> bool:
@@ -404,7 +408,7 @@ def succeed_many(*, worker_id: str, completions: Sequence[tuple[Job, Any]]) -> i
         held = [job for job in held if job.pk in mine]
     for job in held:
         job.status, job.finished_at = DONE, now
-        _log_transition(job, "succeed", duration=_duration(job, now))
+        _log_transition(job, "succeed", outcome="done", duration=_duration(job, now))
     return len(held)
 
 
@@ -440,7 +444,7 @@ def fail(
             raise _refused(job.pk, "fail")
         _archive([job], outcome=outcome, now=now, error=error, traceback=traceback)
     job.status = changes["status"]
-    _log_transition(job, "fail", error=error, next=job.status, duration=_duration(job, now))
+    _log_transition(job, "fail", outcome=str(outcome), error=error, duration=_duration(job, now))
     return job.status
 
 
@@ -513,7 +517,7 @@ def recover(*, now: datetime | None = None, limit: int = 500) -> int:
                 job.status = changes["status"]
         _archive(recovered, outcome=Outcome.LOST, now=now, error="worker lost")
     for job in recovered:
-        _log_transition(job, "recover", next=job.status)
+        _log_transition(job, "recover", outcome=Outcome.LOST.value)
     return len(recovered)
 
 
@@ -571,13 +575,7 @@ def retry(*, job_id: Any) -> Job:
     try:
         with transaction.atomic():
             updated = Job.objects.filter(pk=job_id, status__in=[FAILED, CANCELLED, DONE]).update(
-                status=QUEUED,
-                max_attempts=Greatest(F("max_attempts"), F("attempts") + 1),
-                run_after=None,
-                worker_id=None,
-                lease_expires_at=None,
-                finished_at=None,
-                updated_at=now,
+                **_requeued(now)
             )
     except IntegrityError:
         # Requeued, it would be a second unfinished holder of its idempotency key.
@@ -707,20 +705,35 @@ def cancel_many(*, ids: Selection) -> BulkResult:
     return BulkResult(changed, skipped)
 
 
+def _requeued(now: datetime) -> dict[str, Any]:
+    """The changes that put a finished job back in the queue, due at once."""
+    return {
+        "status": QUEUED,
+        "max_attempts": Greatest(F("max_attempts"), F("attempts") + 1),
+        "run_after": None,
+        "worker_id": None,
+        "lease_expires_at": None,
+        "finished_at": None,
+        "updated_at": now,
+    }
+
+
 def retry_many(*, ids: Selection) -> BulkResult:
     """Requeue the selected failed, cancelled or done jobs to run as soon as possible."""
-    return _bulk(
-        ids,
-        "retry",
-        TRANSITIONS["retry"][0],
-        status=QUEUED,
-        max_attempts=Greatest(F("max_attempts"), F("attempts") + 1),
-        run_after=None,
-        worker_id=None,
-        lease_expires_at=None,
-        finished_at=None,
-        updated_at=timezone.now(),
-    )
+    try:
+        with transaction.atomic():
+            return _bulk(ids, "retry", TRANSITIONS["retry"][0], **_requeued(timezone.now()))
+    except IntegrityError:
+        # One would become a second unfinished holder of an idempotency key: requeue
+        # them one by one, so only those are refused.
+        changed, skipped = 0, Counter()
+        for job_id in _selected(ids).values_list("pk", flat=True):
+            try:
+                retry(job_id=job_id)
+                changed += 1
+            except TransitionRefused as refused:
+                skipped[refused.current or "deleted"] += 1
+        return BulkResult(changed, dict(skipped))
 
 
 def run_next_many(*, ids: Selection) -> BulkResult:
@@ -752,12 +765,30 @@ def _duration(job: Job, now: datetime) -> float | None:
     return round((now - job.started_at).total_seconds(), 6) if job.started_at else None
 
 
-def _log_transition(job: Job, verb: str, **extra: Any) -> None:
+def _log_transition(job: Job, verb: str, **fields: Any) -> None:
+    """Log one line for a transition and count it in the metrics.
+
+    The fields are in the message as ``key=value`` and on the record as extras
+    (``job_id``, ``transition``, ``status``, ``task``, ``queue``, ``attempt``,
+    ``worker``, and ``outcome``, ``duration``, ``error`` when known), which the
+    JSON log format writes as keys.
+    """
+    _count_transition(job, verb, fields)
     if not logger.isEnabledFor(logging.INFO):
         return
-    fields = " ".join(f"{key}={value}" for key, value in extra.items() if value is not None)
+    fields = {key: value for key, value in fields.items() if value is not None}
+    extra = {
+        "job_id": str(job.pk),
+        "transition": verb,
+        "status": job.status,
+        "task": job.task,
+        "queue": job.queue,
+        "attempt": job.attempts,
+        "worker": job.worker_id,
+        **fields,
+    }
     logger.info(
-        "job=%s transition=%s status=%s task=%s queue=%s attempt=%s worker=%s %s",
+        "job=%s transition=%s status=%s task=%s queue=%s attempt=%s worker=%s%s",
         job.pk,
         verb,
         job.status,
@@ -765,5 +796,29 @@ def _log_transition(job: Job, verb: str, **extra: Any) -> None:
         job.queue,
         job.attempts,
         job.worker_id,
-        fields,
+        "".join(f" {key}={value}" for key, value in fields.items()),
+        extra=extra,
     )
+
+
+def _count_transition(job: Job, verb: str, fields: dict[str, Any]) -> None:
+    if verb == "enqueue":
+        _count_safely(metrics.record_enqueued, task=job.task, queue=job.queue)
+    elif fields.get("outcome"):
+        _count_safely(
+            metrics.record_attempt,
+            task=job.task,
+            queue=job.queue,
+            outcome=fields["outcome"],
+            status=job.status,
+            duration=fields.get("duration"),
+        )
+
+
+def _count_safely(record: Callable[..., None], **kwargs: Any) -> None:
+    # A metrics problem (an unwritable multiprocess directory, ...) must never
+    # undo or hide a transition that is already committed.
+    try:
+        record(**kwargs)
+    except Exception:
+        logger.exception("metrics not recorded: %s", kwargs)

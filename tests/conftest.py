@@ -1,7 +1,10 @@
+import atexit
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,6 +13,13 @@ from typing import Any
 import pytest
 
 os.environ.setdefault("JOBS_TASK_MODULES", "tests.tasks")
+
+# Prometheus multiprocess mode, as deployed: this process and the workers it
+# starts share one directory. Set before prometheus_client is first imported
+# (jobs.metrics imports it lazily).
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="jobqueue-test-metrics-")
+    atexit.register(shutil.rmtree, os.environ["PROMETHEUS_MULTIPROC_DIR"], True)
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -306,3 +306,29 @@ def test_schema_documents_the_error_answers(api):
     body = schema["components"]["schemas"]["JobRequest"]
     assert body["additionalProperties"] is False
     assert {"simulate", "echo", "noop"} <= set(body["properties"]["task"]["enum"])
+
+
+def test_bulk_retry_by_ids_and_by_filter(api, make_job):
+    def failed(**overrides):
+        job = make_job(max_attempts=1, **overrides)
+        (held,) = lifecycle.claim(worker_id="w", limit=1)
+        lifecycle.fail(job=held, worker_id="w", error="boom")
+        return job
+
+    a, b = failed(queue="a"), failed(queue="b")
+    queued = make_job()
+    response = api.post("/api/jobs/retry", {"ids": [str(a.pk), str(queued.pk)]}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json() == {"changed": 1, "skipped": {"queued": 1}}
+    assert Job.objects.get(pk=a.pk).status == Status.QUEUED
+    response = api.post("/api/jobs/retry", {"status": "failed", "queue": "b"}, format="json")
+    assert response.json()["changed"] == 1
+    assert Job.objects.get(pk=b.pk).status == Status.QUEUED
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"ids": []}, {"ids": ["nope"]}, {"status": "queued"}, {"ids": ["x"], "queue": "a"}, {"q": 1}],
+)
+def test_bulk_retry_rejects_bad_selections(api, body):
+    assert api.post("/api/jobs/retry", body, format="json").status_code == 400

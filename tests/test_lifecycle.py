@@ -95,6 +95,17 @@ def test_claim_takes_at_most_limit_and_never_a_held_job(make_job):
     assert lifecycle.claim(worker_id="c", limit=10) == []
 
 
+@pytest.mark.parametrize("limit", [1, 2])
+def test_claim_takes_no_more_than_the_limit(make_job, limit):
+    """The job first in line was created last: the claim still takes exactly ``limit``."""
+    for _ in range(3):
+        make_job(queue="a")
+    high = make_job(queue="a", priority=100)
+    claimed = lifecycle.claim(worker_id="w", queues=["a"], limit=limit)
+    assert len(claimed) == limit and claimed[0].pk == high.pk
+    assert Job.objects.filter(status=Status.PROCESSING).count() == limit
+
+
 def test_claim_filters_queues(make_job):
     make_job(queue="a")
     b = make_job(queue="b")
@@ -226,3 +237,32 @@ def test_retry_refuses_when_another_unfinished_job_holds_the_idempotency_key(mak
     assert refused.value.current == Status.CANCELLED
     assert Job.objects.get(pk=first.pk).status == Status.CANCELLED
     assert Job.objects.get(pk=second.pk).status == Status.QUEUED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_claim_skips_a_row_another_connection_has_locked(make_job):
+    """A second, real connection locks the first job in line; claim takes the next one
+    at once instead of waiting for the lock."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks with SKIP LOCKED are PostgreSQL's; SQLite serialises writers")
+    import psycopg
+
+    first, second = make_job(priority=5), make_job()
+    s = connection.settings_dict
+    other = psycopg.connect(
+        dbname=s["NAME"], user=s["USER"], host=s["HOST"] or "127.0.0.1", port=s["PORT"] or 5432
+    )
+    try:
+        other.execute("SELECT id FROM jobs_job WHERE id = %s FOR UPDATE", [first.pk])
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '2s'")  # a wait would fail, not hang
+        claimed = lifecycle.claim(worker_id="w", limit=2)
+        assert [job.pk for job in claimed] == [second.pk]
+    finally:
+        other.rollback()
+        other.close()
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+    assert [job.pk for job in lifecycle.claim(worker_id="w", limit=2)] == [first.pk]

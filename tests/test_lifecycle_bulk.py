@@ -93,3 +93,16 @@ def test_delete_many_takes_the_attempt_history_along(make_job):
     assert JobAttempt.objects.filter(job=failed).exists()
     assert lifecycle.delete_many(ids=Job.objects.all()) == lifecycle.BulkResult(1, {})
     assert not JobAttempt.objects.exists()
+
+
+def test_retry_many_skips_a_job_whose_idempotency_key_is_taken_again(make_job):
+    first = make_job(idempotency_key="k")
+    lifecycle.cancel(job_id=first.pk)
+    holder = make_job(idempotency_key="k")  # the key is free again, and taken
+    other = make_job()
+    lifecycle.cancel(job_id=other.pk)
+    result = lifecycle.retry_many(ids=[first.pk, other.pk])
+    assert (result.changed, result.skipped) == (1, {"cancelled": 1})
+    assert holder.pk != first.pk
+    statuses = dict(Job.objects.values_list("pk", "status"))
+    assert statuses[first.pk] == Status.CANCELLED and statuses[other.pk] == Status.QUEUED

@@ -280,3 +280,75 @@ class ScheduleSerializer(serializers.ModelSerializer):
         for field, value in validated_data.items():
             setattr(instance, field, value)
         return schedules.save(instance)
+
+
+class _CountSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    exact = serializers.BooleanField(help_text="False: an estimate (or a lower bound).")
+
+
+class _StatusCountsSerializer(serializers.Serializer):
+    queued = _CountSerializer()
+    processing = _CountSerializer()
+    done = _CountSerializer()
+    failed = _CountSerializer()
+    cancelled = _CountSerializer()
+
+
+class _RecentSerializer(serializers.Serializer):
+    done = serializers.IntegerField()
+    failed = serializers.IntegerField()
+
+
+class _WindowsSerializer(serializers.Serializer):
+    last_1m = _RecentSerializer()
+    last_5m = _RecentSerializer()
+    last_60m = _RecentSerializer()
+
+
+class _QueueStatsSerializer(serializers.Serializer):
+    queued = serializers.IntegerField()
+    processing = serializers.IntegerField()
+    lag_seconds = serializers.FloatField(
+        allow_null=True, help_text="Age of the oldest due queued job; null: none queued."
+    )
+    finished = _WindowsSerializer()
+
+
+class _WorkersSerializer(serializers.Serializer):
+    alive = serializers.IntegerField()
+
+
+class StatsSerializer(serializers.Serializer):
+    """The shape of ``GET /api/stats`` (read-only)."""
+
+    generated_at = serializers.DateTimeField()
+    statuses = _StatusCountsSerializer()
+    queues = serializers.DictField(child=_QueueStatsSerializer())
+    finished = _WindowsSerializer(help_text="Jobs done and failed, all queues.")
+    workers = _WorkersSerializer()
+
+
+class BulkRetrySerializer(ClosedSerializerMixin, serializers.Serializer):
+    """Which jobs to requeue: a list of ids, or a filter over the failure queue."""
+
+    ids = serializers.ListField(
+        child=serializers.UUIDField(), required=False, min_length=1, max_length=10_000
+    )
+    status = serializers.ChoiceField(
+        choices=[Status.FAILED, Status.CANCELLED, Status.DONE], required=False
+    )
+    queue = serializers.CharField(required=False, max_length=100)
+    task = serializers.CharField(required=False, max_length=200)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "ids" in attrs and len(attrs) > 1:
+            raise serializers.ValidationError("Give either ids or a filter, not both.")
+        if len(attrs.get("ids", [])) > conf.MAX_BULK:
+            raise serializers.ValidationError(f"At most {conf.MAX_BULK} ids (JOBS_MAX_BULK).")
+        return attrs
+
+
+class BulkResultSerializer(serializers.Serializer):
+    changed = serializers.IntegerField()
+    skipped = serializers.DictField(child=serializers.IntegerField())

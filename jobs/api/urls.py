@@ -1,6 +1,13 @@
+from django.urls import re_path
 from rest_framework.routers import APIRootView, DefaultRouter
 
-from jobs.api.views import JobViewSet, ScheduleViewSet, TaskViewSet, WorkerViewSet
+from jobs.api.views import (
+    JobViewSet,
+    ScheduleViewSet,
+    StatsView,
+    TaskViewSet,
+    WorkerViewSet,
+)
 
 
 class APIRoot(APIRootView):
@@ -18,4 +25,7 @@ router.register("tasks", TaskViewSet, basename="task")
 router.register("workers", WorkerViewSet, basename="worker")
 router.register("schedules", ScheduleViewSet, basename="schedule")
 
-urlpatterns = router.urls
+urlpatterns = [
+    re_path(r"^stats/?$", StatsView.as_view(), name="stats"),
+    *router.urls,
+]

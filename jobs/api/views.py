@@ -1,32 +1,38 @@
 """The jobs API: thin views over ``jobs.lifecycle`` and ``jobs.runner``."""
 
+import hmac
 import logging
 from collections.abc import Sequence
 from typing import Any
 
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from jobs import lifecycle, runner, schedules, tasks
+from jobs import lifecycle, metrics, runner, schedules, stats, tasks
 from jobs.api.filters import JobFilter, ScheduleFilter
 from jobs.api.schema import error_response
 from jobs.api.serializers import (
+    BulkResultSerializer,
+    BulkRetrySerializer,
     JobDetailSerializer,
     JobSerializer,
     JobStatusSerializer,
     ScheduleSerializer,
+    StatsSerializer,
     TaskSerializer,
     WorkerSerializer,
 )
 from jobs.conf import conf
 from jobs.exceptions import TransitionRefused, UnknownTask
-from jobs.models import Job, Schedule, Worker
+from jobs.models import Job, Schedule, Status, Worker
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +163,31 @@ class JobViewSet(
         job = self.get_object()
         return self._transition(lifecycle.retry, job_id=job.pk)
 
+    @extend_schema(
+        operation_id="api_jobs_retry_many",
+        request=BulkRetrySerializer,
+        responses={200: BulkResultSerializer},
+    )
+    @action(detail=False, methods=["post"], url_path="retry", url_name="retry-many")
+    def retry_many(self, request: Request) -> Response:
+        """Requeue many jobs: ``{"ids": [...]}``, or a filter over the failure queue
+        (``{"status": "failed", "queue": ..., "task": ...}``, status defaulting to failed),
+        at most JOBS_MAX_BULK per call. Answers how many changed and, by status, how
+        many were skipped."""
+        serializer = BulkRetrySerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        chosen = serializer.validated_data
+        if "ids" in chosen:
+            ids = chosen["ids"]
+        else:
+            selected = Job.objects.filter(status=chosen.get("status", Status.FAILED))
+            for name in ("queue", "task"):
+                if name in chosen:
+                    selected = selected.filter(**{name: chosen[name]})
+            ids = list(selected.values_list("pk", flat=True)[: conf.MAX_BULK])
+        result = lifecycle.retry_many(ids=ids)
+        return Response({"changed": result.changed, "skipped": result.skipped})
+
     def _transition(self, verb: Any, **kwargs: Any) -> Response:
         try:
             job = verb(**kwargs)
@@ -213,6 +244,39 @@ class ScheduleViewSet(viewsets.ModelViewSet):
         except UnknownTask as exc:
             raise Conflict(str(exc)) from None
         return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+
+class StatsView(APIView):
+    """Queue statistics: counts by status and queue, lag, recent throughput, live workers.
+
+    Queued and processing counts, lag and the 1/5/60-minute numbers are exact; a
+    finished status's count is exact where it says ``"exact": true`` (below
+    ``JOBS_STATS_EXACT_LIMIT``), a PostgreSQL estimate where it says false.
+    """
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses={200: StatsSerializer})
+    def get(self, request: Request) -> Response:
+        return Response(StatsSerializer(stats.snapshot()).data)
+
+
+def prometheus_metrics(request: HttpRequest) -> HttpResponse:
+    """Serve Prometheus metrics; 404 when disabled, 401 without the configured bearer token."""
+    if not conf.METRICS_ENABLED:
+        raise Http404("Metrics are disabled (JOBS_METRICS_ENABLED).")
+    token = conf.METRICS_TOKEN
+    if token:
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, f"Bearer {token}".encode()):
+            return HttpResponse(
+                "A valid bearer token is needed (Authorization: Bearer <JOBS_METRICS_TOKEN>).\n",
+                status=401,
+                content_type="text/plain",
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )
+    body, content_type = metrics.render(request.headers.get("Accept", ""))
+    return HttpResponse(body, content_type=content_type)
 
 
 def health(request: HttpRequest) -> JsonResponse:

@@ -1,6 +1,9 @@
+import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from types import FrameType
 from typing import Any
@@ -24,6 +27,28 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        metrics_dir = self._metrics_dir()
+        try:
+            self._serve(options)
+        finally:
+            if metrics_dir:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
+
+    def _metrics_dir(self) -> str | None:
+        """Give gunicorn and the workers one PROMETHEUS_MULTIPROC_DIR; return it if made here.
+
+        Only a directory made here is removed at exit; one the operator set is
+        left alone (empty it before starting).
+        """
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+            return None
+        directory = tempfile.mkdtemp(prefix="jobqueue-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory  # inherited by the children
+        self.stdout.write(f"Metrics of all processes: PROMETHEUS_MULTIPROC_DIR={directory}")
+        return directory
+
+    def _serve(self, options: dict[str, Any]) -> None:
         web = [
             sys.executable,
             "-m",

@@ -1,0 +1,104 @@
+"""Queue statistics, cheap enough to compute on every request at millions of rows.
+
+Every query reads a bounded part of the table, never all of it:
+
+- queued and processing jobs (per queue, with the age of the oldest due queued
+  job, the *lag*) are counted exactly: active jobs are few next to finished ones,
+  and partial indexes cover them;
+- on PostgreSQL, done, failed and cancelled jobs are counted exactly below
+  ``JOBS_STATS_EXACT_LIMIT`` per status (a scan that stops at the limit); from
+  there on the count is the planner's estimate, marked ``"exact": false``. SQLite,
+  the single-machine database, counts them exactly;
+- jobs finished (done) and failed in the last 1, 5 and 60 minutes are exact,
+  read from the partial index on ``finished_at``.
+"""
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Count, Min, Q
+from django.utils import timezone
+
+from jobs.admin_list import count_or_estimate
+from jobs.conf import conf
+from jobs.models import ACTIVE_STATUSES, DUE_AT, FINISHED_STATUSES, Job, Status, Worker
+
+WINDOWS = {"last_1m": 60, "last_5m": 300, "last_60m": 3600}
+RECENT_STATUSES = (Status.DONE, Status.FAILED)
+
+
+def snapshot(*, now: datetime | None = None) -> dict[str, Any]:
+    """Return the queue's statistics as plain data (the body of ``GET /api/stats``)."""
+    now = now or timezone.now()
+    queues = _active_by_queue(now)
+    finished = _finished_recently(now, queues)
+    statuses = {
+        status: {"count": sum(q[status] for q in queues.values()), "exact": True}
+        for status in ACTIVE_STATUSES
+    }
+    statuses |= {status: _finished_count(status) for status in FINISHED_STATUSES}
+    return {
+        "generated_at": now,
+        "statuses": statuses,
+        "queues": dict(sorted(queues.items())),
+        "finished": finished,
+        "workers": {"alive": Worker.objects.alive(now=now).count()},
+    }
+
+
+def _empty_queue() -> dict[str, Any]:
+    return {
+        Status.QUEUED.value: 0,
+        Status.PROCESSING.value: 0,
+        "lag_seconds": None,
+        "finished": {window: {s.value: 0 for s in RECENT_STATUSES} for window in WINDOWS},
+    }
+
+
+def _active_by_queue(now: datetime) -> dict[str, dict[str, Any]]:
+    due = Q(run_after__isnull=True) | Q(run_after__lte=now)
+    rows = (
+        Job.objects.filter(status__in=ACTIVE_STATUSES)
+        .values("queue", "status")
+        .annotate(n=Count("pk"), oldest_due=Min(DUE_AT, filter=due))
+        .order_by()
+    )
+    queues: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        entry = queues.setdefault(row["queue"], _empty_queue())
+        entry[row["status"]] = row["n"]
+        if row["status"] == Status.QUEUED:
+            oldest = row["oldest_due"]
+            lag = (now - oldest).total_seconds() if oldest is not None else 0.0
+            entry["lag_seconds"] = round(max(lag, 0.0), 3)
+    return queues
+
+
+def _finished_recently(now: datetime, queues: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Count jobs done and failed per window, in total and into each queue's entry."""
+    longest = max(WINDOWS.values())
+    windows = {
+        window: Count("pk", filter=Q(finished_at__gte=now - timedelta(seconds=seconds)))
+        for window, seconds in WINDOWS.items()
+    }
+    rows = (
+        Job.objects.filter(
+            status__in=RECENT_STATUSES, finished_at__gte=now - timedelta(seconds=longest)
+        )
+        .values("queue", "status")
+        .annotate(**windows)
+        .order_by()
+    )
+    totals = {window: {s.value: 0 for s in RECENT_STATUSES} for window in WINDOWS}
+    for row in rows:
+        entry = queues.setdefault(row["queue"], _empty_queue())
+        for window in WINDOWS:
+            entry["finished"][window][row["status"]] = row[window]
+            totals[window][row["status"]] += row[window]
+    return totals
+
+
+def _finished_count(status: str) -> dict[str, Any]:
+    """Count one finished status exactly below the limit, else estimate it."""
+    count, estimated = count_or_estimate(Job.objects.filter(status=status), conf.STATS_EXACT_LIMIT)
+    return {"count": count, "exact": not estimated}
