@@ -204,6 +204,11 @@ REST_FRAMEWORK = {
 }
 
 SPECTACULAR_SETTINGS = {
+    # The statuses a bulk retry selects from: a subset of the job statuses, named apart.
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "jobs.models.Status",
+        "RetryableStatusEnum": "jobs.api.serializers.RETRYABLE_STATUSES",
+    },
     "TITLE": "jobqueue API",
     "DESCRIPTION": "Submit, inspect and manage background jobs.",
     "VERSION": "1.0.0",

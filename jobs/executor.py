@@ -47,7 +47,11 @@ def _die_with_parent() -> None:
 
 
 def _child_main(
-    conn: Connection, worker_id: str, db_names: dict[str, str], max_jobs: int | None
+    conn: Connection,
+    progress: Any,
+    worker_id: str,
+    db_names: dict[str, str],
+    max_jobs: int | None,
 ) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -65,8 +69,15 @@ def _child_main(
     from jobs import runner
 
     completions = runner.Completions(worker_id)
+    reports: list[tuple[Any, str]] = []  # (job id, status) of jobs run, not yet reported
+
+    def report() -> None:
+        if reports:
+            conn.send(("ran", reports[:]))
+            reports.clear()
 
     def flush() -> None:
+        report()
         done = [job.pk for job, _ in completions.pending]
         try:
             completions.flush()
@@ -79,10 +90,11 @@ def _child_main(
             return
         conn.send(("flushed", done))
 
-    ran = 0
+    ran = 0  # also the sequence number of the next job, as the worker counts them
     while max_jobs is None or ran < max_jobs:
         if completions.pending and not conn.poll():
             flush()  # nothing in hand: record what is done now
+        report()
         try:
             jobs = conn.recv()
         except EOFError:
@@ -92,18 +104,23 @@ def _child_main(
         close_old_connections()
         for job in jobs:
             started = time.monotonic()
+            # Shared memory, no message: the worker sees which job runs, and since when.
+            progress[0], progress[1] = ran, started
             try:
                 status = runner.execute(job, worker_id=worker_id, completions=completions)
             except DatabaseError as exc:
                 logger.warning("job=%s outcome unrecorded: %s", job.pk, exc)
                 close_old_connections()
                 status = "unrecorded"
-            conn.send(("ran", job.pk, status))
-            # Group quick successes; a slow job is not worth waiting for company.
+            reports.append((job.pk, status))
+            # Quick successes are recorded, and reported, in groups; a slow job is not
+            # worth waiting for company, and anything else is reported at once.
             if completions.due() or time.monotonic() - started >= completions.max_delay:
                 flush()
+            elif status != "processing":
+                report()
             ran += 1
-    if completions.pending:
+    if completions.pending or reports:
         flush()
 
 
@@ -115,9 +132,10 @@ class Slot:
     index: int
     process: Any
     conn: Connection
+    progress: Any  # shared [sequence number of the running job, its start (monotonic)]
     jobs: deque = field(default_factory=deque)
     unrecorded: dict = field(default_factory=dict)
-    deadline: float | None = None
+    head: int = 0  # sequence number of jobs[0]
 
 
 class Pool:
@@ -146,15 +164,16 @@ class Pool:
 
     def _spawn(self, index: int) -> Slot:
         parent, child = _context.Pipe()
+        progress = _context.RawArray("d", [-1.0, 0.0])
         process = _context.Process(
             target=_child_main,
-            args=(child, self.worker_id, self.db_names, self.max_jobs_per_child),
+            args=(child, progress, self.worker_id, self.db_names, self.max_jobs_per_child),
             name=f"jobs-executor-{index}",
             daemon=True,
         )
         process.start()
         child.close()
-        return Slot(index=index, process=process, conn=parent)
+        return Slot(index=index, process=process, conn=parent, progress=progress)
 
     def idle(self) -> list[Slot]:
         return [slot for slot in self.slots if not slot.jobs]
@@ -172,12 +191,21 @@ class Pool:
             self._stop(slot, kill=True)
             slot = self.slots[slot.index] = self._spawn(slot.index)
         slot.jobs.extend(jobs)
-        self._start_next(slot)
         slot.conn.send(jobs)
 
-    def _start_next(self, slot: Slot) -> None:
-        timeout = self.timeout_for(slot.jobs[0]) if slot.jobs else None
-        slot.deadline = time.monotonic() + timeout if timeout else None
+    def running(self, slot: Slot) -> tuple[int, Any, float] | None:
+        """``(position in slot.jobs, job, start)`` of the job the child runs now, if any."""
+        position = int(slot.progress[0]) - slot.head
+        if 0 <= position < len(slot.jobs):
+            return position, slot.jobs[position], slot.progress[1]
+        return None
+
+    def deadline(self, slot: Slot) -> float | None:
+        """When the running job overruns its timeout (None: nothing running, or no limit)."""
+        if (running := self.running(slot)) is None:
+            return None
+        timeout = self.timeout_for(running[1])
+        return running[2] + timeout if timeout else None
 
     def wait(self, timeout: float, *, wake: list[Any]) -> tuple[list[tuple[Any, Any]], Any]:
         """Wait up to ``timeout`` for reports; return ``(finished, handed_back)``.
@@ -202,9 +230,9 @@ class Pool:
             except (EOFError, OSError):
                 pass
             if not slot.process.is_alive():
-                if slot.jobs:
-                    finished.append((slot.jobs.popleft(), None))
-                ran, rest = self.replace(slot)
+                ran, running, rest = self.replace(slot)
+                if running is not None:
+                    finished.append((running, None))
                 ran_before += ran
                 unstarted += rest
         return finished, (ran_before, unstarted)
@@ -212,14 +240,14 @@ class Pool:
     def _receive(self, slot: Slot, message: Any, finished: list[tuple[Any, Any]]) -> None:
         kind = message[0]
         if kind == "ran":
-            _, job_id, status = message
-            job = slot.jobs.popleft()
-            if status == "processing":  # success queued for a grouped write
-                slot.unrecorded[job_id] = job
-            elif status == "unrecorded":
-                self.lost.append(job)
-            finished.append((job, status))
-            self._start_next(slot)
+            for job_id, status in message[1]:
+                job = slot.jobs.popleft()
+                slot.head += 1
+                if status == "processing":  # success queued for a grouped write
+                    slot.unrecorded[job_id] = job
+                elif status == "unrecorded":
+                    self.lost.append(job)
+                finished.append((job, status))
         elif kind == "flushed":
             for job_id in message[1]:
                 slot.unrecorded.pop(job_id, None)
@@ -227,18 +255,23 @@ class Pool:
             self.lost.extend(slot.unrecorded.pop(job_id) for job_id in message[1])
 
     def overdue(self, now: float) -> list[Slot]:
-        return [s for s in self.busy() if s.deadline is not None and s.deadline <= now]
+        return [s for s in self.busy() if (d := self.deadline(s)) is not None and d <= now]
 
-    def replace(self, slot: Slot) -> tuple[list[Any], list[Any]]:
+    def replace(self, slot: Slot) -> tuple[list[Any], Any, list[Any]]:
         """Kill the slot's child and start a fresh one.
 
-        Return ``(ran, unstarted)``: jobs that ran but whose success was not yet
-        recorded, and jobs handed over after the running one (the running one, if
-        any, is the caller's to report).
+        Return ``(ran, running, unstarted)``: jobs that ran but whose success is not
+        recorded, the job it was running (the caller's to report; None if none),
+        and jobs it had not started.
         """
+        running = self.running(slot)
         self._stop(slot, kill=True)
         self.slots[slot.index] = self._spawn(slot.index)
-        return list(slot.unrecorded.values()), list(slot.jobs)[1:]
+        jobs = list(slot.jobs)
+        if running is None:
+            return list(slot.unrecorded.values()), None, jobs
+        position, job, _ = running
+        return [*slot.unrecorded.values(), *jobs[:position]], job, jobs[position + 1 :]
 
     def _stop(self, slot: Slot, *, kill: bool) -> None:
         if slot.process.is_alive() and not kill:

@@ -214,7 +214,10 @@ class Worker:
     def _wait_time(self, *, idle: bool) -> float:
         now = time.monotonic()
         times = [self._next_heartbeat - now]
-        times += [slot.deadline - now for slot in self.pool.busy() if slot.deadline]
+        for slot in self.pool.busy():
+            deadline = self.pool.deadline(slot)
+            # Not started yet as far as the worker can see: look again shortly.
+            times.append(deadline - now if deadline is not None else 0.05)
         if self.pool.idle():
             times.append(self.poll_interval if idle else 0.0)
         return max(0.0, min(times))
@@ -231,13 +234,12 @@ class Worker:
             self._count()
         self._hand_back(*handed_back)
         for slot in self.pool.overdue(time.monotonic()):
-            job = slot.jobs[0]
-            handed_back = self.pool.replace(slot)
+            ran, job, unstarted = self.pool.replace(slot)
             timeout = job.timeout or conf.TIMEOUT
             logger.warning("job=%s timeout=%s stopped", job.pk, timeout)
             self._fail(job, f"timed out after {timeout} seconds", Outcome.TIMED_OUT)
             self._count()
-            self._hand_back(*handed_back)
+            self._hand_back(ran, unstarted)
 
     def _hand_back(self, ran: list[Job], unstarted: list[Job]) -> None:
         """Requeue jobs a stopped child left: ones that ran (their success unrecorded)
@@ -282,11 +284,13 @@ class Worker:
         held = lifecycle.heartbeat(worker_id=self.worker_id, job_ids=ids)
         self._buffer = deque(job for job in self._buffer if job.pk in held)
         for slot in self.pool.busy():
-            if slot.jobs[0].pk not in held:
+            running = self.pool.running(slot)
+            if running is not None and running[1].pk not in held:
                 logger.warning(
-                    "job=%s no longer held (cancelled or recovered): stopped", slot.jobs[0].pk
+                    "job=%s no longer held (cancelled or recovered): stopped", running[1].pk
                 )
-                self._hand_back(*self.pool.replace(slot))
+                ran, _, unstarted = self.pool.replace(slot)
+                self._hand_back(ran, unstarted)
 
     def _register(self) -> None:
         now = timezone.now()

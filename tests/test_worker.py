@@ -222,3 +222,20 @@ class TestPostgresWakeupAndRestarts:
         later = make_job(task="echo", payload="after")
         wait_for(lambda: status_of(later) == Status.DONE, timeout=30)
         assert len(jobs) == 40
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_timeout_in_a_batch_blames_the_job_that_overran(make_job):
+    """Quick jobs handed over with a spinning one all finish; only the spinner is blamed.
+
+    (Quick successes not yet recorded when the executor is killed run again.)"""
+    quick = [make_job(task="echo", payload=i, priority=10) for i in range(3)]
+    spinner = make_job(task="test.spin", timeout=1, max_attempts=1, priority=5)
+    after = make_job(task="echo", payload="after", priority=0)
+    drain(batch=10)
+    spinner.refresh_from_db()
+    assert spinner.status == Status.FAILED and "timed out" in spinner.error
+    assert [Job.objects.get(pk=j.pk).status for j in [*quick, after]] == [Status.DONE] * 4
+    assert list(JobAttempt.objects.values_list("job_id", "outcome")) == [
+        (spinner.pk, Outcome.TIMED_OUT)
+    ]

@@ -329,15 +329,16 @@ class StatsSerializer(serializers.Serializer):
     workers = _WorkersSerializer()
 
 
+RETRYABLE_STATUSES = [Status.FAILED.value, Status.CANCELLED.value, Status.DONE.value]
+
+
 class BulkRetrySerializer(ClosedSerializerMixin, serializers.Serializer):
     """Which jobs to requeue: a list of ids, or a filter over the failure queue."""
 
     ids = serializers.ListField(
         child=serializers.UUIDField(), required=False, min_length=1, max_length=10_000
     )
-    status = serializers.ChoiceField(
-        choices=[Status.FAILED, Status.CANCELLED, Status.DONE], required=False
-    )
+    status = serializers.ChoiceField(choices=RETRYABLE_STATUSES, required=False)
     queue = serializers.CharField(required=False, max_length=100)
     task = serializers.CharField(required=False, max_length=200)
 
