@@ -257,6 +257,13 @@ def claim(
         if connection.features.has_select_for_update_skip_locked:
             due = due.select_for_update(skip_locked=True)
         due_sql, due_params = due.query.sql_with_params()
+        # On PostgreSQL "= ANY(ARRAY(...))" keeps the plan an index lookup per claimed id;
+        # "IN (subquery)" may become a semi join over every queued row.
+        in_due = (
+            "= ANY(ARRAY(SELECT * FROM due))"
+            if connection.vendor == "postgresql"
+            else "IN (SELECT * FROM due)"
+        )
         # Only identifiers from the model and ORM-compiled SQL go into the text; values
         # are parameters.
         # A materialised CTE selects (and locks) the rows once: a plain IN (subquery)
@@ -266,7 +273,7 @@ def claim(
             f"UPDATE {Job._meta.db_table} SET status = %s, worker_id = %s, "
             "lease_expires_at = %s, attempts = attempts + 1, started_at = %s, "
             "finished_at = NULL, updated_at = %s "
-            "WHERE status = %s AND id IN (SELECT * FROM due) "
+            f"WHERE status = %s AND id {in_due} "
             f"RETURNING {', '.join(connection.ops.quote_name(f.column) for f in fields)}"
         )
         params = [PROCESSING, worker_id, adapt(lease), adapt(now), adapt(now), QUEUED]

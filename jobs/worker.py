@@ -34,21 +34,32 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from types import FrameType
+from typing import Any
 
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, close_old_connections, connections
 from django.utils import timezone
 
 from jobs import lifecycle, schedules
 from jobs.conf import conf
 from jobs.exceptions import TransitionRefused
 from jobs.executor import Pool
-from jobs.models import Job, Outcome
+from jobs.models import Job, Outcome, Status
 from jobs.models import Worker as WorkerRow
 from jobs.notify import Listener
 
 logger = logging.getLogger(__name__)
+
+
+def skip_health_checks() -> None:
+    """Drop Django's per-request connection check (a ``SELECT 1`` before each pass's
+    first query) in worker processes: a broken connection surfaces as a
+    ``DatabaseError``, which the loop catches, and ``close_old_connections`` then
+    replaces the connection."""
+    for connection in connections.all():
+        connection.settings_dict["CONN_HEALTH_CHECKS"] = False
+        connection.health_check_enabled = False
 
 
 class Worker:
@@ -100,6 +111,7 @@ class Worker:
         self._next_recover = 0.0
         self._next_heartbeat = 0.0
         self.listener = Listener()
+        skip_health_checks()
 
     # -- control --------------------------------------------------------------------------
 
@@ -283,14 +295,35 @@ class Worker:
         ids = [job.pk for job in (*self.pool.held(), *self._buffer)]
         held = lifecycle.heartbeat(worker_id=self.worker_id, job_ids=ids)
         self._buffer = deque(job for job in self._buffer if job.pk in held)
+        lost = {}
         for slot in self.pool.busy():
             running = self.pool.running(slot)
             if running is not None and running[1].pk not in held:
-                logger.warning(
-                    "job=%s no longer held (cancelled or recovered): stopped", running[1].pk
-                )
-                ran, _, unstarted = self.pool.replace(slot)
-                self._hand_back(ran, unstarted)
+                lost[running[1].pk] = slot
+        for job_id in self._taken_away(lost):
+            logger.warning("job=%s no longer held (cancelled or recovered): stopped", job_id)
+            ran, _, unstarted = self.pool.replace(lost[job_id])
+            self._hand_back(ran, unstarted)
+
+    def _taken_away(self, job_ids: Collection[Any]) -> list[Any]:
+        """Of running jobs the heartbeat no longer holds, the ones someone else took:
+        deleted, cancelled, or processing for another holder. A job this worker's
+        executor has just finished (its report still in the pipe) is not one of them."""
+        if not job_ids:
+            return []
+        found = {
+            pk: (status, holder)
+            for pk, status, holder in Job.objects.filter(pk__in=list(job_ids)).values_list(
+                "pk", "status", "worker_id"
+            )
+        }
+        return [
+            job_id
+            for job_id in job_ids
+            if job_id not in found
+            or found[job_id][0] == Status.CANCELLED
+            or (found[job_id][0] == Status.PROCESSING and found[job_id][1] != self.worker_id)
+        ]
 
     def _register(self) -> None:
         now = timezone.now()
