@@ -189,7 +189,7 @@ class Pool:
         return [job for s in self.slots for job in (*s.jobs, *s.unrecorded.values())]
 
     def submit(self, slot: Slot, jobs: list[Any]) -> None:
-        """Hand ``jobs`` to the idle ``slot``; the first one's deadline starts now."""
+        """Hand ``jobs`` to the idle ``slot`` (replacing its child if it has retired)."""
         if not slot.process.is_alive():  # retired after max_jobs_per_child
             self._stop(slot, kill=True)
             slot = self.slots[slot.index] = self._spawn(slot.index)
