@@ -314,11 +314,17 @@ def claim_for_run(*, job_id: Any, worker_id: str) -> Job:
 
     Raises ``TransitionRefused`` when a worker holds it or it has finished.
     """
+    return _claim_one(job_id, worker_id, take_manual=True)
+
+
+def _claim_one(job_id: Any, worker_id: str, *, take_manual: bool) -> Job:
+    """Claim one queued job (due or not) for ``worker_id``; with ``take_manual``, also
+    one held by hand. Raises ``TransitionRefused``."""
     now = timezone.now()
-    lease = now + timedelta(seconds=conf.LEASE_SECONDS)
-    updated = Job.objects.filter(
-        Q(status=QUEUED) | Q(status=PROCESSING, worker_id=MANUAL_HOLDER), pk=job_id
-    ).update(
+    sources = Q(status=QUEUED)
+    if take_manual:
+        sources |= Q(status=PROCESSING, worker_id=MANUAL_HOLDER)
+    updated = Job.objects.filter(sources, pk=job_id).update(
         # A job claimed by hand already counted its attempt.
         attempts=Case(
             When(status=QUEUED, then=F("attempts") + 1),
@@ -327,7 +333,7 @@ def claim_for_run(*, job_id: Any, worker_id: str) -> Job:
         ),
         status=PROCESSING,
         worker_id=worker_id,
-        lease_expires_at=lease,
+        lease_expires_at=now + timedelta(seconds=conf.LEASE_SECONDS),
         started_at=now,
         updated_at=now,
     )
@@ -638,20 +644,7 @@ def set_status(*, job_id: Any, status: str) -> Job:
 
 def claim_for_hand(*, job_id: Any) -> Job:
     """Mark a queued job processing by hand (held by ``manual`` under a normal lease)."""
-    now = timezone.now()
-    updated = Job.objects.filter(pk=job_id, status=QUEUED).update(
-        status=PROCESSING,
-        worker_id=MANUAL_HOLDER,
-        lease_expires_at=now + timedelta(seconds=conf.LEASE_SECONDS),
-        attempts=F("attempts") + 1,
-        started_at=now,
-        updated_at=now,
-    )
-    if not updated:
-        raise _refused(job_id, "claim")
-    job = Job.objects.get(pk=job_id)
-    _log_transition(job, "claim")
-    return job
+    return _claim_one(job_id, MANUAL_HOLDER, take_manual=False)
 
 
 # -- set-based operator transitions (the admin's actions) ---------------------------------
