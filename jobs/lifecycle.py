@@ -82,11 +82,14 @@ def new_worker_id(prefix: str) -> str:
 def backoff(attempt: int, *, base: float | None = None, cap: float | None = None) -> float:
     """Seconds to wait before retrying after failed attempt number ``attempt``.
 
-    Exponential with full jitter: uniform in [0, min(cap, base * 2**(attempt-1))].
+    Exponential with equal jitter: with d = min(cap, base * 2**(attempt-1)), uniform in
+    [d/2, d]. Jitter spreads a burst of failures apart; the fixed half means a retry never
+    fires straight after the failure it follows.
     """
     base = conf.BACKOFF_BASE if base is None else base
     cap = conf.BACKOFF_MAX if cap is None else cap
-    return random.uniform(0, min(cap, base * 2 ** max(attempt - 1, 0)))  # noqa: S311
+    delay = min(cap, base * 2 ** max(attempt - 1, 0))
+    return random.uniform(delay / 2, delay)  # noqa: S311
 
 
 def _refused(job_id: Any, verb: str) -> TransitionRefused:

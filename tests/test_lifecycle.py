@@ -135,7 +135,7 @@ def test_fail_retries_with_backoff_then_lands_in_failed(make_job, settings):
     assert lifecycle.fail(job=job, worker_id="w", error="E1", traceback="tb1") == Status.QUEUED
     job.refresh_from_db()
     assert job.error == "E1" and job.worker_id is None
-    assert before <= job.run_after <= before + timedelta(seconds=10.5)
+    assert before + timedelta(seconds=5) <= job.run_after <= before + timedelta(seconds=10.5)
     Job.objects.filter(pk=job.pk).update(run_after=None)  # skip the wait
     (job,) = lifecycle.claim(worker_id="w")
     assert job.attempts == 2
@@ -153,11 +153,11 @@ def test_fail_without_retry_fails_at_once(make_job):
 
 
 @pytest.mark.parametrize("attempt", [1, 2, 3, 10, 50])
-def test_backoff_is_full_jitter_under_an_exponential_cap(attempt):
+def test_backoff_is_equal_jitter_under_an_exponential_cap(attempt):
     ceiling = min(100.0, 1.0 * 2 ** (attempt - 1))
     samples = [lifecycle.backoff(attempt, base=1.0, cap=100.0) for _ in range(200)]
-    assert all(0 <= s <= ceiling for s in samples)
-    assert max(samples) > ceiling / 2  # spread over the range, not a constant
+    assert all(ceiling / 2 <= s <= ceiling for s in samples)
+    assert max(samples) - min(samples) > ceiling / 4  # spread over the range, not a constant
 
 
 def test_recover_requeues_expired_leases_and_fails_exhausted_ones(make_job):
