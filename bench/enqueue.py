@@ -76,7 +76,8 @@ def free_port() -> int:
 
 
 def start_gunicorn(url: str, port: int) -> subprocess.Popen:
-    command = [sys.executable, "-m", "gunicorn", "jobqueue.wsgi:application"]
+    command = [sys.executable, "-m", "gunicorn", "-c", "python:jobqueue.gunicorn"]
+    command += ["jobqueue.wsgi:application"]
     command += ["-w", "2", "-b", f"127.0.0.1:{port}", "--log-level", "warning"]
     env = env_for(url)
     env.pop("DJANGO_DEBUG", None)

@@ -88,6 +88,13 @@ class Job(models.Model):
                 name="jobs_claim_idx",
                 condition=Q(status="queued"),
             ),
+            # A worker serving every queue claims in the same order across queues.
+            models.Index(
+                F("priority").desc(),
+                DUE_AT,
+                name="jobs_claim_any_idx",
+                condition=Q(status="queued"),
+            ),
             models.Index(
                 fields=["lease_expires_at"],
                 name="jobs_lease_idx",

@@ -53,6 +53,8 @@ class Command(BaseCommand):
             sys.executable,
             "-m",
             "gunicorn",
+            "--config",
+            "python:jobqueue.gunicorn",
             "jobqueue.wsgi:application",
             "--bind",
             f"{options['host']}:{options['port']}",
