@@ -3,10 +3,11 @@
     python -m bench.enqueue sqlite|postgres [--seconds 5] [--threads 4]
 
 Each part runs for at most ``--seconds`` (and a bounded count) against a fresh
-database. The HTTP parts start ``gunicorn jobqueue.wsgi:application -w 2`` on a
-free loopback port (DJANGO_DEBUG off, the per-user write throttle off:
-``JOBS_WRITE_RATE=none``), create a user with the ``add_job`` permission and a DRF
-token in the bench database, and post from ``--threads`` client threads, each with its own
+database. The HTTP parts start ``gunicorn -c python:jobqueue.gunicorn
+jobqueue.wsgi:application -w 2`` (threaded workers) on a free loopback port
+(DJANGO_DEBUG off, the per-user write throttle off: ``JOBS_WRITE_RATE=none``),
+create a user with the ``add_job`` permission and a DRF token in the bench
+database, and post from ``--threads`` client threads, each with its own
 keep-alive ``http.client.HTTPConnection`` (it reconnects on its own when the
 server closes the connection). Every part checks that exactly the jobs it
 reported were created.

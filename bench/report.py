@@ -151,7 +151,8 @@ def _enqueue(records: Records) -> str:
     ]
     return (
         "## Enqueue\n\n"
-        "HTTP: gunicorn `-w 2` (sync workers), DJANGO_DEBUG off, write throttle off "
+        "HTTP: gunicorn `-w 2` with `jobqueue/gunicorn.py` (threaded workers, 4 threads), "
+        "DJANGO_DEBUG off, write throttle off "
         "(`JOBS_WRITE_RATE=none`), token auth of a user with the `add_job` permission, "
         "4 client threads "
         "with one keep-alive `http.client` connection each (the last column counts responses "

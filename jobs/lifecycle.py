@@ -411,44 +411,53 @@ def _mark_done(job: Job, worker_id: str, result: Any, now: datetime) -> bool:
 def succeed_many(*, worker_id: str, completions: Sequence[tuple[Job, Any]]) -> int:
     """Record several successes in one transaction; return how many were still held.
 
-    Each is fenced like ``succeed`` (one statement, executed for every job: the
-    ORM's per-query cost would dwarf a no-op task); one that was taken away
-    meanwhile is skipped.
+    Each is fenced like ``succeed`` (on job, status, worker and attempt); one that
+    was taken away meanwhile is skipped. On PostgreSQL one ``UPDATE ... FROM
+    unnest(arrays)`` writes them all and returns the ids it recorded; elsewhere
+    one statement is executed per job (SQLite has no round trip to save).
     """
     if not completions:
         return 0
     now = timezone.now()
-    table, fields = Job._meta.db_table, {f.name: f for f in Job._meta.concrete_fields}
-    sql = (
-        f"UPDATE {table} SET status = %s, result = %s, error = NULL, traceback = NULL, "  # noqa: S608
-        "finished_at = %s, lease_expires_at = NULL, updated_at = %s "
-        "WHERE id = %s AND status = %s AND worker_id = %s AND attempts = %s"
-    )
+    fields = {f.name: f for f in Job._meta.concrete_fields}
     stamp = fields["finished_at"].get_db_prep_save(now, connection)
-    rows = [
-        (
-            DONE,
-            fields["result"].get_db_prep_save(result, connection),
-            stamp,
-            stamp,
-            fields["id"].get_db_prep_save(job.pk, connection),
-            PROCESSING,
-            worker_id,
-            job.attempts,
-        )
-        for job, result in completions
-    ]
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
-        recorded = cursor.rowcount
+    ids = [fields["id"].get_db_prep_save(job.pk, connection) for job, _ in completions]
+    results = [fields["result"].get_db_prep_save(result, connection) for _, result in completions]
+    attempts = [job.attempts for job, _ in completions]
+    table = connection.ops.quote_name(Job._meta.db_table)
+    done = "status = %s, error = NULL, traceback = NULL, finished_at = %s, "
+    done += "lease_expires_at = NULL, updated_at = %s"
     held = [job for job, _ in completions]
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"UPDATE {table} SET {done}, result = v.result "  # noqa: S608
+                "FROM unnest(%s::uuid[], %s::integer[], %s::jsonb[]) AS v(id, attempts, result) "
+                f"WHERE {table}.id = v.id AND {table}.attempts = v.attempts "
+                f"AND {table}.status = %s AND {table}.worker_id = %s RETURNING {table}.id",
+                [DONE, stamp, stamp, ids, attempts, results, PROCESSING, worker_id],
+            )
+            mine = {pk for (pk,) in cursor.fetchall()}
+            recorded = len(mine)
+        else:
+            cursor.executemany(
+                f"UPDATE {table} SET {done}, result = %s "  # noqa: S608
+                "WHERE id = %s AND attempts = %s AND status = %s AND worker_id = %s",
+                [
+                    (DONE, stamp, stamp, result, pk, attempt, PROCESSING, worker_id)
+                    for pk, attempt, result in zip(ids, attempts, results, strict=True)
+                ],
+            )
+            recorded = cursor.rowcount
+            mine = None
     if recorded < len(held):
-        # Some were taken away meanwhile: find which ones this worker did record.
-        mine = set(
-            Job.objects.filter(
-                pk__in=[job.pk for job in held], status=DONE, finished_at=now
-            ).values_list("pk", flat=True)
-        )
+        # Some were taken away meanwhile: keep only those this worker recorded.
+        if mine is None:
+            mine = set(
+                Job.objects.filter(
+                    pk__in=[job.pk for job in held], status=DONE, finished_at=now
+                ).values_list("pk", flat=True)
+            )
         logger.warning(
             "worker=%s discarded=%s completions no longer held", worker_id, len(held) - len(mine)
         )

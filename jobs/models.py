@@ -128,9 +128,11 @@ class Job(models.Model):
             ),
             # One unfinished job per idempotency key; enforced by the database,
             # so two concurrent creates cannot both insert.
+            # (Jobs without a key stay out of the index: they never conflict, and
+            # every status change would otherwise write an entry for them.)
             models.UniqueConstraint(
                 fields=["idempotency_key"],
-                condition=Q(status__in=["queued", "processing"]),
+                condition=Q(status__in=["queued", "processing"], idempotency_key__isnull=False),
                 name="jobs_idempotency_active",
             ),
         ]

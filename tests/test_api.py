@@ -328,7 +328,16 @@ def test_bulk_retry_by_ids_and_by_filter(api, make_job):
 
 @pytest.mark.parametrize(
     "body",
-    [{"ids": []}, {"ids": ["nope"]}, {"status": "queued"}, {"ids": ["x"], "queue": "a"}, {"q": 1}],
+    [
+        {"ids": []},
+        {"ids": ["nope"]},
+        {"ids": [12345]},  # a UUID is a string in JSON, never an integer
+        {"status": "queued"},
+        {"ids": ["x"], "queue": "a"},
+        {"q": 1},
+        {"queue": 2644806},
+        {"task": ["echo"]},
+    ],
 )
 def test_bulk_retry_rejects_bad_selections(api, body):
     assert api.post("/api/jobs/retry", body, format="json").status_code == 400

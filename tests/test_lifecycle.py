@@ -127,6 +127,28 @@ def test_succeed_is_fenced_on_worker_and_attempt(make_job):
     assert job.finished_at >= job.started_at
 
 
+def test_succeed_many_records_each_result_and_skips_jobs_taken_away(make_job):
+    for _ in range(5):
+        make_job(max_attempts=3)
+    kept, cancelled, stale, other, none = lifecycle.claim(worker_id="w1", limit=5)
+    lifecycle.cancel(job_id=cancelled.pk)
+    stale.attempts -= 1  # an older attempt's report
+    Job.objects.filter(pk=other.pk).update(worker_id="w2")  # recovered and re-claimed
+    results = [{"a": [1, 2]}, 1, 2, 3, None]
+    held = [kept, cancelled, stale, other, none]
+    recorded = lifecycle.succeed_many(
+        worker_id="w1", completions=list(zip(held, results, strict=True))
+    )
+    assert recorded == 2
+    rows = {job.pk: job for job in Job.objects.all()}
+    assert (rows[kept.pk].status, rows[kept.pk].result) == (Status.DONE, {"a": [1, 2]})
+    assert (rows[none.pk].status, rows[none.pk].result) == (Status.DONE, None)
+    assert rows[none.pk].finished_at is not None and rows[none.pk].lease_expires_at is None
+    assert rows[cancelled.pk].status == Status.CANCELLED
+    assert rows[stale.pk].status == rows[other.pk].status == Status.PROCESSING
+    assert (kept.status, stale.status) == (Status.DONE, Status.PROCESSING)  # as recorded
+
+
 def test_fail_retries_with_backoff_then_lands_in_failed(make_job, settings):
     settings.JOBS_BACKOFF_BASE = 10
     job = make_job(max_attempts=2)

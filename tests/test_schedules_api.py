@@ -28,6 +28,26 @@ def test_create_returns_201_with_the_next_fire_time(api, path):
     assert body["last_fire_at"] is None
 
 
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("name", 5),
+        ("cron", 0),
+        ("task", ["echo"]),
+        ("queue", 1),
+        ("priority", "5"),
+        ("enabled", 1),
+        ("catch_up", "true"),
+        ("timezone", 1),
+    ],
+)
+def test_create_refuses_values_of_the_wrong_json_type(api, field, value):
+    response = api.post("/api/schedules", {**BODY, field: value}, format="json")
+    assert response.status_code == 400, response.content
+    assert field in response.json()["errors"]
+    assert not Schedule.objects.exists()
+
+
 def test_list_and_retrieve(api):
     make()
     make(name="hourly", cron="0 * * * *")

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from django.db import models
 from rest_framework import serializers
 
 from jobs import lifecycle, schedules, tasks
@@ -16,7 +17,10 @@ class StrictTypeMixin:
     json_types: tuple[type, ...] = (str,)
 
     def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, bool) or not isinstance(data, self.json_types):
+        # bool is an int in Python, but true is no number in JSON.
+        if not isinstance(data, self.json_types) or (
+            isinstance(data, bool) and bool not in self.json_types
+        ):
             self.fail("invalid")  # type: ignore[attr-defined]
         return super().to_internal_value(data)  # type: ignore[misc]
 
@@ -36,6 +40,31 @@ class StrictIntegerField(StrictTypeMixin, serializers.IntegerField):
 
 class StrictFloatField(StrictTypeMixin, serializers.FloatField):
     json_types = (int, float)
+
+
+class StrictBooleanField(StrictTypeMixin, serializers.BooleanField):
+    json_types = (bool,)
+
+
+class StrictUUIDField(StrictTypeMixin, serializers.UUIDField):
+    pass
+
+
+# A ModelSerializer whose fields built from the model take only their JSON type. (A
+# comment, not a docstring: the schema would show a docstring as every subclass's own.)
+class StrictModelSerializer(serializers.ModelSerializer):
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.CharField: StrictCharField,
+        models.TextField: StrictCharField,
+        models.IntegerField: StrictIntegerField,
+        models.SmallIntegerField: StrictIntegerField,
+        models.PositiveIntegerField: StrictIntegerField,
+        models.PositiveSmallIntegerField: StrictIntegerField,
+        models.FloatField: StrictFloatField,
+        models.BooleanField: StrictBooleanField,
+        models.UUIDField: StrictUUIDField,
+    }
 
 
 class ClosedSerializerMixin:
@@ -62,7 +91,7 @@ class JobAttemptSerializer(serializers.ModelSerializer):
         fields = ["number", "worker_id", "started_at", "finished_at", "outcome", "error"]
 
 
-class JobSerializer(ClosedSerializerMixin, serializers.ModelSerializer):
+class JobSerializer(ClosedSerializerMixin, StrictModelSerializer):
     """A job: what to run (task, payload), where and when, and how it went."""
 
     payload = serializers.JSONField(
@@ -247,7 +276,7 @@ class WorkerSerializer(serializers.ModelSerializer):
         return [str(pk) for pk in worker.current_jobs().values_list("pk", flat=True)]
 
 
-class ScheduleSerializer(serializers.ModelSerializer):
+class ScheduleSerializer(StrictModelSerializer):
     payload = serializers.JSONField(required=False, allow_null=True, default=None)
 
     class Meta:
@@ -336,11 +365,11 @@ class BulkRetrySerializer(ClosedSerializerMixin, serializers.Serializer):
     """Which jobs to requeue: a list of ids, or a filter over the failure queue."""
 
     ids = serializers.ListField(
-        child=serializers.UUIDField(), required=False, min_length=1, max_length=10_000
+        child=StrictUUIDField(), required=False, min_length=1, max_length=10_000
     )
     status = serializers.ChoiceField(choices=RETRYABLE_STATUSES, required=False)
-    queue = serializers.CharField(required=False, max_length=100)
-    task = serializers.CharField(required=False, max_length=200)
+    queue = StrictCharField(required=False, max_length=100)
+    task = StrictCharField(required=False, max_length=200)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "ids" in attrs and len(attrs) > 1:

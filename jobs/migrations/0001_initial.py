@@ -7,76 +7,149 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Worker',
+            name="Worker",
             fields=[
-                ('id', models.CharField(max_length=200, primary_key=True, serialize=False)),
-                ('hostname', models.CharField(max_length=255)),
-                ('pid', models.PositiveIntegerField()),
-                ('queues', models.JSONField(blank=True, default=list)),
-                ('concurrency', models.PositiveIntegerField(default=1)),
-                ('started_at', models.DateTimeField()),
-                ('last_heartbeat_at', models.DateTimeField()),
+                ("id", models.CharField(max_length=200, primary_key=True, serialize=False)),
+                ("hostname", models.CharField(max_length=255)),
+                ("pid", models.PositiveIntegerField()),
+                ("queues", models.JSONField(blank=True, default=list)),
+                ("concurrency", models.PositiveIntegerField(default=1)),
+                ("started_at", models.DateTimeField()),
+                ("last_heartbeat_at", models.DateTimeField()),
             ],
             options={
-                'ordering': ['-started_at'],
+                "ordering": ["-started_at"],
             },
         ),
         migrations.CreateModel(
-            name='Job',
+            name="Job",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('task', models.CharField(default='simulate', max_length=200)),
-                ('payload', models.JSONField(blank=True, null=True)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('processing', 'Processing'), ('done', 'Done'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], default='queued', max_length=16)),
-                ('queue', models.CharField(default='default', max_length=100)),
-                ('priority', models.SmallIntegerField(default=0)),
-                ('run_after', models.DateTimeField(blank=True, null=True)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('max_attempts', models.PositiveIntegerField(default=3)),
-                ('timeout', models.FloatField(blank=True, null=True)),
-                ('idempotency_key', models.CharField(blank=True, max_length=200, null=True)),
-                ('result', models.JSONField(blank=True, null=True)),
-                ('error', models.TextField(blank=True, null=True)),
-                ('traceback', models.TextField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('worker_id', models.CharField(blank=True, max_length=200, null=True)),
-                ('lease_expires_at', models.DateTimeField(blank=True, null=True)),
-                ('progress', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('progress_message', models.CharField(blank=True, default='', max_length=500)),
+                (
+                    "id",
+                    models.UUIDField(
+                        default=uuid.uuid4, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                ("task", models.CharField(default="simulate", max_length=200)),
+                ("payload", models.JSONField(blank=True, null=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("processing", "Processing"),
+                            ("done", "Done"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="queued",
+                        max_length=16,
+                    ),
+                ),
+                ("queue", models.CharField(default="default", max_length=100)),
+                ("priority", models.SmallIntegerField(default=0)),
+                ("run_after", models.DateTimeField(blank=True, null=True)),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("max_attempts", models.PositiveIntegerField(default=3)),
+                ("timeout", models.FloatField(blank=True, null=True)),
+                ("idempotency_key", models.CharField(blank=True, max_length=200, null=True)),
+                ("result", models.JSONField(blank=True, null=True)),
+                ("error", models.TextField(blank=True, null=True)),
+                ("traceback", models.TextField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("worker_id", models.CharField(blank=True, max_length=200, null=True)),
+                ("lease_expires_at", models.DateTimeField(blank=True, null=True)),
+                ("progress", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("progress_message", models.CharField(blank=True, default="", max_length=500)),
             ],
             options={
-                'ordering': ['-created_at'],
-                'indexes': [models.Index(models.F('queue'), models.OrderBy(models.F('priority'), descending=True), django.db.models.functions.comparison.Coalesce(models.F('run_after'), models.F('created_at')), condition=models.Q(('status', 'queued')), name='jobs_claim_idx'), models.Index(condition=models.Q(('status', 'processing')), fields=['lease_expires_at'], name='jobs_lease_idx'), models.Index(fields=['status', '-created_at'], name='jobs_status_created_idx'), models.Index(fields=['-created_at'], name='jobs_created_idx')],
-                'constraints': [models.CheckConstraint(condition=models.Q(('priority__gte', -100), ('priority__lte', 100)), name='jobs_priority_range'), models.CheckConstraint(condition=models.Q(('status__in', ['queued', 'processing', 'done', 'failed', 'cancelled'])), name='jobs_status_valid'), models.UniqueConstraint(condition=models.Q(('status__in', ['queued', 'processing'])), fields=('idempotency_key',), name='jobs_idempotency_active')],
+                "ordering": ["-created_at"],
+                "indexes": [
+                    models.Index(
+                        models.F("queue"),
+                        models.OrderBy(models.F("priority"), descending=True),
+                        django.db.models.functions.comparison.Coalesce(
+                            models.F("run_after"), models.F("created_at")
+                        ),
+                        condition=models.Q(("status", "queued")),
+                        name="jobs_claim_idx",
+                    ),
+                    models.Index(
+                        condition=models.Q(("status", "processing")),
+                        fields=["lease_expires_at"],
+                        name="jobs_lease_idx",
+                    ),
+                    models.Index(fields=["status", "-created_at"], name="jobs_status_created_idx"),
+                    models.Index(fields=["-created_at"], name="jobs_created_idx"),
+                ],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("priority__gte", -100), ("priority__lte", 100)),
+                        name="jobs_priority_range",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("status__in", ["queued", "processing", "done", "failed", "cancelled"])
+                        ),
+                        name="jobs_status_valid",
+                    ),
+                    models.UniqueConstraint(
+                        condition=models.Q(("status__in", ["queued", "processing"])),
+                        fields=("idempotency_key",),
+                        name="jobs_idempotency_active",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='JobAttempt',
+            name="JobAttempt",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveIntegerField()),
-                ('worker_id', models.CharField(blank=True, max_length=200, null=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField()),
-                ('outcome', models.CharField(choices=[('failed', 'Failed'), ('timed_out', 'Timed Out'), ('lost', 'Lost'), ('cancelled', 'Cancelled'), ('released', 'Released')], max_length=16)),
-                ('error', models.TextField(blank=True, null=True)),
-                ('traceback', models.TextField(blank=True, null=True)),
-                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='history', to='jobs.job')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("number", models.PositiveIntegerField()),
+                ("worker_id", models.CharField(blank=True, max_length=200, null=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField()),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[
+                            ("failed", "Failed"),
+                            ("timed_out", "Timed Out"),
+                            ("lost", "Lost"),
+                            ("cancelled", "Cancelled"),
+                            ("released", "Released"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("error", models.TextField(blank=True, null=True)),
+                ("traceback", models.TextField(blank=True, null=True)),
+                (
+                    "job",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="history",
+                        to="jobs.job",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['job', 'number', 'id'],
-                'indexes': [models.Index(fields=['job', 'number'], name='jobs_attempt_job_idx')],
+                "ordering": ["job", "number", "id"],
+                "indexes": [models.Index(fields=["job", "number"], name="jobs_attempt_job_idx")],
             },
         ),
     ]

@@ -5,26 +5,35 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('jobs', '0001_initial'),
+        ("jobs", "0001_initial"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='job',
-            index=models.Index(fields=['queue', '-created_at'], name='jobs_queue_created_idx'),
+            model_name="job",
+            index=models.Index(fields=["queue", "-created_at"], name="jobs_queue_created_idx"),
         ),
         migrations.AddIndex(
-            model_name='job',
-            index=models.Index(fields=['task', '-created_at'], name='jobs_task_created_idx'),
+            model_name="job",
+            index=models.Index(fields=["task", "-created_at"], name="jobs_task_created_idx"),
         ),
         migrations.AddIndex(
-            model_name='job',
-            index=models.Index(django.db.models.functions.comparison.Coalesce(models.F('run_after'), models.F('created_at')), condition=models.Q(('status', 'queued')), name='jobs_queued_due_idx'),
+            model_name="job",
+            index=models.Index(
+                django.db.models.functions.comparison.Coalesce(
+                    models.F("run_after"), models.F("created_at")
+                ),
+                condition=models.Q(("status", "queued")),
+                name="jobs_queued_due_idx",
+            ),
         ),
         migrations.AddIndex(
-            model_name='job',
-            index=models.Index(condition=models.Q(('finished_at__isnull', False)), fields=['finished_at'], name='jobs_finished_idx'),
+            model_name="job",
+            index=models.Index(
+                condition=models.Q(("finished_at__isnull", False)),
+                fields=["finished_at"],
+                name="jobs_finished_idx",
+            ),
         ),
     ]

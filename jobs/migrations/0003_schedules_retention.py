@@ -7,73 +7,151 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('jobs', '0002_admin_console'),
+        ("jobs", "0002_admin_console"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Schedule',
+            name="Schedule",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200, unique=True)),
-                ('cron', models.CharField(help_text='Five fields (minute hour day month weekday), or six with seconds first.', max_length=200, validators=[jobs.models.validate_cron])),
-                ('timezone', models.CharField(default='UTC', max_length=64, validators=[jobs.models.validate_timezone])),
-                ('task', models.CharField(max_length=200, validators=[jobs.models.validate_task])),
-                ('payload', models.JSONField(blank=True, null=True)),
-                ('queue', models.CharField(blank=True, default='', help_text="Empty: the task's own queue.", max_length=100, validators=[django.core.validators.RegexValidator('^[A-Za-z0-9_.:-]*$', "Use letters, digits, '_', '.', ':' or '-'.")])),
-                ('priority', models.SmallIntegerField(blank=True, help_text="-100..100; empty: the task's own priority.", null=True, validators=[django.core.validators.MinValueValidator(-100), django.core.validators.MaxValueValidator(100)])),
-                ('enabled', models.BooleanField(default=True)),
-                ('catch_up', models.BooleanField(default=False, help_text='After downtime, create a job for every missed fire time (bounded), not only for the latest.')),
-                ('last_fire_at', models.DateTimeField(blank=True, null=True)),
-                ('next_fire_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=200, unique=True)),
+                (
+                    "cron",
+                    models.CharField(
+                        help_text="Five fields (minute hour day month weekday), or six with seconds first.",
+                        max_length=200,
+                        validators=[jobs.models.validate_cron],
+                    ),
+                ),
+                (
+                    "timezone",
+                    models.CharField(
+                        default="UTC", max_length=64, validators=[jobs.models.validate_timezone]
+                    ),
+                ),
+                ("task", models.CharField(max_length=200, validators=[jobs.models.validate_task])),
+                ("payload", models.JSONField(blank=True, null=True)),
+                (
+                    "queue",
+                    models.CharField(
+                        blank=True,
+                        default="",
+                        help_text="Empty: the task's own queue.",
+                        max_length=100,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[A-Za-z0-9_.:-]*$", "Use letters, digits, '_', '.', ':' or '-'."
+                            )
+                        ],
+                    ),
+                ),
+                (
+                    "priority",
+                    models.SmallIntegerField(
+                        blank=True,
+                        help_text="-100..100; empty: the task's own priority.",
+                        null=True,
+                        validators=[
+                            django.core.validators.MinValueValidator(-100),
+                            django.core.validators.MaxValueValidator(100),
+                        ],
+                    ),
+                ),
+                ("enabled", models.BooleanField(default=True)),
+                (
+                    "catch_up",
+                    models.BooleanField(
+                        default=False,
+                        help_text="After downtime, create a job for every missed fire time (bounded), not only for the latest.",
+                    ),
+                ),
+                ("last_fire_at", models.DateTimeField(blank=True, null=True)),
+                ("next_fire_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='ScheduleFire',
+            name="ScheduleFire",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('fire_at', models.DateTimeField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("fire_at", models.DateTimeField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['schedule', '-fire_at'],
+                "ordering": ["schedule", "-fire_at"],
             },
         ),
         migrations.AddIndex(
-            model_name='job',
-            index=models.Index(condition=models.Q(('status__in', ['done', 'failed', 'cancelled'])), fields=['status', 'finished_at'], name='jobs_retention_idx'),
+            model_name="job",
+            index=models.Index(
+                condition=models.Q(("status__in", ["done", "failed", "cancelled"])),
+                fields=["status", "finished_at"],
+                name="jobs_retention_idx",
+            ),
         ),
         migrations.AddIndex(
-            model_name='schedule',
-            index=models.Index(condition=models.Q(('enabled', True)), fields=['next_fire_at'], name='jobs_schedule_due_idx'),
+            model_name="schedule",
+            index=models.Index(
+                condition=models.Q(("enabled", True)),
+                fields=["next_fire_at"],
+                name="jobs_schedule_due_idx",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='schedule',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('priority__gte', -100), ('priority__lte', 100)), ('priority__isnull', True), _connector='OR'), name='jobs_schedule_priority_range'),
+            model_name="schedule",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("priority__gte", -100), ("priority__lte", 100)),
+                    ("priority__isnull", True),
+                    _connector="OR",
+                ),
+                name="jobs_schedule_priority_range",
+            ),
         ),
         migrations.AddField(
-            model_name='schedulefire',
-            name='job',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='jobs.job'),
+            model_name="schedulefire",
+            name="job",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="jobs.job",
+            ),
         ),
         migrations.AddField(
-            model_name='schedulefire',
-            name='schedule',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='fires', to='jobs.schedule'),
+            model_name="schedulefire",
+            name="schedule",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="fires",
+                to="jobs.schedule",
+            ),
         ),
         migrations.AddIndex(
-            model_name='schedulefire',
-            index=models.Index(fields=['fire_at'], name='jobs_schedule_fire_at_idx'),
+            model_name="schedulefire",
+            index=models.Index(fields=["fire_at"], name="jobs_schedule_fire_at_idx"),
         ),
         migrations.AddConstraint(
-            model_name='schedulefire',
-            constraint=models.UniqueConstraint(fields=('schedule', 'fire_at'), name='jobs_schedule_fire_once'),
+            model_name="schedulefire",
+            constraint=models.UniqueConstraint(
+                fields=("schedule", "fire_at"), name="jobs_schedule_fire_once"
+            ),
         ),
     ]
