@@ -1,25 +1,25 @@
 """The queue dashboard: what an operator checks first, from cheap queries only.
 
-Counts are exact up to 10,000 jobs per status (a capped count);
-larger ones, which finished jobs soon reach, are the planner's estimates on
-PostgreSQL. Throughput reads only the last hour through the ``finished_at`` index.
+Status counts, queue depths and the queue lag are those of ``GET /api/stats``
+(``jobs.stats``: exact up to ``JOBS_STATS_EXACT_LIMIT`` jobs per finished status,
+the planner's estimate beyond on PostgreSQL). The per-minute throughput reads only
+the last hour through the ``finished_at`` index.
 """
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Min
+from django.db.models import Count
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from jobs.admin_list import count_or_estimate
-from jobs.models import ACTIVE_STATUSES, DUE_AT, Job, Status, Worker
+from jobs import stats
+from jobs.models import ACTIVE_STATUSES, Job, Status, Worker
 
 MINUTES = 60
-EXACT_COUNT = 10_000  # status counts up to this are exact, larger ones estimated
 
 
 @dataclass
@@ -42,30 +42,6 @@ class Throughput:
         return sum(self.failed) / finished if finished else None
 
 
-def status_counts() -> list[StatusCount]:
-    rows = []
-    for status in Status:
-        n, estimated = count_or_estimate(Job.objects.filter(status=status), EXACT_COUNT)
-        rows.append(StatusCount(status.value, n, estimated))
-    return rows
-
-
-def queue_depths() -> list[dict[str, Any]]:
-    """Unfinished jobs per queue: queued ones counted through the claim index."""
-    depths: dict[str, dict[str, Any]] = {}
-    for status in ACTIVE_STATUSES:
-        rows = (
-            Job.objects.filter(status=status)
-            .order_by()
-            .values_list("queue")
-            .annotate(n=Count("*"))  # COUNT(*): answered from the index alone
-        )
-        for queue, n in rows:
-            depths.setdefault(queue, {"queue": queue, Status.QUEUED: 0, Status.PROCESSING: 0})
-            depths[queue][status] = n
-    return [depths[queue] for queue in sorted(depths)]
-
-
 def throughput(now: datetime) -> Throughput:
     start = now.replace(second=0, microsecond=0) - timedelta(minutes=MINUTES - 1)
     rows = (
@@ -81,17 +57,6 @@ def throughput(now: datetime) -> Throughput:
         if 0 <= index < MINUTES:
             getattr(series, status)[index] += n
     return series
-
-
-def oldest_queued_age(now: datetime) -> timedelta | None:
-    """How long the longest-waiting due job has waited: the queue's lag."""
-    oldest = (
-        Job.objects.filter(status=Status.QUEUED)
-        .alias(due_at=DUE_AT)
-        .filter(due_at__lte=now)
-        .aggregate(oldest=Min(DUE_AT))["oldest"]
-    )
-    return now - oldest if oldest else None
 
 
 def live_workers(now: datetime) -> list[dict[str, Any]]:
@@ -120,16 +85,25 @@ def human(delta: timedelta | None) -> str | None:
 def context() -> dict[str, Any]:
     """Everything the dashboard template shows."""
     now = timezone.now()
+    snapshot = stats.snapshot(now=now)  # the counts and lags of GET /api/stats
+    statuses, queues = snapshot["statuses"], snapshot["queues"]
+    lags = [entry["lag_seconds"] for entry in queues.values() if entry["lag_seconds"]]
     series = throughput(now)
     return {
         "now": now,
-        "status_counts": status_counts(),
-        "queue_depths": queue_depths(),
+        "status_counts": [
+            StatusCount(s.value, statuses[s]["count"], not statuses[s]["exact"]) for s in Status
+        ],
+        "queue_depths": [
+            {"queue": name, **{s.value: entry[s] for s in ACTIVE_STATUSES}}
+            for name, entry in queues.items()
+            if any(entry[s] for s in ACTIVE_STATUSES)
+        ],
         "throughput": series,
         "finished_last_hour": sum(series.done) + sum(series.failed),
         "failed_last_hour": sum(series.failed),
         "failure_rate": series.failure_rate,
-        "oldest_queued_age": human(oldest_queued_age(now)),
+        "oldest_queued_age": human(timedelta(seconds=max(lags))) if lags else None,
         "live_workers": live_workers(now),
         "dead_workers": Worker.objects.dead(now=now).count(),
         "chart": chart_svg(series),

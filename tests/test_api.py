@@ -341,3 +341,24 @@ def test_bulk_retry_by_ids_and_by_filter(api, make_job):
 )
 def test_bulk_retry_rejects_bad_selections(api, body):
     assert api.post("/api/jobs/retry", body, format="json").status_code == 400
+
+
+def test_job_representation_is_drfs_own(make_job):
+    """The fast representation gives exactly what DRF's generic one gives."""
+    from rest_framework import serializers
+
+    from jobs.api.serializers import JobDetailSerializer, JobSerializer
+
+    fresh = make_job(payload={"k": [1, "x"]}, timeout=5, priority=3, queue="q")  # timeout an int
+    make_job(task="echo", payload="p")
+    (claimed,) = lifecycle.claim(worker_id="w")
+    lifecycle.succeed(job=claimed, worker_id="w", result={"ok": True})
+    failed = make_job(max_attempts=1)
+    (failed,) = lifecycle.claim(worker_id="w")
+    lifecycle.fail(job=failed, worker_id="w", error="E", traceback="tb")
+    for cls in (JobSerializer, JobDetailSerializer):
+        for job in [fresh, claimed, failed, *Job.objects.all()]:
+            fast = cls(job).data
+            generic = serializers.ModelSerializer.to_representation(cls(job), job)
+            assert fast == generic and list(fast) == list(generic)
+            assert [type(v) for v in fast.values()] == [type(v) for v in generic.values()]
