@@ -211,7 +211,7 @@ def _insert(jobs: list[Job]) -> list[Job]:
         cursor.executemany(sql, rows)
         notify.notify(job.queue for job in jobs)
     for job in jobs:
-        job._state.adding = False
+        job._state.adding, job._state.db = False, connection.alias
     return jobs
 
 

@@ -17,6 +17,7 @@ its storage from the environment when imported.
 """
 
 import functools
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,8 +25,19 @@ from typing import Any
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, float("inf"))
 
 
-@functools.cache
+_first_use = threading.Lock()
+
+
 def _instruments() -> dict[str, Any]:
+    """This process's instruments, made on first use. Under a lock: the threads of a
+    threaded gunicorn worker record their first transitions at the same moment, and
+    making the instruments twice fails (prometheus_client refuses duplicates)."""
+    with _first_use:
+        return _make_instruments()
+
+
+@functools.cache
+def _make_instruments() -> dict[str, Any]:
     import os
 
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")

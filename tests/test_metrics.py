@@ -174,3 +174,40 @@ def test_serve_adds_up_gunicorn_and_worker_processes(processes):
     assert serve.wait(timeout=30) == 0, processes.output(serve)
     directory = processes.output(serve).split("PROMETHEUS_MULTIPROC_DIR=")[1].split()[0]
     assert directory.startswith(tempfile.gettempdir()) and not os.path.exists(directory)
+
+
+def test_threads_of_one_process_share_the_instruments(tmp_path):
+    """Threaded gunicorn workers record their first transitions at the same moment."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = """
+import threading
+import django
+django.setup()
+from jobs import metrics
+barrier, errors = threading.Barrier(16), []
+def record():
+    barrier.wait()
+    try:
+        metrics.record_enqueued(task="t", queue="q")
+    except Exception as exc:
+        errors.append(repr(exc))
+threads = [threading.Thread(target=record) for _ in range(16)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(errors or "ok")
+"""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "jobqueue.settings",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.strip() == "ok", done.stdout + done.stderr
