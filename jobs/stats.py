@@ -2,9 +2,9 @@
 
 Every query reads a bounded part of the table, never all of it:
 
-- queued and processing jobs (per queue, with the age of the oldest due queued
-  job, the *lag*) are counted exactly: active jobs are few next to finished ones,
-  and partial indexes cover them;
+- queued and processing jobs per queue are counted exactly: active jobs are few
+  next to finished ones, and partial indexes cover them; the age of each queue's
+  oldest due queued job (its *lag*) is one index probe per queue with queued jobs;
 - on PostgreSQL, done, failed and cancelled jobs are counted exactly below
   ``JOBS_STATS_EXACT_LIMIT`` per status (a scan that stops at the limit); from
   there on the count is the planner's estimate, marked ``"exact": false``. SQLite,
@@ -16,7 +16,7 @@ Every query reads a bounded part of the table, never all of it:
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Min, Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from jobs.admin_list import count_or_estimate
@@ -56,21 +56,32 @@ def _empty_queue() -> dict[str, Any]:
 
 
 def _active_by_queue(now: datetime) -> dict[str, dict[str, Any]]:
-    due = Q(run_after__isnull=True) | Q(run_after__lte=now)
-    rows = (
-        Job.objects.filter(status__in=ACTIVE_STATUSES)
-        .values("queue", "status")
-        .annotate(n=Count("pk"), oldest_due=Min(DUE_AT, filter=due))
-        .order_by()
-    )
+    """Queued and processing jobs per queue, and each queue's lag.
+
+    Counts come from the partial indexes alone where the database can (queued:
+    the claim index, which leads with the queue); the lag is one probe of the due
+    index per queue with queued jobs, which stops at that queue's oldest due job.
+    A single grouped query over the active rows would visit every queued job's
+    table row: 100 ms at 20,000 queued jobs spread over a million-row table.
+    """
     queues: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        entry = queues.setdefault(row["queue"], _empty_queue())
-        entry[row["status"]] = row["n"]
-        if row["status"] == Status.QUEUED:
-            oldest = row["oldest_due"]
-            lag = (now - oldest).total_seconds() if oldest is not None else 0.0
-            entry["lag_seconds"] = round(max(lag, 0.0), 3)
+    for status in ACTIVE_STATUSES:
+        rows = Job.objects.filter(status=status).order_by().values_list("queue")
+        for queue, n in rows.annotate(n=Count("*")):
+            queues.setdefault(queue, _empty_queue())[status] = n
+    for queue, entry in queues.items():
+        if not entry[Status.QUEUED]:
+            continue
+        oldest = (
+            Job.objects.filter(status=Status.QUEUED, queue=queue)
+            .annotate(due_at=DUE_AT)
+            .filter(due_at__lte=now)
+            .order_by("due_at")
+            .values_list("due_at", flat=True)
+            .first()
+        )
+        lag = (now - oldest).total_seconds() if oldest is not None else 0.0
+        entry["lag_seconds"] = round(max(lag, 0.0), 3)
     return queues
 
 
