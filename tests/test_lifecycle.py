@@ -288,3 +288,25 @@ def test_claim_skips_a_row_another_connection_has_locked(make_job):
         with connection.cursor() as cursor:
             cursor.execute("RESET lock_timeout")
     assert [job.pk for job in lifecycle.claim(worker_id="w", limit=2)] == [first.pk]
+
+
+def test_enqueue_many_stores_every_field_as_given():
+    """Bulk rows (COPY on PostgreSQL, INSERTs elsewhere) read back exactly as enqueued."""
+    when = timezone.now() + timedelta(hours=1)
+    specs = [
+        {"task": "echo", "payload": {"k": [1, "x", None], "t": "tab\\there\nnew\\\\line"}},
+        {"task": "echo", "payload": "text with\ttab, 'quotes', \"double\" and \\ backslash"},
+        {"task": "echo", "payload": None, "queue": "q-2", "priority": -5},
+        {"task": "echo", "payload": [True, 1.5], "run_after": when, "timeout": 2.5},
+        {"task": "echo", "payload": "ünïcödé ✓", "max_attempts": 7},
+    ]
+    created = lifecycle.enqueue_many(specs)
+    fields = ["task", "payload", "queue", "priority", "run_after", "timeout", "max_attempts"]
+    stored = {job.pk: job for job in Job.objects.all()}
+    assert len(stored) == len(specs)
+    for job, spec in zip(created, specs, strict=True):
+        row = stored[job.pk]
+        assert [getattr(row, f) for f in fields] == [getattr(job, f) for f in fields]
+        assert row.payload == spec["payload"] and row.status == Status.QUEUED
+        assert (row.created_at, row.attempts, row.idempotency_key) == (job.created_at, 0, None)
+    assert stored[created[3].pk].run_after == when
