@@ -310,3 +310,14 @@ def test_enqueue_many_stores_every_field_as_given():
         assert row.payload == spec["payload"] and row.status == Status.QUEUED
         assert (row.created_at, row.attempts, row.idempotency_key) == (job.created_at, 0, None)
     assert stored[created[3].pk].run_after == when
+
+
+def test_enqueue_many_keeps_the_order_of_its_jobs_in_the_claim_order():
+    assert lifecycle.enqueue_many([]) == []
+    created = lifecycle.enqueue_many([{"task": "echo", "payload": i} for i in range(30)])
+    # Strictly increasing due times: the order holds wherever the rows land on disk.
+    stored = dict(Job.objects.values_list("pk", "created_at"))
+    due = [stored[job.pk] for job in created]
+    assert due == sorted(set(due))
+    claimed = [job for _ in range(3) for job in lifecycle.claim(worker_id="w", limit=10)]
+    assert [job.pk for job in claimed] == [job.pk for job in created]

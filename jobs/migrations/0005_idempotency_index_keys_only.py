@@ -24,6 +24,8 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        # Reversed, this runs last: after the previous index is back.
+        migrations.RunPython(migrations.RunPython.noop, seed_sqlite_stat),
         migrations.RemoveConstraint(
             model_name="job",
             name="jobs_idempotency_active",
@@ -38,5 +40,5 @@ class Migration(migrations.Migration):
                 name="jobs_idempotency_active",
             ),
         ),
-        migrations.RunPython(seed_sqlite_stat, seed_sqlite_stat),
+        migrations.RunPython(seed_sqlite_stat, migrations.RunPython.noop),
     ]
