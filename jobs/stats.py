@@ -16,7 +16,7 @@ Every query reads a bounded part of the table, never all of it:
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Q
+from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from jobs.admin_list import count_or_estimate
@@ -72,14 +72,8 @@ def _active_by_queue(now: datetime) -> dict[str, dict[str, Any]]:
     for queue, entry in queues.items():
         if not entry[Status.QUEUED]:
             continue
-        oldest = (
-            Job.objects.filter(status=Status.QUEUED, queue=queue)
-            .annotate(due_at=DUE_AT)
-            .filter(due_at__lte=now)
-            .order_by("due_at")
-            .values_list("due_at", flat=True)
-            .first()
-        )
+        due = Job.objects.claimable(queues=[queue], now=now)
+        oldest = due.aggregate(oldest=Min(DUE_AT))["oldest"]
         lag = (now - oldest).total_seconds() if oldest is not None else 0.0
         entry["lag_seconds"] = round(max(lag, 0.0), 3)
     return queues
