@@ -113,8 +113,20 @@ def _is_json(response: HttpResponse) -> bool:
     return response.get("Content-Type", "").startswith("application/json")
 
 
+def _unread_chunked_body(request: HttpRequest) -> bool:
+    """A chunked body without a length: Django reads bodies by ``CONTENT_LENGTH`` only.
+
+    ``jobqueue.wsgi.ChunkedBodies`` gives gunicorn's chunked bodies their length;
+    one that reaches Django without it (another server, ASGI) cannot be read.
+    """
+    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    return chunked and not request.META.get("CONTENT_LENGTH")
+
+
 class ApiErrorMiddleware:
     """Cap API request bodies and turn any non-JSON API error into the error shape.
+
+    A chunked body Django cannot read is a 411 on every path, never an empty body.
 
     Put it first in ``MIDDLEWARE``, so it also sees the answers Django builds
     for unknown URLs, disallowed hosts and unhandled exceptions.
@@ -124,6 +136,9 @@ class ApiErrorMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if _unread_chunked_body(request):
+            # Django would read it as empty: a retry of "these ids" would become "all".
+            return json_error(411, "A chunked body cannot be read here: send a Content-Length.")
         if not request.path_info.startswith(API_PREFIX):
             return self.get_response(request)
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
