@@ -214,3 +214,28 @@ def test_token_admin_is_closed_to_staff_without_token_permissions(client, make_u
     client.force_login(make_user("view", "add", "change", "delete", staff=True))
     assert client.get("/admin/authtoken/tokenproxy/").status_code == 403
     assert client.get("/admin/authtoken/tokenproxy/add/").status_code == 403
+
+
+def test_a_known_idempotency_key_shows_the_job_only_to_who_may_view_it(make_user, client_for):
+    """Without view permission a known key is a 409 naming the job's id, nothing of its
+    contents; with it, the existing job (200). No second job either way."""
+    owner = client_for(make_user("add", "view", name="owner"))
+    spec = {"task": "echo", "payload": {"card": "4111-secret"}, "idempotency_key": "order-42"}
+    job_id = owner.post("/api/jobs", spec, format="json").json()["id"]
+
+    same_key = {"task": "echo", "idempotency_key": "order-42"}
+    adder = client_for(make_user("add"))
+    response = adder.post("/api/jobs", same_key, format="json")
+    assert response.status_code == 409, response.content
+    assert response.json() == {
+        "detail": "An unfinished job already holds this idempotency_key.",
+        "code": "conflict",
+        "id": job_id,
+    }
+    assert adder.get(f"/api/jobs/{job_id}").status_code == 403
+
+    viewer = client_for(make_user("add", "view", name="viewer"))
+    again = viewer.post("/api/jobs", same_key, format="json")
+    assert again.status_code == 200
+    assert again.json()["id"] == job_id and again.json()["payload"] == {"card": "4111-secret"}
+    assert Job.objects.count() == 1

@@ -5,6 +5,8 @@ Every 4xx and 5xx answer under ``/api/`` is::
     {"detail": "<one readable sentence>", "code": "<machine code>",
      "errors": {"<field>": ["<message>", ...]}}    # "errors" only for invalid input
 
+(and ``"id"`` of the holding job in the 409 for a known idempotency key).
+
 DRF's own exceptions pass through ``exception_handler``; everything Django answers
 by itself (unknown URLs, oversized bodies, server errors, with ``DEBUG`` on or off)
 is rewritten by ``ApiErrorMiddleware``, so an API client never gets an HTML page
@@ -49,6 +51,10 @@ class ErrorSerializer(serializers.Serializer):
         child=serializers.ListField(child=serializers.CharField()),
         required=False,
         help_text="For invalid input: messages per field ('field.sub' for nested values).",
+    )
+    id = serializers.UUIDField(
+        required=False,
+        help_text="For a 409 on a known idempotency_key: the job that holds it.",
     )
 
 

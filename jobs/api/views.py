@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound, ValidationError
@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs import lifecycle, metrics, runner, schedules, stats, tasks
+from jobs.api.errors import ErrorSerializer
 from jobs.api.filters import JobFilter, ScheduleFilter
 from jobs.api.schema import error_response
 from jobs.api.serializers import (
@@ -50,6 +51,11 @@ def _conflict(refused: TransitionRefused) -> APIException:
 
 
 TRANSITION_RESPONSES = {200: JobSerializer, 409: error_response("409")}
+KEY_HELD_DETAIL = "An unfinished job already holds this idempotency_key."
+KEY_HELD = (
+    "An unfinished job holds the idempotency_key and the caller may not view jobs: "
+    "`id` names the job, nothing else of it is shown (or the key is contended: retry)."
+)
 
 
 class JobViewSet(
@@ -94,9 +100,16 @@ class JobViewSet(
             return Job.objects.prefetch_related("history")
         return Job.objects.all()
 
-    @extend_schema(responses={201: JobSerializer, 200: JobSerializer, 409: error_response("409")})
+    @extend_schema(
+        responses={
+            201: JobSerializer,
+            200: JobSerializer,
+            409: OpenApiResponse(ErrorSerializer, description=KEY_HELD),
+        }
+    )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        """Queue a job; for a known unfinished ``idempotency_key``, return that job (200).
+        """Queue a job; for a known unfinished ``idempotency_key``, return that job (200)
+        to a caller who may view jobs, and only its id (409) to one who may not.
 
         A JSON array of jobs queues them all in one INSERT (201, the array).
         """
@@ -110,6 +123,10 @@ class JobViewSet(
             raise ValidationError({"task": [str(exc)]}) from None
         except TransitionRefused as exc:
             raise Conflict(str(exc)) from None
+        if not created and not request.user.has_perm("jobs.view_job"):
+            # Someone else's job, maybe: its contents are for those who may view it.
+            body = {"detail": KEY_HELD_DETAIL, "code": "conflict", "id": str(job.pk)}
+            return Response(body, status=status.HTTP_409_CONFLICT)
         return Response(
             JobSerializer(job).data,
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
