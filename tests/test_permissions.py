@@ -92,11 +92,49 @@ def test_session_users_need_the_permissions_too(client, make_user, make_job):
     assert client.post(f"/api/jobs/{job.pk}/cancel").status_code == 403
 
 
-def test_api_root_schema_and_docs_need_a_signed_in_user(anon, make_user, client_for):
-    client = client_for(make_user())
-    for path in ["/api/", "/api/schema", "/docs"]:
-        assert anon.get(path).status_code == 401, path
-        assert client.get(path).status_code == 200, path
+def test_api_root_needs_a_signed_in_user(anon, make_user, client_for):
+    assert anon.get("/api/").status_code == 401
+    assert client_for(make_user()).get("/api/").status_code == 200
+
+
+BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+def test_schema_and_docs_are_open_to_anyone_by_default(anon):
+    """They describe the API, not its data; every call made from Swagger UI needs a token."""
+    docs = anon.get("/docs", HTTP_ACCEPT=BROWSER)
+    assert docs.status_code == 200 and b"swagger-ui" in docs.content
+    schema = anon.get("/api/schema", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert schema.status_code == 200 and "/api/jobs/" in schema.json()["paths"]
+
+
+def test_docs_login_required_sends_a_browser_to_sign_in_and_back(
+    anon, client, make_user, client_for, settings
+):
+    """JOBS_DOCS_LOGIN_REQUIRED: a browser goes to the login page and back to the docs; an
+    API client gets a 401 in the error shape; a signed-in user reads them."""
+    settings.JOBS_DOCS_LOGIN_REQUIRED = True
+    signed_in = client_for(make_user())
+    for path in ["/docs", "/api/schema"]:
+        redirect = anon.get(path, HTTP_ACCEPT=BROWSER)
+        assert redirect.status_code == 302, path
+        assert redirect["Location"] == f"/api-auth/login/?next={path}"
+        refused = anon.get(path, HTTP_ACCEPT="*/*")
+        assert refused.status_code == 401 and refused.json()["code"] == "not_authenticated"
+        assert "WWW-Authenticate" in refused
+        assert signed_in.get(path).status_code == 200, path
+
+    make_user(name="reader")
+    login_page = client.get("/api-auth/login/?next=/docs")
+    assert login_page.status_code == 200
+    back = client.post(
+        "/api-auth/login/",
+        {"username": "reader", "password": "pw-for-tests-only", "next": "/docs"},
+        follow=True,
+        HTTP_ACCEPT=BROWSER,
+    )
+    assert back.redirect_chain == [("/docs", 302)]
+    assert back.status_code == 200 and b"swagger-ui" in back.content
 
 
 def test_health_is_public(anon):
