@@ -157,6 +157,19 @@ def test_delete_returns_the_deleted_job(api, make_job):
     assert not Job.objects.filter(pk=job.pk).exists()
 
 
+def test_deleting_a_running_job_is_409_and_keeps_it(api, make_job):
+    """As the admin refuses it: its holder would go on running a job nobody can see."""
+    job = make_job()
+    lifecycle.claim_for_hand(job_id=job.pk)
+    response = api.delete(f"/api/jobs/{job.pk}")
+    assert response.status_code == 409
+    assert response.json() == {
+        "detail": "cannot delete a processing job: cancel it first",
+        "code": "conflict",
+    }
+    assert Job.objects.get(pk=job.pk).status == Status.PROCESSING
+
+
 def test_patch_status_through_the_lifecycle(api, make_job):
     job = make_job()
     response = api.patch(f"/api/jobs/{job.pk}/status", {"status": "processing"}, format="json")

@@ -142,13 +142,12 @@ class JobViewSet(
         jobs = lifecycle.enqueue_many(serializer.validated_data)
         return Response(JobSerializer(jobs, many=True).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses={200: JobSerializer})
+    @extend_schema(responses=TRANSITION_RESPONSES)
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        """Delete a job and answer with it, as it was."""
+        """Delete a job and answer with it, as it was; a running job is a 409 (cancel it
+        first), as in the admin."""
         job = self.get_object()
-        data = JobSerializer(job).data
-        job.delete()
-        return Response(data)
+        return self._transition(lifecycle.delete, job_id=job.pk)
 
     @extend_schema(request=JobStatusSerializer, responses=TRANSITION_RESPONSES)
     @action(detail=True, methods=["patch"], url_path="status", url_name="status")
