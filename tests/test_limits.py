@@ -301,3 +301,24 @@ def test_validation_errors_are_flattened_per_field(detail, errors):
     body = error_body(ValidationError(detail))
     assert (body["code"], body["errors"]) == ("invalid", errors)
     assert body["detail"].startswith("Invalid input.")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("post", "/health"),
+        ("put", "/health/"),
+        ("options", "/health"),
+        ("delete", "/metrics"),
+        ("post", "/metrics"),
+        ("post", "/docs"),
+        ("options", "/docs"),
+        ("delete", "/api/schema"),
+    ],
+)
+def test_other_methods_on_plain_views_are_405_json(method, path):
+    """Not the CSRF failure page (nor a 500 for OPTIONS /docs): a 405 in the error shape."""
+    client = Client(enforce_csrf_checks=True)  # as curl: no CSRF cookie
+    response = getattr(client, method)(path)
+    _is_error(response, 405, "method_not_allowed")
+    assert "GET" in response["Allow"]

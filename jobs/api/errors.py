@@ -14,6 +14,7 @@ or a traceback.
 """
 
 from collections.abc import Callable
+from functools import wraps
 from http import HTTPStatus
 from typing import Any
 
@@ -21,11 +22,13 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 API_PREFIX = "/api/"
+READ_METHODS = ("GET", "HEAD")
 # The codes DRF uses for the same statuses, so a client sees one code per status.
 CODES = {
     403: "permission_denied",
@@ -113,6 +116,26 @@ def json_error(status_code: int, detail: str | None = None) -> JsonResponse:
     code = CODES.get(status_code) or phrase.lower().replace(" ", "_").replace("-", "_")
     body = {"detail": detail or f"{phrase}.", "code": code}
     return JsonResponse(body, status=status_code)
+
+
+def read_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Serve GET and HEAD; answer any other method with a 405 in the error shape.
+
+    For plain Django views (``/health``, ``/metrics``). Exempt from CSRF: the view
+    serves no unsafe method, and the CSRF check would otherwise answer a POST
+    first, with an HTML page.
+    """
+
+    @csrf_exempt
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.method not in READ_METHODS:
+            response = json_error(405, f'Method "{request.method}" not allowed.')
+            response["Allow"] = ", ".join(READ_METHODS)
+            return response
+        return view(request, *args, **kwargs)
+
+    return wrapped
 
 
 def _is_json(response: HttpResponse) -> bool:

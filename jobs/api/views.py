@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs import lifecycle, metrics, runner, schedules, stats, tasks
-from jobs.api.errors import ErrorSerializer
+from jobs.api.errors import ErrorSerializer, read_only
 from jobs.api.filters import JobFilter, ScheduleFilter
 from jobs.api.schema import error_response
 from jobs.api.serializers import (
@@ -277,6 +277,7 @@ class StatsView(APIView):
         return Response(StatsSerializer(stats.snapshot()).data)
 
 
+@read_only
 def prometheus_metrics(request: HttpRequest) -> HttpResponse:
     """Serve Prometheus metrics; 404 when disabled, 401 without the configured bearer token."""
     if not conf.METRICS_ENABLED:
@@ -295,7 +296,8 @@ def prometheus_metrics(request: HttpRequest) -> HttpResponse:
     return HttpResponse(body, content_type=content_type)
 
 
-def health(request: HttpRequest) -> JsonResponse:
+@read_only
+def health(request: HttpRequest) -> HttpResponse:
     """Answer 200 when the database answers, 503 when it does not."""
     try:
         with connection.cursor() as cursor:
