@@ -186,10 +186,11 @@ class JobViewSet(
     )
     @action(detail=False, methods=["post"], url_path="retry", url_name="retry-many")
     def retry_many(self, request: Request) -> Response:
-        """Requeue many jobs: ``{"ids": [...]}``, or a filter over the failure queue
+        """Requeue many jobs: ``{"ids": [...]}``, a filter over the failure queue
         (``{"status": "failed", "queue": ..., "task": ...}``, status defaulting to failed),
-        at most JOBS_MAX_BULK per call. Answers how many changed and, by status, how
-        many were skipped."""
+        or ``{"all": true}`` for the whole failure queue; an empty body is a 400. At most
+        JOBS_MAX_BULK per call. Answers how many changed and, by status, how many were
+        skipped."""
         serializer = BulkRetrySerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         chosen = serializer.validated_data
