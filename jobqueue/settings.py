@@ -223,13 +223,13 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "jobs.api.schema.document_requests",
     ],
-    # The schema and Swagger UI describe the API but hold no data; still closed by default.
-    "SERVE_PERMISSIONS": [
-        "rest_framework.permissions.AllowAny"
-        if env_bool("JOBS_PUBLIC_SCHEMA")
-        else "rest_framework.permissions.IsAuthenticated"
-    ],
+    # The schema and Swagger UI describe the API but hold no data: open unless
+    # JOBS_DOCS_LOGIN_REQUIRED (see jobs/api/docs.py).
+    "SERVE_PERMISSIONS": ["jobs.api.docs.DocsPermission"],
 }
+# Where a browser signs in when the docs need a login: the session login any active
+# user may use (the admin's own login admits staff only).
+LOGIN_URL = "rest_framework:login"
 
 # JOBS_LOG_FORMAT: "plain" (readable key=value lines) or "json" (one JSON object a line).
 LOG_FORMAT = os.environ.get("JOBS_LOG_FORMAT", "").strip().lower() or "plain"

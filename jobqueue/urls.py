@@ -2,13 +2,17 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from jobs.api.docs import docs_view
 from jobs.api.views import health, prometheus_metrics
+
+# GET and HEAD only: Swagger UI's HTML renderer cannot answer OPTIONS (a 500 otherwise).
+swagger_ui = SpectacularSwaggerView.as_view(url_name="schema", http_method_names=["get", "head"])
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("jobs.api.urls")),
-    re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
-    re_path(r"^docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    re_path(r"^api/schema/?$", docs_view(SpectacularAPIView.as_view()), name="schema"),
+    re_path(r"^docs/?$", docs_view(swagger_ui), name="docs"),
     re_path(r"^health/?$", health, name="health"),
     re_path(r"^metrics/?$", prometheus_metrics, name="metrics"),
     path("api-auth/", include("rest_framework.urls")),

@@ -102,6 +102,11 @@ class _Conf:
         return _get("JOBS_METRICS_TOKEN", "")
 
     @property
+    def DOCS_LOGIN_REQUIRED(self) -> bool:
+        """Serve ``/docs`` and ``/api/schema`` to signed-in users only; off: to anyone."""
+        return _get("JOBS_DOCS_LOGIN_REQUIRED", False, _bool)
+
+    @property
     def STATS_EXACT_LIMIT(self) -> int:
         """Finished jobs counted exactly per status; beyond it, stats estimate."""
         return _get("JOBS_STATS_EXACT_LIMIT", 10000, int)

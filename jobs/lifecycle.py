@@ -700,6 +700,27 @@ def claim_for_hand(*, job_id: Any) -> Job:
     return _claim_one(job_id, MANUAL_HOLDER, take_manual=False)
 
 
+def delete(*, job_id: Any) -> Job:
+    """Delete a job that is not running and return it as it was.
+
+    Raises ``TransitionRefused`` for a processing job (its holder would go on running
+    a job nobody can see or stop: cancel it first), or for a missing one.
+    """
+    with transaction.atomic():
+        # Locked, so no worker claims it between the check and the delete.
+        job = Job.objects.select_for_update().filter(pk=job_id).exclude(status=PROCESSING).first()
+        if job is None:
+            current = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
+            if current is None:
+                raise TransitionRefused(f"job {job_id} does not exist", current=None)
+            raise TransitionRefused(
+                f"cannot delete a {current} job: cancel it first", current=current
+            )
+        Job.objects.filter(pk=job.pk).delete()
+    _log_transition(job, "delete")
+    return job
+
+
 # -- set-based operator transitions (the admin's actions) ---------------------------------
 
 

@@ -157,6 +157,19 @@ def test_delete_returns_the_deleted_job(api, make_job):
     assert not Job.objects.filter(pk=job.pk).exists()
 
 
+def test_deleting_a_running_job_is_409_and_keeps_it(api, make_job):
+    """As the admin refuses it: its holder would go on running a job nobody can see."""
+    job = make_job()
+    lifecycle.claim_for_hand(job_id=job.pk)
+    response = api.delete(f"/api/jobs/{job.pk}")
+    assert response.status_code == 409
+    assert response.json() == {
+        "detail": "cannot delete a processing job: cancel it first",
+        "code": "conflict",
+    }
+    assert Job.objects.get(pk=job.pk).status == Status.PROCESSING
+
+
 def test_patch_status_through_the_lifecycle(api, make_job):
     job = make_job()
     response = api.patch(f"/api/jobs/{job.pk}/status", {"status": "processing"}, format="json")
@@ -228,8 +241,7 @@ def test_health(anon):
     assert response.json()["status"] == "ok"
 
 
-def test_schema_and_docs(api, anon):
-    assert anon.get("/api/schema").status_code == 401
+def test_schema_and_docs(api):
     schema = api.get("/api/schema")
     assert schema.status_code == 200
     assert b"/api/jobs/{id}/status" in schema.content
@@ -308,13 +320,18 @@ def test_schema_documents_the_error_answers(api):
     assert {"simulate", "echo", "noop"} <= set(body["properties"]["task"]["enum"])
 
 
-def test_bulk_retry_by_ids_and_by_filter(api, make_job):
-    def failed(**overrides):
+@pytest.fixture
+def failed(make_job):
+    def make(**overrides):
         job = make_job(max_attempts=1, **overrides)
         (held,) = lifecycle.claim(worker_id="w", limit=1)
         lifecycle.fail(job=held, worker_id="w", error="boom")
         return job
 
+    return make
+
+
+def test_bulk_retry_by_ids_and_by_filter(api, make_job, failed):
     a, b = failed(queue="a"), failed(queue="b")
     queued = make_job()
     response = api.post("/api/jobs/retry", {"ids": [str(a.pk), str(queued.pk)]}, format="json")
@@ -337,10 +354,31 @@ def test_bulk_retry_by_ids_and_by_filter(api, make_job):
         {"q": 1},
         {"queue": 2644806},
         {"task": ["echo"]},
+        {"ids": ["00000000-0000-0000-0000-000000000000"], "all": True},
+        {"all": "yes"},
     ],
 )
 def test_bulk_retry_rejects_bad_selections(api, body):
     assert api.post("/api/jobs/retry", body, format="json").status_code == 400
+
+
+@pytest.mark.parametrize("body", [None, {}, {"all": False}], ids=["no-body", "empty", "all-false"])
+def test_bulk_retry_without_a_selection_is_400_and_retries_nothing(api, failed, body):
+    """An empty body is no request to retry the whole failure queue: that takes "all": true."""
+    job = failed()
+    response = api.post("/api/jobs/retry", body, format="json")
+    assert response.status_code == 400, response.content
+    assert '"all": true' in response.json()["detail"]
+    assert Job.objects.get(pk=job.pk).status == Status.FAILED
+
+
+def test_bulk_retry_all_retries_the_failure_queue(api, failed, make_job):
+    jobs, cancelled = [failed(), failed()], make_job()
+    lifecycle.cancel(job_id=cancelled.pk)
+    response = api.post("/api/jobs/retry", {"all": True}, format="json")
+    assert response.json() == {"changed": 2, "skipped": {}}
+    assert {Job.objects.get(pk=job.pk).status for job in jobs} == {Status.QUEUED}
+    assert Job.objects.get(pk=cancelled.pk).status == Status.CANCELLED
 
 
 def test_job_representation_is_drfs_own(make_job):

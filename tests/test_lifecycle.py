@@ -65,6 +65,20 @@ def test_operator_verbs_respect_their_source_states(make_job, verb, status):
             getattr(lifecycle, verb)(job_id=job.pk)
 
 
+@pytest.mark.parametrize("status", ALL)
+def test_delete_takes_any_job_but_a_running_one(make_job, status):
+    job = put_in(status, make_job)
+    if status == Status.PROCESSING:
+        with pytest.raises(TransitionRefused, match="cancel it first") as refused:
+            lifecycle.delete(job_id=job.pk)
+        assert refused.value.current == Status.PROCESSING
+        assert Job.objects.filter(pk=job.pk).exists()
+    else:
+        assert lifecycle.delete(job_id=job.pk).pk == job.pk
+        assert not Job.objects.filter(pk=job.pk).exists()
+        assert not JobAttempt.objects.filter(job_id=job.pk).exists()
+
+
 def test_enqueue_rejects_unknown_task():
     with pytest.raises(UnknownTask, match="nope"):
         lifecycle.enqueue(task="nope")

@@ -1,6 +1,8 @@
 """Oversized, malformed, wrongly typed and boundary inputs each get a clear 4xx."""
 
+import base64
 import json
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.test import Client
@@ -133,11 +135,47 @@ def test_page_size_cap_comes_from_settings(api, settings, make_job):
     _is_error(api.get("/api/jobs?page_size=3"), 400)
 
 
-@pytest.mark.parametrize("cursor", ["garbage", "cD1hYmM=", "cD0yMDIwLTAxLTAx", "bz0tMQ=="])
-def test_invalid_cursor_is_400(api, make_job, cursor):
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+# Malformed, and well-formed as DRF encodes cursors but not issued by this server.
+FORGED_CURSORS = {
+    "garbage": "garbage",
+    "empty": "",
+    "not-base64": "%25%25%25",
+    "position-not-a-value": _b64("p=abc"),
+    "position": _b64("p=2020-01-01"),
+    "negative-offset": _b64("o=-1"),
+    "offset": _b64("o=1"),
+    "reverse": _b64("r=1"),
+    "unknown-key": _b64("x=1"),
+    "huge-offset": _b64("o=99999999999999999999"),
+}
+
+
+@pytest.mark.parametrize("cursor", FORGED_CURSORS.values(), ids=FORGED_CURSORS.keys())
+@pytest.mark.parametrize("ordering", ["", "-priority", "status"])
+def test_a_cursor_the_server_did_not_issue_is_400(api, make_job, cursor, ordering):
     make_job()
-    response = api.get(f"/api/jobs?cursor={cursor}&ordering=-priority")
+    make_job()
+    response = api.get(f"/api/jobs?cursor={cursor}&ordering={ordering}")
     assert "cursor" in _is_error(response, 400, "invalid")["errors"]
+
+
+def _next(response) -> str:
+    return response.headers["Link"].split(";")[0].strip("<>")
+
+
+def test_a_cursor_holds_only_for_the_ordering_it_was_issued_for(api, make_job):
+    for priority in (1, 2, 3):
+        make_job(priority=priority)
+    first = api.get("/api/jobs?ordering=created_at&page_size=1")
+    cursor = parse_qs(urlsplit(_next(first)).query)["cursor"][0]
+    same = api.get("/api/jobs", {"ordering": "created_at", "page_size": 1, "cursor": cursor})
+    assert same.status_code == 200 and same.json()[0]["priority"] == 2
+    other = api.get("/api/jobs", {"ordering": "-priority", "page_size": 1, "cursor": cursor})
+    assert "cursor" in _is_error(other, 400, "invalid")["errors"]
 
 
 def test_write_throttle_per_user(api, settings, make_user, client_for):
@@ -263,3 +301,24 @@ def test_validation_errors_are_flattened_per_field(detail, errors):
     body = error_body(ValidationError(detail))
     assert (body["code"], body["errors"]) == ("invalid", errors)
     assert body["detail"].startswith("Invalid input.")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("post", "/health"),
+        ("put", "/health/"),
+        ("options", "/health"),
+        ("delete", "/metrics"),
+        ("post", "/metrics"),
+        ("post", "/docs"),
+        ("options", "/docs"),
+        ("delete", "/api/schema"),
+    ],
+)
+def test_other_methods_on_plain_views_are_405_json(method, path):
+    """Not the CSRF failure page (nor a 500 for OPTIONS /docs): a 405 in the error shape."""
+    client = Client(enforce_csrf_checks=True)  # as curl: no CSRF cookie
+    response = getattr(client, method)(path)
+    _is_error(response, 405, "method_not_allowed")
+    assert "GET" in response["Allow"]

@@ -92,11 +92,49 @@ def test_session_users_need_the_permissions_too(client, make_user, make_job):
     assert client.post(f"/api/jobs/{job.pk}/cancel").status_code == 403
 
 
-def test_api_root_schema_and_docs_need_a_signed_in_user(anon, make_user, client_for):
-    client = client_for(make_user())
-    for path in ["/api/", "/api/schema", "/docs"]:
-        assert anon.get(path).status_code == 401, path
-        assert client.get(path).status_code == 200, path
+def test_api_root_needs_a_signed_in_user(anon, make_user, client_for):
+    assert anon.get("/api/").status_code == 401
+    assert client_for(make_user()).get("/api/").status_code == 200
+
+
+BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+def test_schema_and_docs_are_open_to_anyone_by_default(anon):
+    """They describe the API, not its data; every call made from Swagger UI needs a token."""
+    docs = anon.get("/docs", HTTP_ACCEPT=BROWSER)
+    assert docs.status_code == 200 and b"swagger-ui" in docs.content
+    schema = anon.get("/api/schema", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert schema.status_code == 200 and "/api/jobs/" in schema.json()["paths"]
+
+
+def test_docs_login_required_sends_a_browser_to_sign_in_and_back(
+    anon, client, make_user, client_for, settings
+):
+    """JOBS_DOCS_LOGIN_REQUIRED: a browser goes to the login page and back to the docs; an
+    API client gets a 401 in the error shape; a signed-in user reads them."""
+    settings.JOBS_DOCS_LOGIN_REQUIRED = True
+    signed_in = client_for(make_user())
+    for path in ["/docs", "/api/schema"]:
+        redirect = anon.get(path, HTTP_ACCEPT=BROWSER)
+        assert redirect.status_code == 302, path
+        assert redirect["Location"] == f"/api-auth/login/?next={path}"
+        refused = anon.get(path, HTTP_ACCEPT="*/*")
+        assert refused.status_code == 401 and refused.json()["code"] == "not_authenticated"
+        assert "WWW-Authenticate" in refused
+        assert signed_in.get(path).status_code == 200, path
+
+    make_user(name="reader")
+    login_page = client.get("/api-auth/login/?next=/docs")
+    assert login_page.status_code == 200
+    back = client.post(
+        "/api-auth/login/",
+        {"username": "reader", "password": "pw-for-tests-only", "next": "/docs"},
+        follow=True,
+        HTTP_ACCEPT=BROWSER,
+    )
+    assert back.redirect_chain == [("/docs", 302)]
+    assert back.status_code == 200 and b"swagger-ui" in back.content
 
 
 def test_health_is_public(anon):
@@ -214,3 +252,28 @@ def test_token_admin_is_closed_to_staff_without_token_permissions(client, make_u
     client.force_login(make_user("view", "add", "change", "delete", staff=True))
     assert client.get("/admin/authtoken/tokenproxy/").status_code == 403
     assert client.get("/admin/authtoken/tokenproxy/add/").status_code == 403
+
+
+def test_a_known_idempotency_key_shows_the_job_only_to_who_may_view_it(make_user, client_for):
+    """Without view permission a known key is a 409 naming the job's id, nothing of its
+    contents; with it, the existing job (200). No second job either way."""
+    owner = client_for(make_user("add", "view", name="owner"))
+    spec = {"task": "echo", "payload": {"card": "4111-secret"}, "idempotency_key": "order-42"}
+    job_id = owner.post("/api/jobs", spec, format="json").json()["id"]
+
+    same_key = {"task": "echo", "idempotency_key": "order-42"}
+    adder = client_for(make_user("add"))
+    response = adder.post("/api/jobs", same_key, format="json")
+    assert response.status_code == 409, response.content
+    assert response.json() == {
+        "detail": "An unfinished job already holds this idempotency_key.",
+        "code": "conflict",
+        "id": job_id,
+    }
+    assert adder.get(f"/api/jobs/{job_id}").status_code == 403
+
+    viewer = client_for(make_user("add", "view", name="viewer"))
+    again = viewer.post("/api/jobs", same_key, format="json")
+    assert again.status_code == 200
+    assert again.json()["id"] == job_id and again.json()["payload"] == {"card": "4111-secret"}
+    assert Job.objects.count() == 1

@@ -5,6 +5,8 @@ Every 4xx and 5xx answer under ``/api/`` is::
     {"detail": "<one readable sentence>", "code": "<machine code>",
      "errors": {"<field>": ["<message>", ...]}}    # "errors" only for invalid input
 
+(and ``"id"`` of the holding job in the 409 for a known idempotency key).
+
 DRF's own exceptions pass through ``exception_handler``; everything Django answers
 by itself (unknown URLs, oversized bodies, server errors, with ``DEBUG`` on or off)
 is rewritten by ``ApiErrorMiddleware``, so an API client never gets an HTML page
@@ -12,6 +14,7 @@ or a traceback.
 """
 
 from collections.abc import Callable
+from functools import wraps
 from http import HTTPStatus
 from typing import Any
 
@@ -19,11 +22,13 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 API_PREFIX = "/api/"
+READ_METHODS = ("GET", "HEAD")
 # The codes DRF uses for the same statuses, so a client sees one code per status.
 CODES = {
     403: "permission_denied",
@@ -49,6 +54,10 @@ class ErrorSerializer(serializers.Serializer):
         child=serializers.ListField(child=serializers.CharField()),
         required=False,
         help_text="For invalid input: messages per field ('field.sub' for nested values).",
+    )
+    id = serializers.UUIDField(
+        required=False,
+        help_text="For a 409 on a known idempotency_key: the job that holds it.",
     )
 
 
@@ -109,12 +118,44 @@ def json_error(status_code: int, detail: str | None = None) -> JsonResponse:
     return JsonResponse(body, status=status_code)
 
 
+def read_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Serve GET and HEAD; answer any other method with a 405 in the error shape.
+
+    For plain Django views (``/health``, ``/metrics``). Exempt from CSRF: the view
+    serves no unsafe method, and the CSRF check would otherwise answer a POST
+    first, with an HTML page.
+    """
+
+    @csrf_exempt
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.method not in READ_METHODS:
+            response = json_error(405, f'Method "{request.method}" not allowed.')
+            response["Allow"] = ", ".join(READ_METHODS)
+            return response
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
 def _is_json(response: HttpResponse) -> bool:
     return response.get("Content-Type", "").startswith("application/json")
 
 
+def _unread_chunked_body(request: HttpRequest) -> bool:
+    """A chunked body without a length: Django reads bodies by ``CONTENT_LENGTH`` only.
+
+    ``jobqueue.wsgi.ChunkedBodies`` gives gunicorn's chunked bodies their length;
+    one that reaches Django without it (another server, ASGI) cannot be read.
+    """
+    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    return chunked and not request.META.get("CONTENT_LENGTH")
+
+
 class ApiErrorMiddleware:
     """Cap API request bodies and turn any non-JSON API error into the error shape.
+
+    A chunked body Django cannot read is a 411 on every path, never an empty body.
 
     Put it first in ``MIDDLEWARE``, so it also sees the answers Django builds
     for unknown URLs, disallowed hosts and unhandled exceptions.
@@ -124,6 +165,9 @@ class ApiErrorMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if _unread_chunked_body(request):
+            # Django would read it as empty: a retry of "these ids" would become "all".
+            return json_error(411, "A chunked body cannot be read here: send a Content-Length.")
         if not request.path_info.startswith(API_PREFIX):
             return self.get_response(request)
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE

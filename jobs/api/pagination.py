@@ -2,20 +2,23 @@
 
 The prototype's clients expect ``GET /api/jobs`` to answer with an array, so the
 page links travel in the header (RFC 8288), as GitHub's API does. A page size
-outside 1..``JOBS_MAX_PAGE_SIZE`` or a cursor this server did not issue is a 400,
-never a silent default.
+outside 1..``JOBS_MAX_PAGE_SIZE`` or a cursor this server did not issue (cursors are
+signed) is a 400, never a silent default.
 """
 
 from typing import Any
 
-from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import DataError
-from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.pagination import CursorPagination
+from django.core import signing
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
 
 from jobs.conf import conf
+
+CURSOR_SALT = "jobs.api.pagination.cursor"
+INVALID_CURSOR = "Invalid cursor: follow the URLs of the Link header."
 
 
 class LinkHeaderCursorPagination(CursorPagination):
@@ -40,14 +43,30 @@ class LinkHeaderCursorPagination(CursorPagination):
             )
         return size
 
-    def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> Any:
+    def encode_cursor(self, cursor: Cursor) -> str:
+        """Return the URL of the page at ``cursor``, signed together with its ordering.
+
+        DRF's cursors are plain base64 that anyone can forge (a made-up position or
+        offset, or a cursor of another ordering, answered 200 with a wrong page); a
+        signed one is honoured only as issued.
+        """
+        fields = [cursor.offset, cursor.reverse, cursor.position, list(self.ordering)]
+        token = signing.dumps(fields, salt=CURSOR_SALT, compress=True)
+        return replace_query_param(self.base_url, self.cursor_query_param, token)
+
+    def decode_cursor(self, request: Request) -> Cursor | None:
+        """Return the cursor of the request, if any. Raises ``ValidationError`` (400) for
+        one this server did not issue, or issued for another ordering."""
+        token = request.query_params.get(self.cursor_query_param)
+        if token is None:
+            return None
         try:
-            return super().paginate_queryset(queryset, request, view)
-        except (NotFound, DjangoValidationError, DataError, ValueError, TypeError):
-            if self.cursor_query_param not in request.query_params:
-                raise
-            # A cursor that does not decode, or whose position does not fit the ordering.
-            raise ValidationError({"cursor": ["Invalid cursor."]}) from None
+            offset, reverse, position, ordering = signing.loads(token, salt=CURSOR_SALT)
+        except (signing.BadSignature, ValueError, TypeError):
+            ordering = None
+        if ordering != list(self.ordering):
+            raise ValidationError({"cursor": [INVALID_CURSOR]})
+        return Cursor(offset=offset, reverse=reverse, position=position)
 
     def get_paginated_response(self, data: Any) -> Response:
         links = []

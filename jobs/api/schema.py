@@ -12,6 +12,7 @@ from drf_spectacular.utils import OpenApiResponse
 
 from jobs import tasks
 from jobs.api.errors import ErrorSerializer
+from jobs.api.serializers import RETRY_SELECTORS
 
 ERRORS = {
     "400": "Invalid input: see `errors` for the messages per field.",
@@ -88,6 +89,15 @@ JSON_VALUE = {
 }
 
 
+# A bulk retry names its jobs: an empty body is refused, never "the whole failure queue".
+RETRY_SELECTION = {
+    "anyOf": [
+        *({"required": [name]} for name in sorted(RETRY_SELECTORS)),
+        {"required": ["all"], "properties": {"all": {"const": True}}},
+    ]
+}
+
+
 def document_requests(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
     """Document what the request serializers accept beyond what drf-spectacular infers.
 
@@ -107,6 +117,8 @@ def document_requests(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         if name.endswith("Request") and component.get("type") == "object":
             component["additionalProperties"] = False
     _link_created_jobs(result)
+    if "BulkRetryRequest" in schemas:
+        schemas["BulkRetryRequest"] |= RETRY_SELECTION
     job = schemas.get("JobRequest", {}).get("properties", {})
     if "task" in job:
         job["task"]["enum"] = sorted(tasks.registered())

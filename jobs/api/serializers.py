@@ -416,10 +416,11 @@ class StatsSerializer(serializers.Serializer):
 
 
 RETRYABLE_STATUSES = [Status.FAILED.value, Status.CANCELLED.value, Status.DONE.value]
+RETRY_SELECTORS = {"ids", "status", "queue", "task"}
 
 
 class BulkRetrySerializer(ClosedSerializerMixin, serializers.Serializer):
-    """Which jobs to requeue: a list of ids, or a filter over the failure queue."""
+    """Which jobs to requeue: a list of ids, a filter, or "all": true (the failure queue)."""
 
     ids = serializers.ListField(
         child=StrictUUIDField(), required=False, min_length=1, max_length=10_000
@@ -427,10 +428,19 @@ class BulkRetrySerializer(ClosedSerializerMixin, serializers.Serializer):
     status = serializers.ChoiceField(choices=RETRYABLE_STATUSES, required=False)
     queue = StrictCharField(required=False, max_length=100)
     task = StrictCharField(required=False, max_length=200)
+    all = StrictBooleanField(
+        required=False, help_text="true: the whole failure queue (or all jobs of `status`)."
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "ids" in attrs and len(attrs) > 1:
             raise serializers.ValidationError("Give either ids or a filter, not both.")
+        # An empty body is no selection: it must never mean "the whole failure queue".
+        if not attrs.keys() & RETRY_SELECTORS and not attrs.get("all"):
+            raise serializers.ValidationError(
+                'Say which jobs to retry: "ids", a filter ("status", "queue", "task"), '
+                'or "all": true for the whole failure queue.'
+            )
         if len(attrs.get("ids", [])) > conf.MAX_BULK:
             raise serializers.ValidationError(f"At most {conf.MAX_BULK} ids (JOBS_MAX_BULK).")
         return attrs

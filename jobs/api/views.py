@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound, ValidationError
@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs import lifecycle, metrics, runner, schedules, stats, tasks
+from jobs.api.errors import ErrorSerializer, read_only
 from jobs.api.filters import JobFilter, ScheduleFilter
 from jobs.api.schema import error_response
 from jobs.api.serializers import (
@@ -50,6 +51,11 @@ def _conflict(refused: TransitionRefused) -> APIException:
 
 
 TRANSITION_RESPONSES = {200: JobSerializer, 409: error_response("409")}
+KEY_HELD_DETAIL = "An unfinished job already holds this idempotency_key."
+KEY_HELD = (
+    "An unfinished job holds the idempotency_key and the caller may not view jobs: "
+    "`id` names the job, nothing else of it is shown (or the key is contended: retry)."
+)
 
 
 class JobViewSet(
@@ -94,9 +100,16 @@ class JobViewSet(
             return Job.objects.prefetch_related("history")
         return Job.objects.all()
 
-    @extend_schema(responses={201: JobSerializer, 200: JobSerializer, 409: error_response("409")})
+    @extend_schema(
+        responses={
+            201: JobSerializer,
+            200: JobSerializer,
+            409: OpenApiResponse(ErrorSerializer, description=KEY_HELD),
+        }
+    )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        """Queue a job; for a known unfinished ``idempotency_key``, return that job (200).
+        """Queue a job; for a known unfinished ``idempotency_key``, return that job (200)
+        to a caller who may view jobs, and only its id (409) to one who may not.
 
         A JSON array of jobs queues them all in one INSERT (201, the array).
         """
@@ -110,6 +123,10 @@ class JobViewSet(
             raise ValidationError({"task": [str(exc)]}) from None
         except TransitionRefused as exc:
             raise Conflict(str(exc)) from None
+        if not created and not request.user.has_perm("jobs.view_job"):
+            # Someone else's job, maybe: its contents are for those who may view it.
+            body = {"detail": KEY_HELD_DETAIL, "code": "conflict", "id": str(job.pk)}
+            return Response(body, status=status.HTTP_409_CONFLICT)
         return Response(
             JobSerializer(job).data,
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
@@ -125,13 +142,12 @@ class JobViewSet(
         jobs = lifecycle.enqueue_many(serializer.validated_data)
         return Response(JobSerializer(jobs, many=True).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses={200: JobSerializer})
+    @extend_schema(responses=TRANSITION_RESPONSES)
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        """Delete a job and answer with it, as it was."""
+        """Delete a job and answer with it, as it was; a running job is a 409 (cancel it
+        first), as in the admin."""
         job = self.get_object()
-        data = JobSerializer(job).data
-        job.delete()
-        return Response(data)
+        return self._transition(lifecycle.delete, job_id=job.pk)
 
     @extend_schema(request=JobStatusSerializer, responses=TRANSITION_RESPONSES)
     @action(detail=True, methods=["patch"], url_path="status", url_name="status")
@@ -170,10 +186,11 @@ class JobViewSet(
     )
     @action(detail=False, methods=["post"], url_path="retry", url_name="retry-many")
     def retry_many(self, request: Request) -> Response:
-        """Requeue many jobs: ``{"ids": [...]}``, or a filter over the failure queue
+        """Requeue many jobs: ``{"ids": [...]}``, a filter over the failure queue
         (``{"status": "failed", "queue": ..., "task": ...}``, status defaulting to failed),
-        at most JOBS_MAX_BULK per call. Answers how many changed and, by status, how
-        many were skipped."""
+        or ``{"all": true}`` for the whole failure queue; an empty body is a 400. At most
+        JOBS_MAX_BULK per call. Answers how many changed and, by status, how many were
+        skipped."""
         serializer = BulkRetrySerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         chosen = serializer.validated_data
@@ -261,6 +278,7 @@ class StatsView(APIView):
         return Response(StatsSerializer(stats.snapshot()).data)
 
 
+@read_only
 def prometheus_metrics(request: HttpRequest) -> HttpResponse:
     """Serve Prometheus metrics; 404 when disabled, 401 without the configured bearer token."""
     if not conf.METRICS_ENABLED:
@@ -279,7 +297,8 @@ def prometheus_metrics(request: HttpRequest) -> HttpResponse:
     return HttpResponse(body, content_type=content_type)
 
 
-def health(request: HttpRequest) -> JsonResponse:
+@read_only
+def health(request: HttpRequest) -> HttpResponse:
     """Answer 200 when the database answers, 503 when it does not."""
     try:
         with connection.cursor() as cursor:
