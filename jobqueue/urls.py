@@ -1,8 +1,12 @@
 from django.contrib import admin
-from django.urls import include, path, re_path
+from django.urls import include, path, re_path, reverse_lazy
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from jobs.api.views import health, prometheus_metrics
+
+# The admin's "View site" link: this project's site is its API, documented at /docs
+# (the default, "/", is no page here).
+admin.site.site_url = reverse_lazy("docs")
 
 urlpatterns = [
     path("admin/", admin.site.urls),
