@@ -1,4 +1,5 @@
-"""The job admin's form: status edits checked against the lifecycle, JSON shown indented."""
+"""The job admin's form: edits checked against the lifecycle and the page as it was opened,
+JSON shown indented."""
 
 import json
 from typing import Any
@@ -11,7 +12,7 @@ from jobs import lifecycle, tasks
 from jobs.exceptions import InvalidPayload, JobsError, UnknownTask
 from jobs.models import Job, JobAttempt, Status
 
-EDITABLE_FIELDS = ["payload", "queue", "priority", "run_after", "max_attempts", "timeout"]
+EDITABLE_FIELDS = list(lifecycle.EDITABLE_FIELDS)
 
 
 class PrettyJSONField(forms.JSONField):
@@ -28,6 +29,14 @@ def allowed_targets(current: str) -> list[str]:
 
 
 class JobForm(forms.ModelForm):
+    """The job page's form.
+
+    On a job's page every editable field (the status too) carries the value the page
+    showed in a hidden input, so ``changed_data`` holds what the operator changed, and
+    the status shown is the one the save is a compare-and-set on (``lifecycle.edit``):
+    a page opened before a worker finished the job changes nothing.
+    """
+
     status = forms.ChoiceField(choices=Status.choices)
     payload = PrettyJSONField(required=False, widget=forms.Textarea(attrs={"rows": 8}))
 
@@ -37,34 +46,42 @@ class JobForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if not self.instance._state.adding:
-            current = self.instance.status
-            self.fields["status"].initial = current
-            self.fields["status"].help_text = (
-                f"Changed through the lifecycle. From {current}: "
-                f"{', '.join(allowed_targets(current)) or 'no change allowed'}."
-            )
-        else:
+        if self.instance._state.adding:
             self.fields["status"].disabled = True
             self.fields["status"].initial = Status.QUEUED
+            return
+        self.initial["status"] = self.instance.status
+        # A view-only operator's form has no editable fields: only the declared ones.
+        for name in [f for f in ["status", *EDITABLE_FIELDS] if f in self.fields]:
+            self.fields[name].show_hidden_initial = True
+            if self.is_bound and (shown := self.opened_with(name)) is not None:
+                # Shown again (after an error), the page keeps what it was opened with.
+                self.initial[name] = shown
+        current = self.initial["status"]
+        self.fields["status"].help_text = (
+            f"Changed through the lifecycle. From {current}: "
+            f"{', '.join(allowed_targets(current)) or 'no change allowed'}."
+        )
 
-    def clean_status(self) -> str:
-        """Refuse, as a form error, any edit the lifecycle's manual table does not allow."""
-        new = self.cleaned_data["status"]
-        if self.instance._state.adding:
-            return Status.QUEUED
-        current = Job.objects.filter(pk=self.instance.pk).values_list("status", flat=True).first()
-        if current is not None and new != current:
-            if (current, new) not in lifecycle.MANUAL_TRANSITIONS:
-                raise forms.ValidationError(
-                    f"A {current} job cannot be set to {new}. "
-                    f"Allowed: {', '.join(allowed_targets(current)) or 'none'}."
-                )
-        return new
+    def opened_with(self, name: str) -> Any:
+        """The value of ``name`` the page showed when it was opened (None if it did not say)."""
+        field = self.fields[name]
+        raw = field.hidden_widget().value_from_datadict(
+            self.data, self.files, self.add_initial_prefix(name)
+        )
+        if raw is None:
+            return None
+        try:
+            return field.to_python(raw)
+        except forms.ValidationError:
+            return None
 
     def clean(self) -> dict[str, Any]:
-        """Check the payload against the task's schema, as the API does."""
+        """Check a status edit against the status the page showed, and the payload against
+        the task's schema, as the API does."""
         cleaned = super().clean()
+        if not self.instance._state.adding:
+            self.clean_status_edit(cleaned)
         try:
             tasks.get(cleaned.get("task", "")).validate_payload(cleaned.get("payload"))
         except InvalidPayload as exc:
@@ -72,6 +89,21 @@ class JobForm(forms.ModelForm):
         except UnknownTask:
             pass  # reported by clean_task
         return cleaned
+
+    def clean_status_edit(self, cleaned: dict[str, Any]) -> None:
+        """Refuse, as a form error, a status edit the lifecycle's manual table does not
+        allow from the status the page showed."""
+        opened = self.opened_with("status")
+        if opened not in Status.values:
+            self.add_error(None, "This page is out of date: reload it, then edit the job.")
+            return
+        new = cleaned.get("status")
+        if new and new != opened and (opened, new) not in lifecycle.MANUAL_TRANSITIONS:
+            self.add_error(
+                "status",
+                f"A {opened} job cannot be set to {new}. "
+                f"Allowed: {', '.join(allowed_targets(opened)) or 'none'}.",
+            )
 
     def clean_task(self) -> str:
         task = self.cleaned_data["task"]
