@@ -229,15 +229,19 @@ class JobAdmin(admin.ModelAdmin):
         return text.filter(Q(payload_text__icontains=term) | Q(error__icontains=term)), False
 
     def save_model(self, request: HttpRequest, obj: Job, form: JobForm, change: bool) -> None:
-        """Create the job through ``lifecycle.enqueue``, or apply the fields the operator
-        changed and the status edit through ``lifecycle.edit``, a compare-and-set on the
-        status their page showed (a refusal: changeform_view)."""
+        """Create the job through ``lifecycle.enqueue`` (blanks take the task's defaults), or
+        apply the fields the operator changed and the status edit through ``lifecycle.edit``,
+        a compare-and-set on the status their page showed (a refusal: changeform_view)."""
         data = form.cleaned_data
         if not change:
             job, _ = lifecycle.enqueue(
-                task=obj.task, **{f: getattr(obj, f) for f in EDITABLE_FIELDS}
+                task=data["task"], **{f: data.get(f) for f in EDITABLE_FIELDS}
             )
-            form.instance = job
+            # The admin goes on with ``obj`` (its message, its links, its log entry): make
+            # it the job created, not the form's unsaved instance with its own id.
+            for field in Job._meta.concrete_fields:
+                setattr(obj, field.attname, getattr(job, field.attname))
+            obj._state.adding, obj._state.db = False, job._state.db
             return
         lifecycle.edit(
             job_id=obj.pk,

@@ -1,5 +1,5 @@
 """The job admin's form: edits checked against the lifecycle and the page as it was opened,
-JSON shown indented."""
+JSON shown indented, payload errors said per field."""
 
 import json
 from typing import Any
@@ -13,6 +13,8 @@ from jobs.exceptions import InvalidPayload, JobsError, UnknownTask
 from jobs.models import Job, JobAttempt, Status
 
 EDITABLE_FIELDS = list(lifecycle.EDITABLE_FIELDS)
+# Blank on the add form means the task's default (its queue, priority, attempts, timeout).
+TASK_DEFAULTS = ["queue", "priority", "max_attempts", "timeout"]
 
 
 class PrettyJSONField(forms.JSONField):
@@ -26,6 +28,28 @@ class PrettyJSONField(forms.JSONField):
 
 def allowed_targets(current: str) -> list[str]:
     return sorted(to for (frm, to) in lifecycle.MANUAL_TRANSITIONS if frm == current)
+
+
+def payload_messages(errors: Any, where: str = "") -> list[str]:
+    """Say a task schema's errors (DRF's nested dicts and lists, or JSON Schema's
+    ``{path: [message]}``) as one readable line per problem: ``subject: This field is required.``"""
+    if isinstance(errors, dict):
+        return [
+            line
+            for key, value in errors.items()
+            for line in payload_messages(
+                value, where if key in ("non_field_errors", "payload") else f"{where}{key}."
+            )
+        ]
+    if isinstance(errors, list | tuple):
+        if all(isinstance(item, str) for item in errors):
+            return [f"{where.rstrip('.')}: {item}" if where else str(item) for item in errors]
+        return [
+            line
+            for index, item in enumerate(errors)
+            for line in payload_messages(item, f"{where}{index}.")
+        ]
+    return [f"{where.rstrip('.')}: {errors}" if where else str(errors)]
 
 
 class JobForm(forms.ModelForm):
@@ -49,6 +73,10 @@ class JobForm(forms.ModelForm):
         if self.instance._state.adding:
             self.fields["status"].disabled = True
             self.fields["status"].initial = Status.QUEUED
+            for name in [f for f in TASK_DEFAULTS if f in self.fields]:
+                self.fields[name].required = False
+                self.fields[name].help_text = "Blank: the task's default."
+                self.initial[name] = None
             return
         self.initial["status"] = self.instance.status
         # A view-only operator's form has no editable fields: only the declared ones.
@@ -85,7 +113,7 @@ class JobForm(forms.ModelForm):
         try:
             tasks.get(cleaned.get("task", "")).validate_payload(cleaned.get("payload"))
         except InvalidPayload as exc:
-            self.add_error("payload", str(exc.errors))
+            self.add_error("payload", payload_messages(exc.errors))
         except UnknownTask:
             pass  # reported by clean_task
         return cleaned

@@ -8,7 +8,8 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs import lifecycle
+from jobs import lifecycle, tasks
+from jobs.admin_forms import payload_messages
 from jobs.models import Job, JobAttempt, Status, Worker
 from tests.admin_helpers import CHANGELIST, act, change_url, one_of_each, page_form, shown
 from tests.test_lifecycle import ALL, put_in
@@ -354,3 +355,91 @@ def test_a_page_shown_again_after_an_error_keeps_the_status_it_was_opened_with(
     shown_messages, after = save(admin_client, job, page_form(again), priority="5")
     assert any("changed since you opened it" in m for m in shown_messages)
     assert (after.status, after.attempts, after.priority) == (Status.DONE, 1, 0)
+
+
+# -- adding a job (issue 12, point 11) --------------------------------------------------------
+
+ADD = reverse("admin:jobs_job_add")
+
+
+@tasks.register("test.own_defaults", queue="media", priority=5, max_attempts=7, timeout=9.5)
+def own_defaults(payload):
+    return payload
+
+
+@pytest.mark.parametrize("button", ["_save", "_continue", "_addanother"])
+def test_add_names_and_links_the_job_it_created(admin_client, button):
+    form = page_form(admin_client.get(ADD))
+    response = admin_client.post(ADD, {**form, "task": "echo", "payload": '"hi"', button: "1"})
+    job = Job.objects.get()
+    assert response.status_code == 302
+    (message,) = [str(m) for m in get_messages(response.wsgi_request)]
+    assert str(job.pk) in message and change_url(job) in message
+    if button == "_continue":
+        assert response.url.startswith(change_url(job))
+        assert admin_client.get(response.url).status_code == 200
+    entry = LogEntry.objects.get()
+    assert entry.object_id == str(job.pk)
+
+
+def test_add_form_leaves_the_task_defaults_blank(admin_client):
+    form = page_form(admin_client.get(ADD))
+    assert [form[f] for f in ("queue", "priority", "max_attempts", "timeout")] == ["", "", "", ""]
+
+
+@pytest.mark.parametrize(
+    ("task", "payload", "expected"),
+    [
+        ("test.own_defaults", "1", ("media", 5, 7, 9.5)),
+        (
+            "send_email",
+            '{"to": "a@example.com", "subject": "s", "body": "b"}',
+            ("default", 0, 5, None),
+        ),
+        ("echo", "1", ("default", 0, 3, None)),
+    ],
+)
+def test_add_with_blanks_takes_the_task_defaults(admin_client, task, payload, expected):
+    form = page_form(admin_client.get(ADD))
+    response = admin_client.post(ADD, {**form, "task": task, "payload": payload, "_save": "1"})
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    job = Job.objects.get()
+    assert (job.queue, job.priority, job.max_attempts, job.timeout) == expected
+
+
+def test_add_with_values_overrides_the_task_defaults(admin_client):
+    form = page_form(admin_client.get(ADD))
+    form |= {"task": "test.own_defaults", "payload": "1", "queue": "q", "priority": "-3"}
+    form |= {"max_attempts": "2", "timeout": "4", "_save": "1"}
+    assert admin_client.post(ADD, form).status_code == 302
+    job = Job.objects.get()
+    assert (job.queue, job.priority, job.max_attempts, job.timeout) == ("q", -3, 2, 4.0)
+
+
+def test_add_shows_payload_errors_per_field_in_words(admin_client):
+    form = page_form(admin_client.get(ADD))
+    form |= {"task": "send_email", "payload": '{"to": ["a@example.com", "nope"]}', "_save": "1"}
+    response = admin_client.post(ADD, form)
+    assert response.status_code == 200 and not Job.objects.exists()
+    errors = response.context["adminform"].form.errors["payload"]
+    assert errors == [
+        "to.1: Enter a valid email address.",
+        "subject: This field is required.",
+        "body: This field is required.",
+    ]
+    assert "ErrorDetail" not in shown(response)
+
+
+def test_payload_messages_say_each_problem_on_its_own_line():
+    assert payload_messages({"n": ["is required"], "payload": ["too big"]}) == [
+        "n: is required",
+        "too big",
+    ]
+    assert payload_messages({"non_field_errors": ["Expected a dictionary."]}) == [
+        "Expected a dictionary."
+    ]
+    assert payload_messages({"a": {"b": ["bad"]}, "c": [{}, {"d": ["worse"]}]}) == [
+        "a.b: bad",
+        "c.1.d: worse",
+    ]
+    assert payload_messages("The payload is too large.") == ["The payload is too large."]
