@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import include, path, re_path
+from django.urls import include, path, re_path, reverse_lazy
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from jobs.api.docs import docs_view
@@ -7,6 +7,10 @@ from jobs.api.views import health, prometheus_metrics
 
 # GET and HEAD only: Swagger UI's HTML renderer cannot answer OPTIONS (a 500 otherwise).
 swagger_ui = SpectacularSwaggerView.as_view(url_name="schema", http_method_names=["get", "head"])
+
+# The admin's "View site" link: this project's site is its API, documented at /docs
+# (the default, "/", is no page here).
+admin.site.site_url = reverse_lazy("docs")
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -20,7 +20,7 @@ from django.contrib.admin.actions import delete_selected as confirm_delete
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet, TextField
 from django.db.models.functions import Cast
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
@@ -30,7 +30,7 @@ from jobs import dashboard, lifecycle
 from jobs.admin_forms import EDITABLE_FIELDS, JobAttemptInline, JobForm
 from jobs.admin_list import EstimatedCountPaginator, HasErrorFilter, QueueFilter, TaskFilter
 from jobs.conf import conf
-from jobs.exceptions import TransitionRefused
+from jobs.exceptions import JobChanged, TransitionRefused
 from jobs.models import Job, Status, Worker
 
 logger = logging.getLogger(__name__)
@@ -229,21 +229,51 @@ class JobAdmin(admin.ModelAdmin):
         return text.filter(Q(payload_text__icontains=term) | Q(error__icontains=term)), False
 
     def save_model(self, request: HttpRequest, obj: Job, form: JobForm, change: bool) -> None:
+        """Create the job through ``lifecycle.enqueue`` (blanks take the task's defaults), or
+        apply the fields the operator changed and the status edit through ``lifecycle.edit``,
+        a compare-and-set on the status their page showed (a refusal: changeform_view)."""
+        data = form.cleaned_data
         if not change:
             job, _ = lifecycle.enqueue(
-                task=obj.task, **{f: getattr(obj, f) for f in EDITABLE_FIELDS}
+                task=data["task"], **{f: data.get(f) for f in EDITABLE_FIELDS}
             )
-            form.instance = job
+            # The admin goes on with ``obj`` (its message, its links, its log entry): make
+            # it the job created, not the form's unsaved instance with its own id.
+            for field in Job._meta.concrete_fields:
+                setattr(obj, field.attname, getattr(job, field.attname))
+            obj._state.adding, obj._state.db = False, job._state.db
             return
-        obj.save(update_fields=[*EDITABLE_FIELDS, "updated_at"])
-        new_status = form.cleaned_data["status"]
-        current = Job.objects.filter(pk=obj.pk).values_list("status", flat=True).first()
-        if new_status != current:
-            try:
-                lifecycle.set_status(job_id=obj.pk, status=new_status)
-            except TransitionRefused as refused:
-                # The job moved between the form check and now (a worker got there first).
-                self.message_user(request, f"Status not changed: {refused}", messages.ERROR)
+        lifecycle.edit(
+            job_id=obj.pk,
+            seen=form.opened_with("status"),
+            status=data["status"] if "status" in form.changed_data else None,
+            changes={f: data[f] for f in form.changed_data if f in EDITABLE_FIELDS},
+        )
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """Answer a refused edit with the job's page as it is now, and say why.
+
+        ``save_model`` raises inside the view's transaction, so nothing of the save
+        (nor its "changed" log entry) is kept.
+        """
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except JobChanged as changed:
+            now = f"it is now {changed.current}" if changed.current else "it no longer exists"
+            message = (
+                f"This job changed since you opened it: {now}. Nothing was changed; "
+                "the page shows it as it is now."
+            )
+        except TransitionRefused as refused:
+            message = f"Nothing was changed: {refused}."
+        self.message_user(request, message, messages.ERROR)
+        return HttpResponseRedirect(request.get_full_path())
 
     # -- actions --------------------------------------------------------------------------
 

@@ -6,9 +6,10 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
-from django.utils.timesince import timesince
 
+from jobs.dashboard import human
 from jobs.models import Worker
 
 
@@ -31,7 +32,22 @@ class AliveFilter(admin.SimpleListFilter):
 class WorkerAdmin(admin.ModelAdmin):
     """Workers register themselves; operators only look."""
 
+    # The heartbeat beside the state: it says why a worker is dead, and stays in view
+    # on a 1280-pixel screen.
     list_display = [
+        "id",
+        "state",
+        "heartbeat",
+        "hostname",
+        "pid",
+        "queue_list",
+        "concurrency",
+        "started_at",
+        "current",
+    ]
+    list_filter = [AliveFilter]
+    search_fields = ["id", "hostname"]
+    fields = [
         "id",
         "state",
         "hostname",
@@ -39,12 +55,10 @@ class WorkerAdmin(admin.ModelAdmin):
         "queue_list",
         "concurrency",
         "started_at",
+        "last_heartbeat_at",
         "heartbeat",
         "current",
     ]
-    list_filter = [AliveFilter]
-    search_fields = ["id", "hostname"]
-    fields = [*list_display[:6], "started_at", "last_heartbeat_at", "current"]
     readonly_fields = fields
 
     class Media:
@@ -65,7 +79,10 @@ class WorkerAdmin(admin.ModelAdmin):
 
     @admin.display(description="last heartbeat", ordering="last_heartbeat_at")
     def heartbeat(self, worker: Worker) -> str:
-        return f"{timesince(worker.last_heartbeat_at)} ago"
+        """Seconds ago (minutes, hours or days when longer): dead is a lease of silence,
+        so "0 minutes" would say nothing."""
+        ago = human(timezone.now() - worker.last_heartbeat_at)
+        return format_html('<span title="{}">{} ago</span>', worker.last_heartbeat_at, ago)
 
     @admin.display(description="current jobs")
     def current(self, worker: Worker) -> str:

@@ -125,6 +125,11 @@ class _Conf:
         return parse_age(_get("JOBS_RETAIN_CANCELLED", "7d"))
 
     @property
+    def RETAIN_DEAD_WORKERS(self) -> timedelta | None:
+        """Age of the last heartbeat after which a dead worker's registry row is removed."""
+        return parse_age(_get("JOBS_RETAIN_DEAD_WORKERS", "1d"))
+
+    @property
     def PURGE_BATCH_SIZE(self) -> int:
         """Jobs deleted per DELETE, each batch in its own short transaction."""
         return _get("JOBS_PURGE_BATCH_SIZE", 1000, int)

@@ -16,6 +16,10 @@ class TransitionRefused(JobsError):
         self.current = current
 
 
+class JobChanged(TransitionRefused):
+    """An edit was refused because the job left the status its author saw (a stale page)."""
+
+
 class UnknownTask(JobsError):
     """A job names a task that is not registered."""
 

@@ -37,7 +37,7 @@ from django.utils import timezone
 
 from jobs import metrics, notify, tasks
 from jobs.conf import conf
-from jobs.exceptions import InvalidPayload, TransitionRefused
+from jobs.exceptions import InvalidPayload, JobChanged, TransitionRefused
 from jobs.models import ACTIVE_STATUSES, Job, JobAttempt, Outcome, ScheduleFire, Status
 
 logger = logging.getLogger(__name__)
@@ -71,6 +71,8 @@ MANUAL_TRANSITIONS: dict[tuple[str, str], str] = {
 }
 
 MANUAL_HOLDER = "manual"
+# The fields an operator may edit by hand (``edit``); the others belong to the state machine.
+EDITABLE_FIELDS = ("payload", "queue", "priority", "run_after", "max_attempts", "timeout")
 MAX_PAYLOAD_DEPTH = 100
 
 
@@ -693,6 +695,40 @@ def set_status(*, job_id: Any, status: str) -> Job:
         fail(job=job, worker_id=holder, error="marked failed by an operator", retry=False)
     job.refresh_from_db()
     return job
+
+
+def edit(
+    *,
+    job_id: Any,
+    seen: str,
+    status: str | None = None,
+    changes: dict[str, Any] | None = None,
+) -> Job:
+    """Apply an operator's edit of a job they saw in status ``seen``, all or nothing:
+    a manual status change to ``status`` (as ``set_status``), then the field ``changes``.
+
+    A compare-and-set on ``seen``: a page opened before a worker claimed or finished
+    the job must not requeue it or edit it as if it were still waiting. Raises
+    ``JobChanged`` when the job is no longer ``seen``, and ``TransitionRefused`` for a
+    status change ``MANUAL_TRANSITIONS`` does not allow; nothing changes then.
+    """
+    changes = changes or {}
+    if unknown := sorted(set(changes) - set(EDITABLE_FIELDS)):
+        raise ValueError(f"not editable by hand: {', '.join(unknown)}")
+    with transaction.atomic():
+        # Lock the row in the status seen, so it cannot move until the writes below commit.
+        if not Job.objects.select_for_update().filter(pk=job_id, status=seen).exists():
+            current = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
+            raise JobChanged(
+                f"job {job_id} changed since it was seen {seen}: it is {current or 'deleted'} now",
+                current=current,
+            )
+        if status is not None and status != seen:
+            set_status(job_id=job_id, status=status)
+        if changes:
+            Job.objects.filter(pk=job_id).update(**changes, updated_at=timezone.now())
+    logger.info("job=%s edit status=%s fields=%s", job_id, status or seen, ",".join(changes))
+    return Job.objects.get(pk=job_id)
 
 
 def claim_for_hand(*, job_id: Any) -> Job:

@@ -8,6 +8,10 @@ else holds) and deleted with its attempt history in its own short transaction,
 so a purge of millions of rows never holds a long lock and never stalls
 workers. The built-in ``jobs.purge`` schedule runs ``purge()`` automatically;
 ``manage.py purgejobs`` runs it on demand.
+
+The registry rows of workers that died without a clean exit (``kill -9``, a lost
+host) are removed once their last heartbeat is older than
+``JOBS_RETAIN_DEAD_WORKERS``, by every worker's housekeeping.
 """
 
 import logging
@@ -20,7 +24,15 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from jobs.conf import conf
-from jobs.models import FINISHED_STATUSES, Job, JobAttempt, ScheduleFire, Status
+from jobs.models import (
+    FINISHED_STATUSES,
+    Job,
+    JobAttempt,
+    ScheduleFire,
+    Status,
+    Worker,
+    stale_after,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -109,3 +121,17 @@ def _purge_fire_records(cutoff: datetime, batch_size: int) -> None:
             ScheduleFire.objects.filter(pk__in=ids).delete()
         if len(ids) < batch_size:
             return
+
+
+def purge_dead_workers(*, now: datetime | None = None) -> int:
+    """Delete the registry rows of workers silent for longer than ``JOBS_RETAIN_DEAD_WORKERS``;
+    return how many. Their jobs are not touched: recovery requeues those once leases expire."""
+    age = conf.RETAIN_DEAD_WORKERS
+    if age is None:
+        return 0
+    # Never sooner than a lease: a live worker beats at least that often.
+    cutoff = (now or timezone.now()) - max(age, stale_after())
+    deleted = Worker.objects.filter(last_heartbeat_at__lt=cutoff).delete()[0]
+    if deleted:
+        logger.info("purge dead_workers=%s", deleted)
+    return deleted

@@ -12,7 +12,8 @@ so it always gets round to its housekeeping:
 - it kills a child whose job overran its ``timeout`` and records a timed-out
   attempt (retried like any failure), then starts a fresh child;
 - every ``recover_interval`` seconds it recovers jobs whose lease expired, from
-  any dead worker: there is no single supervisor to lose.
+  any dead worker: there is no single supervisor to lose; and it removes the
+  registry rows of workers dead for longer than ``JOBS_RETAIN_DEAD_WORKERS``.
 
 When idle it waits ``poll_interval`` seconds on a ``threading.Event``, so a stop
 request wakes it at once. Stopping: the first SIGINT/SIGTERM (or ``stop()``)
@@ -41,7 +42,7 @@ from typing import Any
 from django.db import DatabaseError, close_old_connections, connections
 from django.utils import timezone
 
-from jobs import lifecycle, schedules
+from jobs import lifecycle, retention, schedules
 from jobs.conf import conf
 from jobs.exceptions import TransitionRefused
 from jobs.executor import Pool
@@ -284,6 +285,7 @@ class Worker:
             self._next_recover = now + self.recover_interval
             if recovered := lifecycle.recover():
                 logger.warning("worker=%s recovered=%s expired leases", self.worker_id, recovered)
+            retention.purge_dead_workers()  # rows of workers killed without a clean exit
         try:
             schedules.tick()  # rate-limited inside; cheap when nothing is due
         except Exception:
@@ -291,7 +293,8 @@ class Worker:
             close_old_connections()
 
     def _heartbeat(self) -> None:
-        WorkerRow.objects.filter(pk=self.worker_id).update(last_heartbeat_at=timezone.now())
+        if not WorkerRow.objects.filter(pk=self.worker_id).update(last_heartbeat_at=timezone.now()):
+            self._register()  # removed as dead while this process was paused: back in the registry
         ids = [job.pk for job in (*self.pool.held(), *self._buffer)]
         held = lifecycle.heartbeat(worker_id=self.worker_id, job_ids=ids)
         self._buffer = deque(job for job in self._buffer if job.pk in held)

@@ -1,6 +1,7 @@
 """Shared helpers for the admin tests: staff users with chosen permissions, actions."""
 
 from collections.abc import Callable, Iterable
+from html.parser import HTMLParser
 from typing import Any
 
 import pytest
@@ -24,6 +25,60 @@ def one_of_each(make_job: Callable[..., Job]) -> dict[str, Job]:
 
 def shown(response: Any) -> str:
     return response.content.decode()
+
+
+class _FormFields(HTMLParser):
+    """What a browser submits from ``<form id=form_id>``: its inputs, selects and textareas."""
+
+    def __init__(self, form_id: str) -> None:
+        super().__init__()
+        self.form_id = form_id
+        self.inside = False
+        self.fields: dict[str, str] = {}
+        self.select: str | None = None
+        self.textarea: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "form":
+            self.inside = a.get("id") == self.form_id
+        elif tag == "option" and self.select and "selected" in a:
+            self.fields[self.select] = a.get("value") or ""
+        if not self.inside or not a.get("name"):
+            return
+        name = a["name"] or ""
+        kind = a.get("type")
+        if tag == "input" and kind not in ("submit", "checkbox", "radio"):
+            self.fields[name] = a.get("value") or ""
+        elif tag == "input" and kind != "submit" and "checked" in a:
+            self.fields[name] = a.get("value") or "on"
+        elif tag == "select":
+            self.select = name
+            self.fields.setdefault(name, "")
+        elif tag == "textarea":
+            self.textarea = name
+            self.fields[name] = ""
+
+    def handle_data(self, data: str) -> None:
+        if self.textarea:
+            self.fields[self.textarea] += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self.inside = False
+        elif tag == "select":
+            self.select = None
+        elif tag == "textarea" and self.textarea:
+            # A browser drops the newline that follows <textarea>.
+            self.fields[self.textarea] = self.fields[self.textarea].removeprefix("\n")
+            self.textarea = None
+
+
+def page_form(response: Any, form_id: str = "job_form") -> dict[str, str]:
+    """The fields a browser would post from the rendered page, with the values it shows."""
+    parser = _FormFields(form_id)
+    parser.feed(shown(response))
+    return parser.fields
 
 
 def act(

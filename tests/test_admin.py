@@ -3,13 +3,15 @@
 from datetime import timedelta
 
 import pytest
+from django.contrib.admin.models import LogEntry
 from django.contrib.messages import get_messages
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs import lifecycle
+from jobs import lifecycle, tasks
+from jobs.admin_forms import payload_messages
 from jobs.models import Job, JobAttempt, Status, Worker
-from tests.admin_helpers import CHANGELIST, act, change_url, one_of_each, shown
+from tests.admin_helpers import CHANGELIST, act, change_url, one_of_each, page_form, shown
 from tests.test_lifecycle import ALL, put_in
 
 pytestmark = pytest.mark.django_db
@@ -102,16 +104,8 @@ def test_change_page_shows_json_traceback_history_progress_lease_and_worker(admi
 @pytest.mark.parametrize(("current", "target"), [(a, b) for a in ALL for b in ALL if a != b])
 def test_status_edit_goes_through_the_lifecycle(admin_client, make_job, current, target):
     job = put_in(current, make_job)
-    form = {
-        "status": target,
-        "payload": "null",
-        "queue": job.queue,
-        "priority": job.priority,
-        "max_attempts": job.max_attempts,
-        "history-TOTAL_FORMS": 0,
-        "history-INITIAL_FORMS": 0,
-    }
-    response = admin_client.post(change_url(job), form)
+    form = page_form(admin_client.get(change_url(job)))
+    response = admin_client.post(change_url(job), {**form, "status": target, "_save": "Save"})
     job.refresh_from_db()
     if (current, target) in lifecycle.MANUAL_TRANSITIONS:
         assert response.status_code == 302
@@ -125,18 +119,21 @@ def test_status_edit_goes_through_the_lifecycle(admin_client, make_job, current,
 
 def test_edit_without_status_change_keeps_fields_and_status(admin_client, make_job):
     job = make_job(payload={"a": 1})
-    form = {
-        "status": Status.QUEUED,
-        "payload": '{"a": 2}',
-        "queue": "mail",
-        "priority": 5,
-        "max_attempts": 4,
-        "history-TOTAL_FORMS": 0,
-        "history-INITIAL_FORMS": 0,
-    }
-    assert admin_client.post(change_url(job), form).status_code == 302
+    form = page_form(admin_client.get(change_url(job)))
+    edits = {"payload": '{"a": 2}', "queue": "mail", "priority": 5, "max_attempts": 4}
+    assert admin_client.post(change_url(job), {**form, **edits, "_save": "Save"}).status_code == 302
     job.refresh_from_db()
     assert (job.payload, job.queue, job.priority, job.status) == ({"a": 2}, "mail", 5, "queued")
+
+
+def test_a_post_without_the_page_it_was_opened_from_changes_nothing(admin_client, make_job):
+    """A post that does not say what status it was opened on is refused, not guessed."""
+    job = make_job()
+    form = {"status": Status.CANCELLED, "payload": "null", "queue": "default", "priority": 0}
+    form |= {"max_attempts": 3, "history-TOTAL_FORMS": 0, "history-INITIAL_FORMS": 0}
+    response = admin_client.post(change_url(job), form)
+    assert response.status_code == 200 and "This page is out of date" in shown(response)
+    assert Job.objects.get(pk=job.pk).status == Status.QUEUED
 
 
 def test_add_enqueues_through_the_lifecycle(admin_client):
@@ -260,3 +257,189 @@ def test_action_from_the_change_page(admin_client, make_job):
     assert [str(m) for m in get_messages(response.wsgi_request)] == ["1 job requeued."]
     job.refresh_from_db()
     assert job.status == Status.QUEUED
+
+
+# -- a page opened before the job moved (issue 12, point 9) ---------------------------------
+
+
+def finish(job: Job) -> None:
+    """A worker claims the job and finishes it, as happens while an operator reads its page."""
+    (claimed,) = lifecycle.claim(worker_id="w-meanwhile")
+    assert claimed.pk == job.pk
+    lifecycle.succeed(job=claimed, worker_id="w-meanwhile", result="ran")
+
+
+def save(client, job: Job, form: dict, **edits) -> tuple[list[str], Job]:
+    """Post ``form`` (a page as it was rendered) with the operator's ``edits``; return the
+    messages shown on the page that follows, and the job as it is now."""
+    response = client.post(change_url(job), {**form, **edits, "_save": "Save"}, follow=True)
+    assert response.status_code == 200
+    shown_messages = [str(m) for m in get_messages(response.wsgi_request)]
+    return shown_messages, Job.objects.get(pk=job.pk)
+
+
+MEANWHILE = {
+    "finished": finish,
+    "claimed": lambda job: lifecycle.claim(worker_id="w-meanwhile"),
+    "cancelled": lambda job: lifecycle.cancel(job_id=job.pk),
+}
+EDITS = {
+    "priority": {"priority": "7"},
+    "queue": {"queue": "elsewhere"},
+    "max_attempts": {"max_attempts": "9"},
+    "run_after": {"run_after_0": "2031-01-02", "run_after_1": "03:04:05"},
+    "payload": {"payload": '{"a": 2}'},
+    "status": {"status": Status.CANCELLED},
+}
+
+
+@pytest.mark.parametrize("edit", sorted(EDITS))
+@pytest.mark.parametrize("meanwhile", sorted(MEANWHILE))
+def test_a_page_opened_before_the_job_moved_changes_nothing(
+    admin_client, make_job, meanwhile, edit
+):
+    """The issue's case: a stale page of a queued job must not run the job again (the
+    unchanged status field is no request to requeue) nor edit a job no longer queued."""
+    job = make_job(payload={"a": 1})
+    form = page_form(admin_client.get(change_url(job)))
+    MEANWHILE[meanwhile](job)
+    before = Job.objects.get(pk=job.pk)
+    shown_messages, after = save(admin_client, job, form, **EDITS[edit])
+    assert any("changed since you opened it" in m for m in shown_messages), shown_messages
+    assert not any("successfully" in m for m in shown_messages)
+    fields = ["status", "attempts", "priority", "queue", "max_attempts", "run_after", "payload"]
+    assert [getattr(after, f) for f in fields] == [getattr(before, f) for f in fields]
+    assert not LogEntry.objects.exists()  # no "changed" entry in the admin's history
+
+
+def test_the_issue_case_does_not_run_the_job_twice(admin_client, make_job):
+    job = make_job(payload={"a": 1})
+    form = page_form(admin_client.get(change_url(job)))
+    finish(job)
+    shown_messages, after = save(admin_client, job, form, priority="5")
+    assert (after.status, after.attempts, after.priority) == (Status.DONE, 1, 0)
+    assert shown_messages == [
+        "This job changed since you opened it: it is now done. Nothing was changed; "
+        "the page shows it as it is now."
+    ]
+    assert lifecycle.claim(worker_id="w-again") == []
+
+
+def test_only_the_fields_the_operator_changed_are_written(admin_client, make_job):
+    """Another operator's edit of a field this page did not touch survives this save."""
+    job = make_job(payload={"a": 1})
+    form = page_form(admin_client.get(change_url(job)))
+    act(admin_client, "run_next", [job])  # meanwhile: priority 100, same status
+    shown_messages, after = save(admin_client, job, form, payload='{"a": 2}')
+    assert len(shown_messages) == 1 and "was changed successfully" in shown_messages[0]
+    assert (after.payload, after.priority, after.status) == ({"a": 2}, 100, Status.QUEUED)
+
+
+def test_a_status_edit_on_a_fresh_page_goes_through(admin_client, make_job):
+    job = make_job()
+    finish(job)
+    form = page_form(admin_client.get(change_url(job)))
+    _, after = save(admin_client, job, form, status=Status.QUEUED, priority="3")
+    assert (after.status, after.priority) == (Status.QUEUED, 3)
+
+
+def test_a_page_shown_again_after_an_error_keeps_the_status_it_was_opened_with(
+    admin_client, make_job
+):
+    """Fixing an error on the page shown again must not turn the stale status into a request."""
+    job = make_job()
+    form = page_form(admin_client.get(change_url(job)))
+    finish(job)
+    again = admin_client.post(change_url(job), {**form, "priority": "x", "_save": "Save"})
+    assert again.status_code == 200 and again.context["adminform"].form.errors
+    shown_messages, after = save(admin_client, job, page_form(again), priority="5")
+    assert any("changed since you opened it" in m for m in shown_messages)
+    assert (after.status, after.attempts, after.priority) == (Status.DONE, 1, 0)
+
+
+# -- adding a job (issue 12, point 11) --------------------------------------------------------
+
+ADD = reverse("admin:jobs_job_add")
+
+
+@tasks.register("test.own_defaults", queue="media", priority=5, max_attempts=7, timeout=9.5)
+def own_defaults(payload):
+    return payload
+
+
+@pytest.mark.parametrize("button", ["_save", "_continue", "_addanother"])
+def test_add_names_and_links_the_job_it_created(admin_client, button):
+    form = page_form(admin_client.get(ADD))
+    response = admin_client.post(ADD, {**form, "task": "echo", "payload": '"hi"', button: "1"})
+    job = Job.objects.get()
+    assert response.status_code == 302
+    (message,) = [str(m) for m in get_messages(response.wsgi_request)]
+    assert str(job.pk) in message and change_url(job) in message
+    if button == "_continue":
+        assert response.url.startswith(change_url(job))
+        assert admin_client.get(response.url).status_code == 200
+    entry = LogEntry.objects.get()
+    assert entry.object_id == str(job.pk)
+
+
+def test_add_form_leaves_the_task_defaults_blank(admin_client):
+    form = page_form(admin_client.get(ADD))
+    assert [form[f] for f in ("queue", "priority", "max_attempts", "timeout")] == ["", "", "", ""]
+
+
+@pytest.mark.parametrize(
+    ("task", "payload", "expected"),
+    [
+        ("test.own_defaults", "1", ("media", 5, 7, 9.5)),
+        (
+            "send_email",
+            '{"to": "a@example.com", "subject": "s", "body": "b"}',
+            ("default", 0, 5, None),
+        ),
+        ("echo", "1", ("default", 0, 3, None)),
+    ],
+)
+def test_add_with_blanks_takes_the_task_defaults(admin_client, task, payload, expected):
+    form = page_form(admin_client.get(ADD))
+    response = admin_client.post(ADD, {**form, "task": task, "payload": payload, "_save": "1"})
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    job = Job.objects.get()
+    assert (job.queue, job.priority, job.max_attempts, job.timeout) == expected
+
+
+def test_add_with_values_overrides_the_task_defaults(admin_client):
+    form = page_form(admin_client.get(ADD))
+    form |= {"task": "test.own_defaults", "payload": "1", "queue": "q", "priority": "-3"}
+    form |= {"max_attempts": "2", "timeout": "4", "_save": "1"}
+    assert admin_client.post(ADD, form).status_code == 302
+    job = Job.objects.get()
+    assert (job.queue, job.priority, job.max_attempts, job.timeout) == ("q", -3, 2, 4.0)
+
+
+def test_add_shows_payload_errors_per_field_in_words(admin_client):
+    form = page_form(admin_client.get(ADD))
+    form |= {"task": "send_email", "payload": '{"to": ["a@example.com", "nope"]}', "_save": "1"}
+    response = admin_client.post(ADD, form)
+    assert response.status_code == 200 and not Job.objects.exists()
+    errors = response.context["adminform"].form.errors["payload"]
+    assert errors == [
+        "to.1: Enter a valid email address.",
+        "subject: This field is required.",
+        "body: This field is required.",
+    ]
+    assert "ErrorDetail" not in shown(response)
+
+
+def test_payload_messages_say_each_problem_on_its_own_line():
+    assert payload_messages({"n": ["is required"], "payload": ["too big"]}) == [
+        "n: is required",
+        "too big",
+    ]
+    assert payload_messages({"non_field_errors": ["Expected a dictionary."]}) == [
+        "Expected a dictionary."
+    ]
+    assert payload_messages({"a": {"b": ["bad"]}, "c": [{}, {"d": ["worse"]}]}) == [
+        "a.b: bad",
+        "c.1.d: worse",
+    ]
+    assert payload_messages("The payload is too large.") == ["The payload is too large."]

@@ -197,3 +197,43 @@ def test_dashboard_from_the_admin_index_shows_the_chart(page: Any) -> None:
     workers = page.inner_text("#workers")
     assert "host-1-4242-1a2b3c" in workers and running.task in workers
     screenshot(page, "dashboard")
+
+
+def test_two_tabs_on_one_job_a_page_opened_before_the_job_ran_changes_nothing(
+    page: Any, processes: Any
+) -> None:
+    """Issue 12, point 9, as an operator does it: one tab opens a queued job, a worker
+    finishes the job, a second tab opens it (done); saving only a new priority from the
+    first tab must not requeue the job (it would run twice) nor change anything. The
+    second, fresh tab can still requeue it on purpose."""
+    job, _ = lifecycle.enqueue(task="echo", payload={"order": 42})
+    url = f"/admin/jobs/job/{job.pk}/change/"
+    stale = page
+    stale.set_viewport_size({"width": 1280, "height": 800})
+    stale.goto(url)
+    assert stale.input_value("#id_status") == Status.QUEUED
+    screenshot(stale, "stale-page-1-opened-while-queued")
+
+    processes.worker()
+    wait_for(lambda: Job.objects.get(pk=job.pk).status == Status.DONE)
+    fresh = page.context.new_page()
+    fresh.set_viewport_size({"width": 1280, "height": 800})
+    fresh.goto(url)
+    assert fresh.input_value("#id_status") == Status.DONE
+    screenshot(fresh, "stale-page-2-second-tab-done")
+
+    stale.fill("#id_priority", "5")
+    stale.click("input[name=_save]")
+    message = stale.locator("ul.messagelist").inner_text()
+    assert "This job changed since you opened it: it is now done." in message
+    assert "Nothing was changed" in message and "successfully" not in message
+    assert stale.input_value("#id_status") == Status.DONE  # the job as it is now
+    assert stale.input_value("#id_priority") == "0"
+    screenshot(stale, "stale-page-3-save-refused")
+    after = Job.objects.get(pk=job.pk)
+    assert (after.status, after.attempts, after.priority) == (Status.DONE, 1, 0)
+
+    fresh.select_option("#id_status", Status.QUEUED)
+    fresh.click("input[name=_save]")
+    assert "was changed successfully" in fresh.locator("ul.messagelist").inner_text()
+    wait_for(lambda: Job.objects.filter(pk=job.pk, status=Status.DONE, attempts=2).exists())

@@ -155,3 +155,21 @@ def test_workers_admin_is_read_only(admin_client):
     assert admin_client.get(reverse("admin:jobs_worker_add")).status_code == 403
     assert admin_client.get(reverse("admin:jobs_worker_delete", args=["w1"])).status_code == 403
     assert Worker.objects.get().hostname == "host-1"
+
+
+@pytest.mark.parametrize(("beat_ago", "shown_as"), [(12, "12 s ago"), (45, "45 s ago")])
+def test_workers_admin_says_the_last_heartbeat_in_seconds(admin_client, beat_ago, shown_as):
+    """A worker dead for 45 s (a lease is 30 s) must not read "dead, 0 minutes ago"."""
+    worker("w1", beat_ago=beat_ago)
+    page = shown(admin_client.get(WORKERS))
+    assert shown_as in page and "0 minutes" not in page
+    detail = shown(admin_client.get(reverse("admin:jobs_worker_change", args=["w1"])))
+    assert shown_as in detail
+
+
+def test_view_site_leads_to_a_page_that_exists(admin_client):
+    """The admin header's "View site" points at the API docs, not at "/" (a 404 here)."""
+    page = shown(admin_client.get(reverse("admin:index")))
+    (site,) = re.findall(r'<a href="([^"]*)">View site</a>', page)
+    assert site == reverse("docs")
+    assert admin_client.get(site).status_code == 200

@@ -7,7 +7,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from jobs import lifecycle
-from jobs.exceptions import TransitionRefused, UnknownTask
+from jobs.exceptions import JobChanged, TransitionRefused, UnknownTask
 from jobs.models import Job, JobAttempt, Outcome, Status
 
 pytestmark = pytest.mark.django_db
@@ -335,3 +335,78 @@ def test_enqueue_many_keeps_the_order_of_its_jobs_in_the_claim_order():
     assert due == sorted(set(due))
     claimed = [job for _ in range(3) for job in lifecycle.claim(worker_id="w", limit=10)]
     assert [job.pk for job in claimed] == [job.pk for job in created]
+
+
+# -- an operator's edit of a job as they saw it (issue 12, point 9) --------------------------
+
+
+@pytest.mark.parametrize(("seen", "current"), [(a, b) for a in ALL for b in ALL])
+def test_edit_is_a_compare_and_set_on_the_status_seen(make_job, seen, current):
+    """An edit applies only to a job still in the status its author saw; otherwise it
+    raises JobChanged and changes nothing, status edit or not."""
+    job = put_in(current, make_job)
+    target = next((to for (frm, to) in lifecycle.MANUAL_TRANSITIONS if frm == seen), None)
+    if seen == current:
+        edited = lifecycle.edit(job_id=job.pk, seen=seen, status=target, changes={"priority": 9})
+        assert (edited.status, edited.priority) == (target, 9)
+        return
+    with pytest.raises(JobChanged) as changed:
+        lifecycle.edit(job_id=job.pk, seen=seen, status=target, changes={"priority": 9})
+    assert changed.value.current == current
+    after = Job.objects.get(pk=job.pk)
+    assert (after.status, after.priority, after.updated_at) == (current, 0, job.updated_at)
+
+
+def test_edit_changes_the_status_first_so_the_fields_given_stay(make_job):
+    """Requeueing resets run_after; a run_after given with the requeue is kept."""
+    job = put_in(Status.FAILED, make_job)
+    later = timezone.now() + timedelta(hours=1)
+    edited = lifecycle.edit(
+        job_id=job.pk, seen=Status.FAILED, status=Status.QUEUED, changes={"run_after": later}
+    )
+    assert (edited.status, edited.run_after) == (Status.QUEUED, later)
+
+
+def test_edit_refuses_fields_of_the_state_machine(make_job):
+    job = make_job()
+    for field in ("status", "attempts", "worker_id"):
+        with pytest.raises(ValueError, match=field):
+            lifecycle.edit(job_id=job.pk, seen=Status.QUEUED, changes={field: None})
+
+
+def test_edit_of_a_deleted_job_says_so(make_job):
+    job = make_job()
+    Job.objects.filter(pk=job.pk).delete()
+    with pytest.raises(JobChanged) as changed:
+        lifecycle.edit(job_id=job.pk, seen=Status.QUEUED, changes={"priority": 1})
+    assert changed.value.current is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_edit_holds_the_job_in_the_status_seen_until_it_commits(make_job):
+    """From the edit's check on, no one else can move the job: a second, real connection
+    cannot claim it until the edit's transaction ends (the check itself locks the row)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite's IMMEDIATE transactions hold the database's one write lock")
+    import psycopg
+
+    job = make_job()
+    s = connection.settings_dict
+    other = psycopg.connect(
+        dbname=s["NAME"], user=s["USER"], host=s["HOST"] or "127.0.0.1", port=s["PORT"] or 5432
+    )
+    try:
+        other.execute("SET lock_timeout = '1s'")
+        with transaction.atomic():
+            lifecycle.edit(job_id=job.pk, seen=Status.QUEUED)
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                other.execute(
+                    "UPDATE jobs_job SET status = 'processing' WHERE id = %s AND status = 'queued'",
+                    [job.pk],
+                )
+            other.rollback()
+        assert Job.objects.get(pk=job.pk).status == Status.QUEUED
+    finally:
+        other.close()

@@ -1,6 +1,8 @@
 """Retention: old finished jobs go in bounded batches; everything else stays."""
 
+import os
 import re
+import signal
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 
@@ -12,7 +14,9 @@ from django.utils import timezone
 
 from jobs import lifecycle, retention, runner
 from jobs.conf import parse_age
-from jobs.models import Job, JobAttempt, Schedule, ScheduleFire
+from jobs.models import Job, JobAttempt, Schedule, ScheduleFire, Worker
+from jobs.worker import Worker as WorkerLoop
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -189,3 +193,54 @@ def test_purgejobs_command():
 def test_purgejobs_rejects_bad_arguments(args):
     with pytest.raises(CommandError):
         call_command("purgejobs", *args)
+
+
+# -- the registry rows of dead workers (issue 12, point 12) ----------------------------------
+
+
+def registered(worker_id: str, beat_ago: timedelta) -> Worker:
+    now = timezone.now()
+    return Worker.objects.create(
+        id=worker_id,
+        hostname="h",
+        pid=1,
+        started_at=now - beat_ago,
+        last_heartbeat_at=now - beat_ago,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("setting", "kept"),
+    [
+        (None, {"alive", "dead-1h"}),  # the default: a day
+        ("30m", {"alive"}),
+        ("never", {"alive", "dead-1h", "dead-2d"}),
+        ("1s", {"alive"}),  # never less than a lease (30 s): "alive" beat 10 s ago
+    ],
+)
+def test_worker_housekeeping_removes_workers_dead_longer_than_the_setting(settings, setting, kept):
+    """78 kill -9 leave 78 rows no one removes; a running worker's housekeeping does."""
+    if setting is not None:
+        settings.JOBS_RETAIN_DEAD_WORKERS = setting
+    registered("alive", timedelta(seconds=10))
+    registered("dead-1h", timedelta(hours=1))
+    registered("dead-2d", timedelta(days=2))
+    WorkerLoop(worker_id="me", burst=True, install_signal_handlers=False).run()
+    assert set(Worker.objects.values_list("pk", flat=True)) == kept  # "me" left cleanly
+
+
+@pytest.mark.slow
+def test_kill_9_leaves_a_row_that_a_running_worker_removes_and_a_live_one_comes_back(processes):
+    """The issue's case with real processes: a worker killed with SIGKILL leaves its row;
+    another worker's housekeeping removes it once it is older than the setting. A worker
+    whose row was removed (paused past the age) registers again at its next heartbeat."""
+    killed = processes.worker("--worker-id", "killed")
+    wait_for(lambda: Worker.objects.filter(pk="killed").exists())
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.wait()
+    fast = {"JOBS_LEASE_SECONDS": "1", "JOBS_RETAIN_DEAD_WORKERS": "1s"}
+    processes.worker("--worker-id", "sweeper", env=fast)
+    wait_for(lambda: not Worker.objects.filter(pk="killed").exists())
+    Worker.objects.filter(pk="sweeper").delete()
+    wait_for(lambda: Worker.objects.filter(pk="sweeper").exists())
