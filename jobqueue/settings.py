@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "jobs",
+    "jobqueue",  # this service's own commands (serve)
 ]
 
 MIDDLEWARE = [
