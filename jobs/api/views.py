@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs import lifecycle, metrics, runner, schedules, stats, tasks
+from jobs.api.defaults import ApiDefaults, ListDefaults
 from jobs.api.filters import JobFilter, ScheduleFilter
 from jobs.api.schema import error_response
 from jobs.api.serializers import (
@@ -53,6 +54,7 @@ TRANSITION_RESPONSES = {200: JobSerializer, 409: error_response("409")}
 
 
 class JobViewSet(
+    ListDefaults,
     mixins.CreateModelMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
@@ -196,7 +198,7 @@ class JobViewSet(
         return Response(JobSerializer(job).data)
 
 
-class TaskViewSet(viewsets.ViewSet):
+class TaskViewSet(ApiDefaults, viewsets.ViewSet):
     """The registered tasks a job may name, with their defaults and payload schema."""
 
     serializer_class = TaskSerializer
@@ -216,7 +218,7 @@ class TaskViewSet(viewsets.ViewSet):
         return Response(TaskSerializer(spec).data)
 
 
-class WorkerViewSet(viewsets.ReadOnlyModelViewSet):
+class WorkerViewSet(ListDefaults, viewsets.ReadOnlyModelViewSet):
     """The worker registry: one row per running ``runworker`` process, live or presumed dead."""
 
     queryset = Worker.objects.all()
@@ -225,7 +227,7 @@ class WorkerViewSet(viewsets.ReadOnlyModelViewSet):
     filter_backends: list = []
 
 
-class ScheduleViewSet(viewsets.ModelViewSet):
+class ScheduleViewSet(ListDefaults, viewsets.ModelViewSet):
     """Create, list, change and delete recurring jobs; run one now."""
 
     queryset = Schedule.objects.all()
@@ -246,7 +248,7 @@ class ScheduleViewSet(viewsets.ModelViewSet):
         return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
-class StatsView(APIView):
+class StatsView(ApiDefaults, APIView):
     """Queue statistics: counts by status and queue, lag, recent throughput, live workers.
 
     Queued and processing counts, lag and the 1/5/60-minute numbers are exact; a
