@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 
 from jobs import lifecycle, metrics, runner, schedules, stats, tasks
 from jobs.api.defaults import ApiDefaults, ListDefaults
+from jobs.api.errors import json_error
 from jobs.api.filters import JobFilter, ScheduleFilter
 from jobs.api.schema import error_response
 from jobs.api.serializers import (
@@ -264,7 +265,8 @@ class StatsView(ApiDefaults, APIView):
 
 
 def prometheus_metrics(request: HttpRequest) -> HttpResponse:
-    """Serve Prometheus metrics; 404 when disabled, 401 without the configured bearer token."""
+    """Serve Prometheus metrics; 404 when disabled, 401 without the configured bearer token,
+    501 when ``prometheus_client`` (the ``metrics`` extra) is not installed."""
     if not conf.METRICS_ENABLED:
         raise Http404("Metrics are disabled (JOBS_METRICS_ENABLED).")
     token = conf.METRICS_TOKEN
@@ -277,7 +279,10 @@ def prometheus_metrics(request: HttpRequest) -> HttpResponse:
                 content_type="text/plain",
                 headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
             )
-    body, content_type = metrics.render(request.headers.get("Accept", ""))
+    try:
+        body, content_type = metrics.render(request.headers.get("Accept", ""))
+    except metrics.MetricsUnavailable as exc:
+        return json_error(501, str(exc))
     return HttpResponse(body, content_type=content_type)
 
 
