@@ -132,3 +132,23 @@ def test_basic_authentication_is_off_by_default(client, make_user):
     credentials = base64.b64encode(b"basic:pw-for-tests-only").decode()
     headers = {"authorization": f"Basic {credentials}"}
     assert client.get("/api/jobs", headers=headers, secure=True).status_code == 401
+
+
+def test_every_api_view_takes_the_api_defaults():
+    """A view without them would run with the host's DRF defaults (AllowAny in a bare project)."""
+    from django.urls import URLResolver, get_resolver
+
+    from jobs.api.defaults import ApiDefaults
+
+    def views(patterns):
+        for pattern in patterns:
+            if isinstance(pattern, URLResolver):
+                yield from views(pattern.url_patterns)
+            else:
+                yield pattern.callback
+
+    found = [
+        getattr(view, "cls", view) for view in views(get_resolver("jobs.api.urls").url_patterns)
+    ]
+    assert len(found) > 10
+    assert [view for view in found if not issubclass(view, ApiDefaults)] == []
