@@ -71,4 +71,4 @@ screenshots: $(VENV)/.dev
 	SCREENSHOT_DIR=docs/screenshots REQUIRE_BROWSER=1 $(BIN)/pytest -q -m browser tests/test_browser.py
 
 clean:
-	rm -rf $(VENV) staticfiles test_db.sqlite3*
+	rm -rf $(VENV) staticfiles test_db.sqlite3* build dist *.egg-info

@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "jobs",
+    "jobqueue",  # this service's own commands (serve)
 ]
 
 MIDDLEWARE = [
@@ -179,29 +180,21 @@ STORAGES = {
 if DEBUG:
     STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
 
-AUTHENTICATION_CLASSES = [
+# The jobs API configures itself from JOBS_API_* (jobs/api/defaults.py), as it does in any
+# project: nothing here changes it. This is for the project's other DRF views, the schema and
+# Swagger UI: drf-spectacular's own schema class (which its views need), errors in the API's
+# shape, and the API's credentials (SERVE_AUTHENTICATION below).
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "jobs.api.errors.exception_handler",
+}
+
+_API_AUTHENTICATION = [
     "rest_framework.authentication.TokenAuthentication",
     "rest_framework.authentication.SessionAuthentication",
 ]
 if env_bool("JOBS_API_BASIC_AUTH"):
-    AUTHENTICATION_CLASSES.append("jobs.api.authentication.TLSBasicAuthentication")
-
-REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": AUTHENTICATION_CLASSES,
-    # Every endpoint needs a signed-in user holding the model permission of its action.
-    "DEFAULT_PERMISSION_CLASSES": ["jobs.api.permissions.ModelPermissions"],
-    "DEFAULT_THROTTLE_CLASSES": ["jobs.api.throttling.WriteRateThrottle"],
-    # JSON only: one documented body format (the browsable API posts raw JSON too).
-    "DEFAULT_PARSER_CLASSES": ["jobs.api.parsers.JSONParser"],
-    "EXCEPTION_HANDLER": "jobs.api.errors.exception_handler",
-    "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
-        "rest_framework.filters.OrderingFilter",
-    ],
-    "DEFAULT_SCHEMA_CLASS": "jobs.api.schema.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "jobs.api.pagination.LinkHeaderCursorPagination",
-    "PAGE_SIZE": 100,
-}
+    _API_AUTHENTICATION.append("jobs.api.authentication.TLSBasicAuthentication")
 
 SPECTACULAR_SETTINGS = {
     # The statuses a bulk retry selects from: a subset of the job statuses, named apart.
@@ -213,6 +206,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Submit, inspect and manage background jobs.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_AUTHENTICATION": _API_AUTHENTICATION,
     # Swagger UI served from our own static files: no CDN needed.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

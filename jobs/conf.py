@@ -19,6 +19,14 @@ def _bool(raw: str) -> bool:
     return raw.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _list(name: str, default: list[Any]) -> list[Any]:
+    """A list setting: a list in settings, or comma-separated in the environment."""
+    value = _get(name, default)
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return list(value)
+
+
 class _Conf:
     """Attribute access re-reads settings, so ``override_settings`` works in tests."""
 
@@ -163,6 +171,72 @@ class _Conf:
     def MAX_BULK(self) -> int:
         """Most jobs one bulk operation may touch: a bulk create, an admin action."""
         return _get("JOBS_MAX_BULK", 1000, int)
+
+    @property
+    def API_BASIC_AUTH(self) -> bool:
+        """Also accept HTTP Basic in the API, on HTTPS requests only."""
+        return _get("JOBS_API_BASIC_AUTH", False, _bool)
+
+    @property
+    def API_AUTHENTICATION_CLASSES(self) -> list[Any]:
+        """How the API knows the caller: DRF tokens first (so anonymous calls get a 401
+        with ``WWW-Authenticate``), then sessions, then Basic over HTTPS if enabled."""
+        default = [
+            "rest_framework.authentication.TokenAuthentication",
+            "rest_framework.authentication.SessionAuthentication",
+        ]
+        if self.API_BASIC_AUTH:
+            default.append("jobs.api.authentication.TLSBasicAuthentication")
+        return _list("JOBS_API_AUTHENTICATION_CLASSES", default)
+
+    @property
+    def API_PERMISSION_CLASSES(self) -> list[Any]:
+        """Who may do what: Django model permissions per action (jobs/api/permissions.py)."""
+        return _list("JOBS_API_PERMISSION_CLASSES", ["jobs.api.permissions.ModelPermissions"])
+
+    @property
+    def API_THROTTLE_CLASSES(self) -> list[Any]:
+        return _list("JOBS_API_THROTTLE_CLASSES", ["jobs.api.throttling.WriteRateThrottle"])
+
+    @property
+    def API_PARSER_CLASSES(self) -> list[Any]:
+        """Request bodies: JSON only, malformed JSON a 400."""
+        return _list("JOBS_API_PARSER_CLASSES", ["jobs.api.parsers.JSONParser"])
+
+    @property
+    def API_RENDERER_CLASSES(self) -> list[Any]:
+        return _list(
+            "JOBS_API_RENDERER_CLASSES",
+            [
+                "rest_framework.renderers.JSONRenderer",
+                "rest_framework.renderers.BrowsableAPIRenderer",
+            ],
+        )
+
+    @property
+    def API_FILTER_BACKENDS(self) -> list[Any]:
+        return _list(
+            "JOBS_API_FILTER_BACKENDS",
+            [
+                "django_filters.rest_framework.DjangoFilterBackend",
+                "rest_framework.filters.OrderingFilter",
+            ],
+        )
+
+    @property
+    def API_PAGINATION_CLASS(self) -> Any:
+        """Pages of a list (empty or ``None``: no pages, the whole list at once)."""
+        return _get("JOBS_API_PAGINATION_CLASS", "jobs.api.pagination.LinkHeaderCursorPagination")
+
+    @property
+    def API_PAGE_SIZE(self) -> int:
+        """Items per page of a list when the request names no ``page_size``."""
+        return _get("JOBS_API_PAGE_SIZE", 100, int)
+
+    @property
+    def API_EXCEPTION_HANDLER(self) -> Any:
+        """Turns exceptions into answers: one JSON error shape (jobs/api/errors.py)."""
+        return _get("JOBS_API_EXCEPTION_HANDLER", "jobs.api.errors.exception_handler")
 
     @property
     def WRITE_RATE(self) -> str | None:

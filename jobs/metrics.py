@@ -13,10 +13,14 @@ database on each scrape (``jobs.stats``), so they describe the whole cluster
 whichever host answers.
 
 ``prometheus_client`` is imported on first use, not at module import: it picks
-its storage from the environment when imported.
+its storage from the environment when imported. It is the optional ``metrics``
+extra (``pip install jobqueue[metrics]``): without it, recording does nothing
+and ``render`` raises ``MetricsUnavailable``, which ``GET /metrics`` answers
+with a 501.
 """
 
 import functools
+import importlib.util
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -26,6 +30,16 @@ DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 
 
 
 _first_use = threading.Lock()
+
+
+class MetricsUnavailable(RuntimeError):
+    """``prometheus_client`` is not installed: there are no metrics to serve."""
+
+
+@functools.cache
+def enabled() -> bool:
+    """Return whether ``prometheus_client`` is installed (looked up once, not imported)."""
+    return importlib.util.find_spec("prometheus_client") is not None
 
 
 def _instruments() -> dict[str, Any]:
@@ -72,6 +86,8 @@ def _make_instruments() -> dict[str, Any]:
 
 def record_enqueued(*, task: str, queue: str, count: int = 1) -> None:
     """Count ``count`` new jobs of ``task`` on ``queue``."""
+    if not enabled():
+        return
     _instruments()["enqueued"].labels(task, queue).inc(count)
 
 
@@ -79,6 +95,8 @@ def record_attempt(
     *, task: str, queue: str, outcome: str, status: str, duration: float | None
 ) -> None:
     """Count a finished attempt, its duration, and the job's end if ``status`` is final."""
+    if not enabled():
+        return
     instruments = _instruments()
     instruments["attempts"].labels(task, queue, outcome).inc()
     if duration is not None:
@@ -143,8 +161,16 @@ def _queue_families(snap: dict[str, Any]) -> Iterator[Any]:
 
 
 def render(accept: str = "") -> tuple[bytes, str]:
-    """Return the metrics page and its content type, for ``GET /metrics``."""
+    """Return the metrics page and its content type, for ``GET /metrics``.
+
+    Raises ``MetricsUnavailable`` without ``prometheus_client``.
+    """
     import os
+
+    if not enabled():
+        raise MetricsUnavailable(
+            "Metrics need prometheus_client: install the metrics extra (jobqueue[metrics])."
+        )
 
     from prometheus_client import REGISTRY, CollectorRegistry, exposition, multiprocess
 

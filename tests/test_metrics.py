@@ -211,3 +211,49 @@ print(errors or "ok")
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
     assert done.stdout.strip() == "ok", done.stdout + done.stderr
+
+
+NO_PROMETHEUS = """
+import sys
+sys.modules["prometheus_client"] = None  # as if the metrics extra were not installed
+import django
+django.setup()
+from django.test import Client
+from jobs import lifecycle, runner
+job, _ = lifecycle.enqueue(task="echo", payload="x")
+print(runner.run_now(job_id=job.pk).status)
+response = Client().get("/metrics")
+print(response.status_code, response["Content-Type"], response.content.decode())
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_prometheus_client_jobs_run_quietly_and_metrics_answers_501():
+    """prometheus_client is an optional extra: without it no transition logs a traceback."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, database_url
+
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "jobqueue.settings",
+        "DATABASE_URL": database_url(),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", NO_PROMETHEUS],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    status, answer = done.stdout.strip().splitlines()[-2:]
+    assert status == "done"
+    code, content_type, body = answer.split(" ", 2)
+    assert (code, content_type) == ("501", "application/json")
+    assert "metrics extra" in json.loads(body)["detail"]
+    assert "transition=succeed" in done.stderr  # the log is on, and
+    assert "Traceback" not in done.stderr and "metrics not recorded" not in done.stderr

@@ -25,6 +25,10 @@ class LinkHeaderCursorPagination(CursorPagination):
     ordering = "-created_at"
     page_size_query_param = "page_size"
 
+    def __init__(self) -> None:
+        # JOBS_API_PAGE_SIZE, not DRF's PAGE_SIZE: a project without REST_FRAMEWORK has none.
+        self.page_size = conf.API_PAGE_SIZE
+
     @property
     def max_page_size(self) -> int:
         return conf.MAX_PAGE_SIZE

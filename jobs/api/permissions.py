@@ -1,6 +1,6 @@
 """Who may do what through the API: Django model permissions, per viewset action.
 
-``ModelPermissions`` is the project default (``REST_FRAMEWORK["DEFAULT_PERMISSION_CLASSES"]``),
+``ModelPermissions`` is the API's default (``JOBS_API_PERMISSION_CLASSES``, see ``defaults.py``),
 so every new endpoint is closed to anonymous callers and needs a model permission:
 
 - ``view_<model>`` to read (``list``, ``retrieve``, any GET/HEAD/OPTIONS),

@@ -1,6 +1,7 @@
 from django.urls import re_path
 from rest_framework.routers import APIRootView, DefaultRouter
 
+from jobs.api.defaults import ApiDefaults
 from jobs.api.views import (
     JobViewSet,
     ScheduleViewSet,
@@ -10,10 +11,11 @@ from jobs.api.views import (
 )
 
 
-class APIRoot(APIRootView):
+class APIRoot(ApiDefaults, APIRootView):
     """The list of API endpoints: any signed-in user may read it."""
 
     required_permissions: list[str] = []
+    schema = None  # not an operation of the API (as in DRF's own root view)
 
 
 router = DefaultRouter()

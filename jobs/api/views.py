@@ -17,7 +17,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs import lifecycle, metrics, runner, schedules, stats, tasks
-from jobs.api.errors import ErrorSerializer, read_only
+from jobs.api.defaults import ApiDefaults, ListDefaults
+from jobs.api.errors import ErrorSerializer, json_error, read_only
 from jobs.api.filters import JobFilter, ScheduleFilter
 from jobs.api.schema import error_response
 from jobs.api.serializers import (
@@ -59,6 +60,7 @@ KEY_HELD = (
 
 
 class JobViewSet(
+    ListDefaults,
     mixins.CreateModelMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
@@ -213,7 +215,7 @@ class JobViewSet(
         return Response(JobSerializer(job).data)
 
 
-class TaskViewSet(viewsets.ViewSet):
+class TaskViewSet(ApiDefaults, viewsets.ViewSet):
     """The registered tasks a job may name, with their defaults and payload schema."""
 
     serializer_class = TaskSerializer
@@ -233,7 +235,7 @@ class TaskViewSet(viewsets.ViewSet):
         return Response(TaskSerializer(spec).data)
 
 
-class WorkerViewSet(viewsets.ReadOnlyModelViewSet):
+class WorkerViewSet(ListDefaults, viewsets.ReadOnlyModelViewSet):
     """The worker registry: one row per running ``runworker`` process, live or presumed dead."""
 
     queryset = Worker.objects.all()
@@ -242,7 +244,7 @@ class WorkerViewSet(viewsets.ReadOnlyModelViewSet):
     filter_backends: list = []
 
 
-class ScheduleViewSet(viewsets.ModelViewSet):
+class ScheduleViewSet(ListDefaults, viewsets.ModelViewSet):
     """Create, list, change and delete recurring jobs; run one now."""
 
     queryset = Schedule.objects.all()
@@ -263,7 +265,7 @@ class ScheduleViewSet(viewsets.ModelViewSet):
         return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
-class StatsView(APIView):
+class StatsView(ApiDefaults, APIView):
     """Queue statistics: counts by status and queue, lag, recent throughput, live workers.
 
     Queued and processing counts, lag and the 1/5/60-minute numbers are exact; a
@@ -280,7 +282,8 @@ class StatsView(APIView):
 
 @read_only
 def prometheus_metrics(request: HttpRequest) -> HttpResponse:
-    """Serve Prometheus metrics; 404 when disabled, 401 without the configured bearer token."""
+    """Serve Prometheus metrics; 404 when disabled, 401 without the configured bearer token,
+    501 when ``prometheus_client`` (the ``metrics`` extra) is not installed."""
     if not conf.METRICS_ENABLED:
         raise Http404("Metrics are disabled (JOBS_METRICS_ENABLED).")
     token = conf.METRICS_TOKEN
@@ -293,7 +296,10 @@ def prometheus_metrics(request: HttpRequest) -> HttpResponse:
                 content_type="text/plain",
                 headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
             )
-    body, content_type = metrics.render(request.headers.get("Accept", ""))
+    try:
+        body, content_type = metrics.render(request.headers.get("Accept", ""))
+    except metrics.MetricsUnavailable as exc:
+        return json_error(501, str(exc))
     return HttpResponse(body, content_type=content_type)
 
 
