@@ -24,6 +24,8 @@ that at once. Nothing is left ``processing``; after a crash, recovery takes over
 Test hooks: ``burst`` returns once no job is due, ``max_jobs`` stops after that
 many jobs, ``worker_id`` fixes the id, ``install_signal_handlers=False`` leaves
 signals alone.
+
+Connections: see ``jobs.connections`` (kept open whatever ``CONN_MAX_AGE`` says).
 """
 
 import logging
@@ -38,11 +40,12 @@ from collections.abc import Collection, Sequence
 from types import FrameType
 from typing import Any
 
-from django.db import DatabaseError, close_old_connections, connections
+from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
 from jobs import lifecycle, schedules
 from jobs.conf import conf
+from jobs.connections import keep_connections
 from jobs.exceptions import TransitionRefused
 from jobs.executor import Pool
 from jobs.models import Job, Outcome, Status
@@ -50,16 +53,6 @@ from jobs.models import Worker as WorkerRow
 from jobs.notify import Listener
 
 logger = logging.getLogger(__name__)
-
-
-def skip_health_checks() -> None:
-    """Drop Django's per-request connection check (a ``SELECT 1`` before each pass's
-    first query) in worker processes: a broken connection surfaces as a
-    ``DatabaseError``, which the loop catches, and ``close_old_connections`` then
-    replaces the connection."""
-    for connection in connections.all():
-        connection.settings_dict["CONN_HEALTH_CHECKS"] = False
-        connection.health_check_enabled = False
 
 
 class Worker:
@@ -111,7 +104,6 @@ class Worker:
         self._next_recover = 0.0
         self._next_heartbeat = 0.0
         self.listener = Listener()
-        skip_health_checks()
 
     # -- control --------------------------------------------------------------------------
 
@@ -136,6 +128,7 @@ class Worker:
 
     def run(self) -> int:
         """Process jobs until stopped (or drained, in burst mode); return how many ran."""
+        keep_connections()
         if self.install_signal_handlers:
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
