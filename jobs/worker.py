@@ -23,7 +23,8 @@ that at once. Nothing is left ``processing``; after a crash, recovery takes over
 
 Test hooks: ``burst`` returns once no job is due, ``max_jobs`` stops after that
 many jobs, ``worker_id`` fixes the id, ``install_signal_handlers=False`` leaves
-signals alone.
+signals alone. Started inside a transaction (a ``TestCase``), a worker runs the
+due jobs in its own process and returns (see ``jobs.testing``).
 
 Connections: see ``jobs.connections`` (kept open whatever ``CONN_MAX_AGE`` says).
 """
@@ -40,10 +41,10 @@ from collections.abc import Collection, Sequence
 from types import FrameType
 from typing import Any
 
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, close_old_connections, connection
 from django.utils import timezone
 
-from jobs import lifecycle, schedules
+from jobs import lifecycle, runner, schedules
 from jobs.conf import conf
 from jobs.connections import keep_connections
 from jobs.exceptions import TransitionRefused
@@ -128,6 +129,8 @@ class Worker:
 
     def run(self) -> int:
         """Process jobs until stopped (or drained, in burst mode); return how many ran."""
+        if connection.in_atomic_block:
+            return self._run_in_transaction()
         keep_connections()
         if self.install_signal_handlers:
             signal.signal(signal.SIGTERM, self._on_signal)
@@ -158,6 +161,20 @@ class Worker:
             clean = True
         finally:
             self._shutdown(clean=clean)
+        return self.processed
+
+    def _run_in_transaction(self) -> int:
+        """Run the due jobs in this process, inside the caller's transaction (a TestCase).
+
+        Executor processes could not see the transaction's rows, and closing the
+        connection between passes would end it; a test wants the jobs run, then the
+        command to return.
+        """
+        logger.info("worker=%s in a transaction: running due jobs in-process", self.worker_id)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        ran = runner.run_due(worker_id=self.worker_id, queues=self.queues, limit=self.max_jobs)
+        self.processed = len(ran)
         return self.processed
 
     def _step(self) -> bool:
