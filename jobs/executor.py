@@ -68,7 +68,9 @@ def _child_main(
 
     from jobs import runner
     from jobs.connections import keep_connections
+    from jobs.log import ensure_console
 
+    ensure_console()
     keep_connections()
 
     completions = runner.Completions(worker_id)
