@@ -1,6 +1,6 @@
 """Run the benchmarks: ``python -m bench [GROUP ...] [--db sqlite|postgres] [--output PATH]``.
 
-Groups: drain, latency, enqueue, scale, memory (default: all). Each measurement
+Groups: drain, host, latency, enqueue, scale, memory (default: all). Each measurement
 runs in a process of its own against a fresh database and prints one JSON line;
 this runner echoes them. A full run (every group, both databases) writes
 docs/benchmarks.md; a partial one writes only with ``--output``.
@@ -18,6 +18,7 @@ from bench import report
 from bench.common import ROOT, drop_templates, emit
 
 DRAINS = [(1, 1), (2, 1), (4, 1), (1, 2)]  # (worker processes, concurrency)
+HOST_RUNS = [(1, 2000), (100, 5000)]  # (batch, jobs): runworker's default, the drain rows' batch
 
 
 def plan(groups: list[str], dbs: list[str]) -> list[list[str]]:
@@ -36,6 +37,11 @@ def plan(groups: list[str], dbs: list[str]) -> list[list[str]]:
                         str(concurrency),
                     ]
                 )
+        if "host" in groups:
+            steps += [
+                ["bench.host", db, "--batch", str(batch), "--jobs", str(jobs)]
+                for batch, jobs in HOST_RUNS
+            ]
     for group, module in [("latency", "bench.latency"), ("enqueue", "bench.enqueue")]:
         steps += [[module, db] for db in dbs if group in groups]
     if "scale" in groups:
@@ -73,7 +79,7 @@ def rerender(log: Path, output: Path) -> None:
 
 
 def main() -> None:
-    groups = ["drain", "latency", "enqueue", "scale", "memory"]
+    groups = ["drain", "host", "latency", "enqueue", "scale", "memory"]
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("groups", nargs="*", help=f"any of {', '.join(groups)} (default: all)")
     parser.add_argument("--db", choices=["sqlite", "postgres"], action="append")

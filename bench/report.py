@@ -115,6 +115,45 @@ def _drain(records: Records) -> str:
     )
 
 
+def _best_ratio(records: Records, host: dict[str, Any]) -> str:
+    """Best host round over best repo round: steadier than medians on a busy machine."""
+    repo = _find(records, bench="host", db=host["db"], batch=host["batch"], settings="repo")
+    if host["settings"] != "host" or repo is None:
+        return ""
+    return str(round(max(host["all_drain_jobs_per_s"]) / max(repo["all_drain_jobs_per_s"]), 3))
+
+
+def _host(records: Records) -> str:
+    rows = [
+        [
+            r["db"],
+            "host (Django's defaults, `CONN_MAX_AGE = 0`)"
+            if r["settings"] == "host"
+            else "this repository's",
+            r["batch"],
+            _n(r["jobs"]),
+            _n(r["drain_jobs_per_s"]),
+            r.get("ratio_to_repo", ""),
+            _best_ratio(records, r),
+            ", ".join(_n(v) for v in r["all_drain_jobs_per_s"]),
+        ]
+        for r in _of(records, "host")
+    ]
+    return (
+        "## Drain under a host project's settings (`bench.host`, one `runworker --once`)\n\n"
+        "A project that installs jobqueue keeps Django's defaults (`bench/host_settings.py`: "
+        "`CONN_MAX_AGE = 0`, SQLite without WAL, busy timeout or IMMEDIATE, no LOGGING but "
+        "the `jobs` logger at WARNING as in every run here); the same noop jobs drained under "
+        "this repository's settings, rounds alternating on one database. Median round, "
+        "database clock; the ratios compare the medians and the best rounds.\n\n"
+        + table(
+            "db | settings | batch | jobs | drain jobs/s | host / repo (median) "
+            "| host / repo (best) | all rounds, drain jobs/s",
+            rows,
+        )
+    )
+
+
 def _latency(records: Records) -> str:
     rows = [
         [
@@ -239,6 +278,7 @@ def markdown(machine: dict[str, Any], records: Records, seconds: float) -> str:
         parts.append(f"**Failed steps:** {', '.join(errors)}\n")
     parts += [
         _drain(records),
+        _host(records),
         _latency(records),
         _enqueue(records),
         _scale(records),

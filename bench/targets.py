@@ -33,6 +33,18 @@ TARGETS: list[
         lambda v: v >= 5_000,
         " jobs/s",
     ),
+    *[
+        (
+            f"drain under a host's settings (`CONN_MAX_AGE = 0`), {name}, batch {batch} (#13)",
+            {"bench": "host", "db": db, "settings": "host", "batch": batch},
+            lambda r: r["ratio_to_repo"],
+            "≥ 0.9 x this repository's settings",
+            lambda v: v >= 0.9,
+            " x",
+        )
+        for db, name in (("sqlite", "SQLite"), ("postgres", "PostgreSQL"))
+        for batch in (1, 100)
+    ],
     (
         "pickup latency median, PostgreSQL",
         {"bench": "latency", "db": "postgres"},

@@ -1,6 +1,7 @@
 from importlib import import_module
 
 from django.apps import AppConfig
+from django.core import checks
 from django.utils.module_loading import autodiscover_modules
 
 
@@ -11,6 +12,9 @@ class JobsConfig(AppConfig):
 
     def ready(self) -> None:
         from jobs.conf import conf
+        from jobs.connections import check_sqlite_settings
+
+        checks.register(check_sqlite_settings)
 
         # Register the built-in tasks, every installed app's ``tasks`` module, and any
         # module listed in JOBS_TASK_MODULES.

@@ -5,6 +5,11 @@ the Task's module path, payload = ``{"args", "kwargs", "backend"}``), which
 ``manage.py runworker`` runs like any other job, and ``get_result()`` reads back
 as a ``TaskResult`` (see ``jobs.task_results`` for the mapping).
 
+``task`` declares a task with the queue's own options (``max_attempts``,
+``timeout``) without tying the module to this backend: the options are kept here,
+by the task's import path, and every other backend (``ImmediateBackend``,
+``DummyBackend`` in tests) sees a plain ``django.tasks`` task.
+
 A worker never imports an arbitrary dotted path from a row: ``resolve`` accepts
 only a path whose module is already imported or belongs to an installed app,
 and that names a ``django.tasks.Task`` declared on a ``JobsBackend``.
@@ -17,6 +22,7 @@ import logging
 import re
 import sys
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from importlib import import_module
@@ -26,6 +32,7 @@ from django.apps import apps
 from django.core import checks
 from django.db import transaction
 from django.tasks import Task, TaskContext, TaskResult, task_backends
+from django.tasks import task as django_task
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.exceptions import InvalidTask, InvalidTaskBackend, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued, task_finished, task_started
@@ -43,9 +50,68 @@ _DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
 MAX_TASK_PATH = 200  # Job.task's length
 
 
+@dataclass(frozen=True, slots=True)
+class TaskOptions:
+    """The queue's own options for a task."""
+
+    max_attempts: int | None = None  # None: the backend's OPTIONS["MAX_ATTEMPTS"] (default 1)
+    timeout: float | None = None  # seconds; None: no limit
+
+
+_options: dict[str, TaskOptions] = {}  # by the task's import path (Task.module_path)
+
+
+def _check(options: TaskOptions) -> None:
+    if options.max_attempts is not None and not 1 <= options.max_attempts <= 100:
+        raise InvalidTask("max_attempts must be between 1 and 100.")
+    if options.timeout is not None and options.timeout <= 0:
+        raise InvalidTask("timeout must be a positive number of seconds.")
+
+
+def task(
+    function: Callable[..., Any] | None = None,
+    *,
+    max_attempts: int | None = None,
+    timeout: float | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Declare a ``django.tasks`` task, with jobqueue's ``max_attempts`` and ``timeout``.
+
+    Use it as ``django.tasks.task`` (``@task``, ``@task(priority=..., queue_name=...,
+    backend=..., takes_context=...)``): those arguments go to Django's decorator,
+    which builds the task for whichever backend is configured. ``max_attempts`` and
+    ``timeout`` are kept by the task's import path and read by ``JobsBackend``; other
+    backends never see them, so the module imports and runs under any backend.
+    Raises ``InvalidTask`` for an option out of range.
+    """
+    options = TaskOptions(max_attempts=max_attempts, timeout=timeout)
+    _check(options)
+
+    def wrapper(func: Callable[..., Any]) -> Task:
+        _options[f"{func.__module__}.{func.__qualname__}"] = options
+        return django_task(**kwargs)(func)
+
+    return wrapper(function) if function is not None else wrapper
+
+
+def options_of(task: Task) -> TaskOptions:
+    """Return ``task``'s queue options: given to ``jobs.backends.task``, or as ``JobTask``
+    fields to ``django.tasks.task`` while this backend is configured."""
+    declared = _options.get(task.module_path, TaskOptions())
+    max_attempts, timeout = getattr(task, "max_attempts", None), getattr(task, "timeout", None)
+    return TaskOptions(
+        max_attempts=declared.max_attempts if max_attempts is None else max_attempts,
+        timeout=declared.timeout if timeout is None else timeout,
+    )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobTask(Task):
-    """A ``Task`` with the queue's own options: ``@task(max_attempts=5, timeout=30)``."""
+    """A ``Task`` that also takes the queue's options from ``django.tasks.task``.
+
+    Only while a ``JobsBackend`` is configured: other backends refuse these
+    arguments. ``jobs.backends.task`` takes them under any backend.
+    """
 
     max_attempts: int | None = None  # None: the backend's OPTIONS["MAX_ATTEMPTS"] (default 1)
     timeout: float | None = None  # seconds; None: no limit
@@ -62,12 +128,7 @@ class JobsBackend(BaseTaskBackend):
 
     def validate_task(self, task: Task) -> None:
         super().validate_task(task)
-        max_attempts = getattr(task, "max_attempts", None)
-        if max_attempts is not None and not 1 <= max_attempts <= 100:
-            raise InvalidTask("max_attempts must be between 1 and 100.")
-        timeout = getattr(task, "timeout", None)
-        if timeout is not None and timeout <= 0:
-            raise InvalidTask("timeout must be a positive number of seconds.")
+        _check(options_of(task))
         if len(task.module_path) > MAX_TASK_PATH:
             raise InvalidTask(f"Task path must be at most {MAX_TASK_PATH} characters.")
 
@@ -88,7 +149,7 @@ class JobsBackend(BaseTaskBackend):
                 priority=task.priority,
                 run_after=task.run_after,
                 max_attempts=self._max_attempts(task),
-                timeout=getattr(task, "timeout", None),
+                timeout=options_of(task).timeout,
             )
         except UnknownTask:
             raise InvalidTask(
@@ -100,7 +161,7 @@ class JobsBackend(BaseTaskBackend):
         return result
 
     def _max_attempts(self, task: Task) -> int:
-        return getattr(task, "max_attempts", None) or int(self.options.get("MAX_ATTEMPTS", 1))
+        return options_of(task).max_attempts or int(self.options.get("MAX_ATTEMPTS", 1))
 
     def get_result(self, result_id: str) -> TaskResult:
         from jobs import task_results
@@ -186,8 +247,8 @@ def resolve(path: str) -> tasks.TaskSpec | None:
         description=(task.func.__doc__ or "").strip().split("\n")[0],
         queue=task.queue_name,
         priority=task.priority,
-        max_attempts=getattr(task, "max_attempts", None),
-        timeout=getattr(task, "timeout", None),
+        max_attempts=options_of(task).max_attempts,
+        timeout=options_of(task).timeout,
         started=partial(_send, task_started, task),
         finished=partial(_send, task_finished, task),
     )

@@ -67,9 +67,11 @@ def _child_main(
     from django.db import DatabaseError
 
     from jobs import runner
-    from jobs.worker import skip_health_checks
+    from jobs.connections import keep_connections
+    from jobs.log import ensure_console
 
-    skip_health_checks()
+    ensure_console()
+    keep_connections()
 
     completions = runner.Completions(worker_id)
     reports: list[tuple[Any, str]] = []  # (job id, status) of jobs run, not yet reported

@@ -9,6 +9,7 @@ all log the same way.
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,3 +39,31 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             data["stack_info"] = self.formatStack(record.stack_info)
         return json.dumps(data, default=str)
+
+
+def ensure_console() -> Callable[[], None]:
+    """Send the ``jobs`` loggers to stderr when the project's ``LOGGING`` leaves them nowhere;
+    return a function that undoes it.
+
+    Django's default ``LOGGING`` handles only the ``django`` loggers, so without this
+    a worker in a project that never configured logging would show warnings alone,
+    and without their level or time. A project whose ``LOGGING`` gives ``jobs`` (or
+    the root logger) a handler keeps its own; a level it sets on ``jobs`` is kept too,
+    otherwise INFO: the worker's start and stop, one line per job transition, and
+    errors with their tracebacks.
+    """
+    logger = logging.getLogger("jobs")
+    if logger.hasHandlers():
+        return lambda: None
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    if level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+
+    def undo() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+    return undo

@@ -10,6 +10,7 @@ import json
 import logging
 import time
 import traceback as tb
+from collections.abc import Sequence
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -130,6 +131,29 @@ def _report_failure(job: Job, worker_id: str, exc: BaseException, *, retry: bool
     except TransitionRefused as refused:
         logger.warning("job=%s outcome=discarded reason=%s", job.pk, refused)
         return refused.current or "deleted"
+
+
+def run_due(
+    *, worker_id: str | None = None, queues: Sequence[str] | None = None, limit: int | None = None
+) -> list[Job]:
+    """Run due jobs in this process, one at a time, until none is due or ``limit`` ran.
+
+    Return the jobs that ran, in order, as each attempt left them (a failure with
+    attempts left is queued again, its retry due later, so it does not run twice
+    here). Jobs queued by a running task run too, if due. Timeouts are not enforced:
+    there is no executor process to stop. For tests (``jobs.testing.run_jobs``) and
+    a worker started inside a transaction.
+    """
+    worker_id = worker_id or lifecycle.new_worker_id("inline")
+    ran: list[Job] = []
+    while limit is None or len(ran) < limit:
+        claimed = lifecycle.claim(worker_id=worker_id, queues=queues, limit=1)
+        if not claimed:
+            break
+        execute(claimed[0], worker_id=worker_id)
+        ran.append(claimed[0])
+    found = Job.objects.in_bulk([job.pk for job in ran])
+    return [found.get(job.pk, job) for job in ran]
 
 
 def run_now(*, job_id: Any) -> Job:

@@ -24,7 +24,10 @@ that at once. Nothing is left ``processing``; after a crash, recovery takes over
 
 Test hooks: ``burst`` returns once no job is due, ``max_jobs`` stops after that
 many jobs, ``worker_id`` fixes the id, ``install_signal_handlers=False`` leaves
-signals alone.
+signals alone. Started inside a transaction (a ``TestCase``), a worker runs the
+due jobs in its own process and returns (see ``jobs.testing``).
+
+Connections: see ``jobs.connections`` (kept open whatever ``CONN_MAX_AGE`` says).
 """
 
 import logging
@@ -39,11 +42,12 @@ from collections.abc import Collection, Sequence
 from types import FrameType
 from typing import Any
 
-from django.db import DatabaseError, close_old_connections, connections
+from django.db import DatabaseError, close_old_connections, connection
 from django.utils import timezone
 
-from jobs import lifecycle, retention, schedules
+from jobs import lifecycle, retention, runner, schedules
 from jobs.conf import conf
+from jobs.connections import keep_connections
 from jobs.exceptions import TransitionRefused
 from jobs.executor import Pool
 from jobs.models import Job, Outcome, Status
@@ -51,16 +55,6 @@ from jobs.models import Worker as WorkerRow
 from jobs.notify import Listener
 
 logger = logging.getLogger(__name__)
-
-
-def skip_health_checks() -> None:
-    """Drop Django's per-request connection check (a ``SELECT 1`` before each pass's
-    first query) in worker processes: a broken connection surfaces as a
-    ``DatabaseError``, which the loop catches, and ``close_old_connections`` then
-    replaces the connection."""
-    for connection in connections.all():
-        connection.settings_dict["CONN_HEALTH_CHECKS"] = False
-        connection.health_check_enabled = False
 
 
 class Worker:
@@ -112,7 +106,6 @@ class Worker:
         self._next_recover = 0.0
         self._next_heartbeat = 0.0
         self.listener = Listener()
-        skip_health_checks()
 
     # -- control --------------------------------------------------------------------------
 
@@ -137,6 +130,9 @@ class Worker:
 
     def run(self) -> int:
         """Process jobs until stopped (or drained, in burst mode); return how many ran."""
+        if connection.in_atomic_block:
+            return self._run_in_transaction()
+        keep_connections()
         if self.install_signal_handlers:
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
@@ -166,6 +162,20 @@ class Worker:
             clean = True
         finally:
             self._shutdown(clean=clean)
+        return self.processed
+
+    def _run_in_transaction(self) -> int:
+        """Run the due jobs in this process, inside the caller's transaction (a TestCase).
+
+        Executor processes could not see the transaction's rows, and closing the
+        connection between passes would end it; a test wants the jobs run, then the
+        command to return.
+        """
+        logger.info("worker=%s in a transaction: running due jobs in-process", self.worker_id)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        ran = runner.run_due(worker_id=self.worker_id, queues=self.queues, limit=self.max_jobs)
+        self.processed = len(ran)
         return self.processed
 
     def _step(self) -> bool:

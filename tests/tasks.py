@@ -1,8 +1,11 @@
 """Small named tasks for the tests (registered through JOBS_TASK_MODULES)."""
 
+import os
 import time
 from pathlib import Path
 from typing import Any
+
+from django.db.backends.signals import connection_created
 
 from jobs.exceptions import PermanentFailure
 from jobs.tasks import register
@@ -60,6 +63,15 @@ def spin(payload: Any) -> None:
     while True:
         pass
 
+
+def _log_connection(sender: Any, connection: Any, **kwargs: Any) -> None:
+    """Append this process's id to $TEST_CONNECTION_LOG for each new connection."""
+    if path := os.environ.get("TEST_CONNECTION_LOG"):
+        with open(path, "a") as handle:
+            handle.write(f"{os.getpid()}\n")
+
+
+connection_created.connect(_log_connection)
 
 # django.tasks tasks, registered when this module loads (workers import it too).
 from tests import django_tasks  # noqa: E402, F401

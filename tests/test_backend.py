@@ -1,5 +1,6 @@
 """Compatibility suite: ``jobs.backends.JobsBackend`` behind Django's Tasks API."""
 
+import importlib
 import logging
 import pickle
 import sys
@@ -18,8 +19,10 @@ from django.utils import timezone
 
 from jobs import lifecycle, runner, tasks
 from jobs.backends import JobsBackend, enqueue_on_commit, load_task
+from jobs.backends import task as jobs_task
 from jobs.models import Job, Status
 from tests import django_tasks as dt
+from tests import portable_tasks
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.django_db
@@ -379,6 +382,47 @@ def test_results_and_tasks_pickle():
     restored = pickle.loads(pickle.dumps(dt.flaky))  # noqa: S301
     assert restored == dt.flaky and restored.max_attempts == 2
     assert Job.objects.get(pk=result.id).max_attempts == 2
+
+
+def test_jobqueue_task_options_reach_the_job_and_run():
+    result = portable_tasks.double.enqueue(21)
+    job = Job.objects.get(pk=result.id)
+    assert (job.max_attempts, job.timeout) == (4, 5)
+    assert drain() == 1
+    assert portable_tasks.double.get_result(result.id).return_value == 42
+    restored = pickle.loads(pickle.dumps(portable_tasks.double))  # noqa: S301
+    assert restored == portable_tasks.double
+    assert Job.objects.get(pk=restored.enqueue(1).id).max_attempts == 4
+
+
+@pytest.mark.parametrize(
+    ("backend", "status", "value"),
+    [
+        ("django.tasks.backends.immediate.ImmediateBackend", TaskResultStatus.SUCCESSFUL, 42),
+        ("django.tasks.backends.dummy.DummyBackend", TaskResultStatus.READY, None),
+    ],
+)
+def test_jobqueue_tasks_import_and_run_under_djangos_own_backends(settings, backend, status, value):
+    """``@jobs.backends.task(max_attempts=..., timeout=...)`` keeps its options to itself."""
+    original = settings.TASKS
+    settings.TASKS = {"default": {"BACKEND": backend}}
+    try:
+        module = importlib.reload(portable_tasks)
+        result = module.double.enqueue(21)
+        assert result.status == status
+        if value is not None:
+            assert result.return_value == value
+        assert not Job.objects.exists()
+    finally:
+        settings.TASKS = original
+        importlib.reload(portable_tasks)
+
+
+@pytest.mark.parametrize("options", [{"max_attempts": 0}, {"max_attempts": 101}, {"timeout": 0}])
+def test_jobqueue_task_options_are_checked_under_any_backend(settings, options):
+    settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
+    with pytest.raises(InvalidTask):
+        jobs_task(**options)(dt.add.func)
 
 
 def test_check_reports_a_missing_app(settings):

@@ -204,11 +204,12 @@ class TestPostgresWakeupAndRestarts:
         # Polling would take ten minutes; only the notification can run it this soon.
         wait_for(lambda: status_of(job) == Status.DONE, timeout=30)
 
-    def test_worker_survives_its_connections_being_killed(self, processes, make_job):
+    @pytest.mark.parametrize("max_age", ["600", "0"])  # kept connections reconnect either way
+    def test_worker_survives_its_connections_being_killed(self, processes, make_job, max_age):
         from django.db import connection
 
         jobs = [make_job(task="test.sleep", payload={"seconds": 0.05}) for _ in range(40)]
-        worker = processes.worker("--batch", "2")
+        worker = processes.worker("--batch", "2", env={"DJANGO_CONN_MAX_AGE": max_age})
         wait_for(lambda: Job.objects.filter(status=Status.DONE).count() >= 5)
         with connection.cursor() as cursor:
             cursor.execute(

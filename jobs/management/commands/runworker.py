@@ -3,6 +3,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from jobs.log import ensure_console
 from jobs.worker import Worker
 
 
@@ -34,6 +35,7 @@ class Command(BaseCommand):
         parser.add_argument("--worker-id", help="Worker id (unique per process; generated).")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        undo_logging = ensure_console()
         worker = Worker(
             queues=options["queues"],
             worker_id=options["worker_id"],
@@ -49,3 +51,5 @@ class Command(BaseCommand):
             worker.run()
         except KeyboardInterrupt:
             sys.exit(1)
+        finally:
+            undo_logging()
