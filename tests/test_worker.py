@@ -133,6 +133,50 @@ class TestWorkerProcesses:
         wait_for(lambda: status_of(later) == Status.DONE)
         assert status_of(job) == Status.CANCELLED
 
+    @pytest.mark.parametrize("status", [Status.DONE, Status.FAILED, Status.QUEUED])
+    def test_a_manual_move_away_from_processing_stops_the_running_task(
+        self, processes, make_job, tmp_path, status
+    ):
+        """Setting a running job done, failed or queued by hand (PATCH /status, the admin)
+        takes it from its holder: the worker stops the task at its next heartbeat and
+        goes on with other work (it has one executor, so the next job proves it)."""
+        marker = tmp_path / "m"
+        job = make_job(task="test.slow_once", payload={"marker": str(marker), "seconds": 60})
+        worker = processes.worker(env={"JOBS_LEASE_SECONDS": "1"})
+        wait_for(marker.exists)
+        lifecycle.set_status(job_id=job.pk, status=status)
+        later = make_job(task="echo", payload="after", priority=10)
+        wait_for(lambda: status_of(later) == Status.DONE)
+        assert "no longer held" in processes.output(worker)
+        job.refresh_from_db()
+        if status == Status.QUEUED:  # back in the queue: it runs again, as attempt 2
+            wait_for(lambda: status_of(job) == Status.DONE)
+            job.refresh_from_db()
+            assert (job.result, job.attempts) == ("second", 2)
+        else:
+            assert (job.status, job.result, job.attempts) == (status, None, 1)
+
+    def test_a_job_cancelled_in_an_executors_hand_never_starts(self, processes, make_job, tmp_path):
+        """With --batch, a job cancelled while it waits behind a running one is skipped:
+        its task never runs, and the executor goes on with the next job."""
+        marker, gate, runs = tmp_path / "m", tmp_path / "gate", tmp_path / "runs"
+        first = make_job(task="test.gate", payload={"marker": str(marker), "gate": str(gate)})
+        waiting = make_job(task="test.append", payload={"path": str(runs), "line": 1})
+        processes.worker("--batch", "2", env={"JOBS_LEASE_SECONDS": "1"})
+        wait_for(marker.exists)
+        assert status_of(waiting) == Status.PROCESSING  # claimed with the first
+        cancelled_at = timezone.now()
+        lifecycle.cancel(job_id=waiting.pk)
+        # By the second heartbeat after the cancel, the first has told the executor.
+        beat = wait_for(lambda: WorkerRow.objects.filter(last_heartbeat_at__gt=cancelled_at))
+        after = beat.get().last_heartbeat_at
+        wait_for(lambda: WorkerRow.objects.filter(last_heartbeat_at__gt=after).exists())
+        gate.write_text("open")
+        later = make_job(task="echo", payload="after")
+        wait_for(lambda: status_of(later) == Status.DONE)
+        assert (status_of(first), status_of(waiting)) == (Status.DONE, Status.CANCELLED)
+        assert not runs.exists()
+
     def test_kill_9_mid_job_is_recovered_and_completed_once(self, processes, make_job, tmp_path):
         env = {"JOBS_LEASE_SECONDS": "1"}
         job = make_job(
