@@ -25,6 +25,11 @@ seconds; jobs still running then are killed and put back in the queue (their
 attempt counted). A second signal does that at once. Nothing is left
 ``processing``; after a crash, recovery takes over.
 
+The database may come and go: a database error in a pass, or while stopping
+(a connection that died unnoticed, say across a pause), drops the connection
+and retries on a new one, with backoff. Stopping always ends with exit status
+0: what cannot be handed back is recovered once its lease expires.
+
 Test hooks: ``burst`` returns once no job is due, ``max_jobs`` stops after that
 many jobs, ``worker_id`` fixes the id, ``install_signal_handlers=False`` leaves
 signals alone.
@@ -54,6 +59,10 @@ from jobs.models import Worker as WorkerRow
 from jobs.notify import Listener
 
 logger = logging.getLogger(__name__)
+
+# Waiting for an unreachable database: seconds before the first retry, and at most.
+DB_RETRY_BASE = 0.5
+DB_RETRY_MAX = 10.0
 
 
 def _key(job: Job) -> tuple[Any, int]:
@@ -119,6 +128,7 @@ class Worker:
         self._signals = 0
         self._next_recover = 0.0
         self._next_heartbeat = 0.0
+        self._db_failures = 0  # consecutive passes that failed on a database error
         self._taken: set[tuple[Any, int]] = set()  # attempts the last heartbeat found taken
         self.listener = Listener()
         skip_health_checks()
@@ -164,18 +174,36 @@ class Worker:
                     idle = not self._step()
                 except DatabaseError as exc:
                     # A restarted or unreachable database: reconnect on the next pass.
-                    logger.warning("worker=%s database error, retrying: %s", self.worker_id, exc)
-                    close_old_connections()
-                    self._stop.wait(min(self.poll_interval * 4, 1.0))
+                    self._database_error(exc)
                     continue
+                self._db_failures = 0
                 if idle and self.burst:
                     break
-            self._release_buffer()
             self._drain()
             clean = True
         finally:
             self._shutdown(clean=clean)
         return self.processed
+
+    def _database_error(self, exc: DatabaseError, *, until: float | None = None) -> None:
+        """Log the error, drop a broken connection, and wait with backoff (never past
+        ``until``) before the caller tries again on a new connection."""
+        self._db_failures += 1
+        delay = lifecycle.backoff(self._db_failures, base=DB_RETRY_BASE, cap=DB_RETRY_MAX)
+        if until is not None:
+            delay = max(0.0, min(delay, until - time.monotonic()))
+        logger.warning(
+            "worker=%s database unavailable, retry=%s in %.1fs: %s",
+            self.worker_id,
+            self._db_failures,
+            delay,
+            exc,
+        )
+        close_old_connections()
+        if self._stop.is_set():
+            time.sleep(delay)  # stopping already: the event would not wait
+        else:
+            self._stop.wait(delay)
 
     def _step(self) -> bool:
         """One pass: housekeeping, claim, dispatch, collect. Return False when idle."""
@@ -312,8 +340,8 @@ class Worker:
     def _housekeeping(self) -> None:
         now = time.monotonic()
         if now >= self._next_heartbeat:
+            self._heartbeat()  # due again until it succeeds
             self._next_heartbeat = now + self.heartbeat_interval
-            self._heartbeat()
         if now >= self._next_recover:
             self._next_recover = now + self.recover_interval
             if recovered := lifecycle.recover():
@@ -378,20 +406,28 @@ class Worker:
     # -- stopping -------------------------------------------------------------------------
 
     def _release_buffer(self) -> None:
-        jobs, self._buffer = list(self._buffer), deque()
-        if jobs:
-            lifecycle.release(jobs=jobs, worker_id=self.worker_id, started=False)
+        if self._buffer:
+            lifecycle.release(jobs=list(self._buffer), worker_id=self.worker_id, started=False)
+            self._buffer.clear()
 
     def _drain(self) -> None:
-        """Hand back jobs waiting in an executor's hand; let running jobs finish, up to
-        ``shutdown_timeout`` seconds."""
+        """Hand back claimed jobs not started; let running jobs finish, up to
+        ``shutdown_timeout`` seconds. A database error (a connection that died
+        unnoticed) is retried on a new connection within the same time."""
         deadline = time.monotonic() + self.shutdown_timeout
         for slot in self.pool.busy():
             self.pool.skip(slot, self.pool.unstarted(slot))
-        while self.pool.busy() and time.monotonic() < deadline:
-            close_old_connections()
-            self._housekeeping()
-            self._collect(min(self._wait_time(idle=False), deadline - time.monotonic()))
+        while time.monotonic() < deadline:
+            try:
+                close_old_connections()
+                self._release_buffer()
+                if not self.pool.busy():
+                    return
+                self._housekeeping()
+                self._collect(min(self._wait_time(idle=False), deadline - time.monotonic()))
+                self._db_failures = 0
+            except DatabaseError as exc:
+                self._database_error(exc, until=deadline)
 
     def _shutdown(self, *, clean: bool) -> None:
         ran, running, unstarted = self.pool.close()
@@ -399,19 +435,30 @@ class Worker:
         unfinished = [*lost, *ran, *running]
         if unfinished:
             logger.warning("worker=%s requeued=%s unfinished jobs", self.worker_id, len(unfinished))
-        close_old_connections()
-        try:
-            self._release_buffer()
-            self._hand_back(unfinished, unstarted)
-            WorkerRow.objects.filter(pk=self.worker_id).delete()
+        for attempt in (1, 2):  # after a database error, once more on a new connection
+            try:
+                close_old_connections()
+                self._release_buffer()
+                self._hand_back(unfinished, unstarted)
+                WorkerRow.objects.filter(pk=self.worker_id).delete()
+            except Exception as exc:
+                if attempt == 1 and isinstance(exc, DatabaseError):
+                    logger.warning(
+                        "worker=%s database error, reconnecting: %s", self.worker_id, exc
+                    )
+                    continue
+                # Leases run out and recovery requeues the jobs; the row is marked dead.
+                logger.exception("worker=%s could not hand back its jobs", self.worker_id)
+                break
             for job in running:
                 runner.attempt_stopped(job)
-        except Exception:
-            # Leases run out and recovery requeues the jobs; the row is marked dead.
-            logger.exception("worker=%s could not hand back its jobs", self.worker_id)
-        self.listener.close()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+            break
+        self._close()
         logger.info(
             "worker=%s processed=%s stopped clean=%s", self.worker_id, self.processed, clean
         )
+
+    def _close(self) -> None:
+        self.listener.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)

@@ -248,6 +248,37 @@ class TestPostgresWakeupAndRestarts:
         # Polling would take ten minutes; only the notification can run it this soon.
         wait_for(lambda: status_of(job) == Status.DONE, timeout=30)
 
+    def test_sigterm_after_its_connections_died_unnoticed_exits_0(
+        self, processes, make_job, tmp_path
+    ):
+        """A worker frozen while its connections die (a database restart) and then told
+        to stop reconnects, hands its jobs back and exits 0."""
+        from django.db import connection
+
+        job, marker = make_sleeper(make_job, tmp_path, 60)
+        waiting = make_job(task="echo", payload="in the executor's hand", priority=-1)
+        env = {"JOBS_LEASE_SECONDS": "1"}
+        worker = processes.worker("--batch", "2", "--shutdown-timeout", "1", env=env)
+        wait_for(marker.exists)
+        os.killpg(worker.pid, signal.SIGSTOP)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            assert cursor.rowcount >= 1
+        # Frozen past its next heartbeat, so that is the first thing it does after waking.
+        row = WorkerRow.objects.get()
+        wait_for(lambda: timezone.now() - row.last_heartbeat_at > timezone.timedelta(seconds=1))
+        worker.send_signal(signal.SIGTERM)  # delivered the moment it wakes
+        os.killpg(worker.pid, signal.SIGCONT)
+        assert worker.wait(timeout=60) == 0, processes.output(worker)
+        job.refresh_from_db()
+        assert (job.status, job.attempts, job.worker_id) == (Status.QUEUED, 1, None)
+        waiting.refresh_from_db()  # never started: handed back with its attempt
+        assert (waiting.status, waiting.attempts) == (Status.QUEUED, 0)
+        assert not WorkerRow.objects.exists()
+
     def test_worker_survives_its_connections_being_killed(self, processes, make_job):
         from django.db import connection
 
