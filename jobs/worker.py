@@ -25,10 +25,11 @@ seconds; jobs still running then are killed and put back in the queue (their
 attempt counted). A second signal does that at once. Nothing is left
 ``processing``; after a crash, recovery takes over.
 
-The database may come and go: a database error in a pass, or while stopping
-(a connection that died unnoticed, say across a pause), drops the connection
-and retries on a new one, with backoff. Stopping always ends with exit status
-0: what cannot be handed back is recovered once its lease expires.
+The database may come and go: at start the worker waits for it (retrying with
+backoff, logging each retry); a database error in a pass, or while stopping (a
+connection that died unnoticed, say across a pause), drops the connection and
+retries on a new one. Stopping always ends with exit status 0: what cannot be
+handed back is recovered once its lease expires.
 
 Test hooks: ``burst`` returns once no job is due, ``max_jobs`` stops after that
 many jobs, ``worker_id`` fixes the id, ``install_signal_handlers=False`` leaves
@@ -159,7 +160,9 @@ class Worker:
         if self.install_signal_handlers:
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
-        self._register()
+        if not self._wait_for_database():
+            self._close()
+            return self.processed
         self.pool.start()
         logger.info(
             "worker=%s queues=%s concurrency=%s started",
@@ -184,6 +187,18 @@ class Worker:
         finally:
             self._shutdown(clean=clean)
         return self.processed
+
+    def _wait_for_database(self) -> bool:
+        """Register this worker, waiting for the database until it answers; return
+        False if stopped first."""
+        while not self._stop.is_set():
+            try:
+                self._register()
+                self._db_failures = 0
+                return True
+            except DatabaseError as exc:
+                self._database_error(exc)
+        return False
 
     def _database_error(self, exc: DatabaseError, *, until: float | None = None) -> None:
         """Log the error, drop a broken connection, and wait with backoff (never past

@@ -12,6 +12,7 @@ from jobs.models import Job, JobAttempt, Outcome, Status
 from jobs.models import Worker as WorkerRow
 from jobs.worker import Worker
 from tests.conftest import wait_for
+from tests.tcp_proxy import TcpProxy, free_port
 
 
 def drain(**options) -> int:
@@ -278,6 +279,27 @@ class TestPostgresWakeupAndRestarts:
         waiting.refresh_from_db()  # never started: handed back with its attempt
         assert (waiting.status, waiting.attempts) == (Status.QUEUED, 0)
         assert not WorkerRow.objects.exists()
+
+    def test_a_worker_started_while_the_database_is_down_waits_for_it(self, processes, make_job):
+        """Started while nothing answers at the database's address, a worker retries with
+        backoff, logging each retry, and starts serving once the database answers (or
+        exits 0 at once if told to stop first)."""
+        from django.db import connection
+
+        s = connection.settings_dict
+        port = free_port()
+        url = f"postgres://{s['USER']}@127.0.0.1:{port}/{s['NAME']}"
+        worker, stopped = (processes.worker(env={"DATABASE_URL": url}) for _ in range(2))
+        for proc in (worker, stopped):
+            wait_for(lambda proc=proc: processes.output(proc).count("database unavailable") >= 2)
+        stopped.send_signal(signal.SIGTERM)
+        assert stopped.wait(timeout=30) == 0, processes.output(stopped)
+        assert worker.poll() is None and not WorkerRow.objects.exists()
+        with TcpProxy(port, (s["HOST"] or "127.0.0.1", int(s["PORT"] or 5432))):
+            job = make_job(task="echo", payload="after the outage")
+            wait_for(lambda: status_of(job) == Status.DONE, timeout=60)
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(timeout=30) == 0, processes.output(worker)
 
     def test_worker_survives_its_connections_being_killed(self, processes, make_job):
         from django.db import connection
