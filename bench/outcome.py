@@ -28,7 +28,7 @@ def check_outcome(count: int, **filters: Any) -> None:
 
 
 def drain_window(**filters: Any) -> tuple[float, int]:
-    """Seconds from the first claim (started_at) to the last finish, and the job count."""
+    """Seconds from the first start (started_at) to the last finish, and the job count."""
     from django.db.models import Count, Max, Min
 
     from jobs.models import Job

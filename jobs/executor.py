@@ -6,7 +6,15 @@ a pipe, a few at a time (``--batch``). The child runs them in order with
 ``runner.execute`` (which records each outcome through the lifecycle, fenced on
 the worker's id and the attempt; successes are recorded in groups, see
 ``runner.Completions``) and reports each job as it finishes, so the worker
-always knows which job a child is running and since when.
+always knows which job a child is running, since when, and whether its task
+code has returned yet (shared memory, see ``Progress``).
+
+A job's ``started_at`` is when its child starts it, not when it was claimed:
+the child records it with the outcome (no extra write for a quick job), and the
+worker writes it for a job still running after ``START_MARK_DELAY``. A job that
+is taken away while it waits in a child's hand (cancelled, recovered, stopping)
+is skipped: the worker sends the child a ``("skip", ids)`` notice, which the
+child reads before starting each job.
 
 Because the task runs in a process of its own, the worker can enforce a timeout
 on code that never returns (``while True: pass``, a blocking C call) or stop a
@@ -24,6 +32,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -31,6 +40,25 @@ logger = logging.getLogger(__name__)
 
 _context = multiprocessing.get_context("forkserver")
 _context.set_forkserver_preload(["jobs.boot"])
+
+# A running job's started_at is written by the worker once it has run this long
+# (seconds); a quicker job's is written with its outcome, at no extra cost.
+START_MARK_DELAY = 0.05
+
+
+class Progress:
+    """Indexes into a slot's shared array of doubles.
+
+    Written by the child: ``STARTED``, the sequence number of the job it started
+    last (-1: none); ``SINCE``, when, on the monotonic clock; ``SINCE_WALL``,
+    when, as a Unix time; ``RETURNED``, the sequence number of the last job whose
+    task code returned (its outcome is being, or has been, recorded: nothing
+    left to stop). Written by the worker: ``NOTICES``, how many skip notices it
+    has sent, so the child reads its pipe between jobs only when one is there.
+    """
+
+    STARTED, SINCE, SINCE_WALL, RETURNED, NOTICES = range(5)
+    INITIAL = (-1.0, 0.0, 0.0, -1.0, 0.0)
 
 
 def _die_with_parent() -> None:
@@ -75,6 +103,8 @@ def _child_main(
 
     completions = runner.Completions(worker_id)
     reports: list[tuple[Any, str]] = []  # (job id, status) of jobs run, not yet reported
+    skip: set[Any] = set()  # ids of this batch's jobs the worker took back
+    inbox: deque[Any] = deque()  # batches (or the stop message) read while reading notices
 
     def report() -> None:
         if reports:
@@ -95,24 +125,55 @@ def _child_main(
             return
         conn.send(("flushed", done))
 
+    def returned() -> None:  # called by the runner before it records the outcome
+        progress[Progress.RETURNED] = progress[Progress.STARTED]
+
+    notices = 0.0  # skip notices read so far
+
+    def read_notices() -> None:
+        nonlocal notices
+        if progress[Progress.NOTICES] == notices:
+            return  # none sent: no system call
+        notices = progress[Progress.NOTICES]
+        while conn.poll():
+            message = conn.recv()
+            if isinstance(message, tuple):  # ("skip", ids)
+                skip.update(message[1])
+            else:
+                inbox.append(message)
+
     ran = 0  # also the sequence number of the next job, as the worker counts them
     while max_jobs is None or ran < max_jobs:
-        if completions.pending and not conn.poll():
+        if completions.pending and not inbox and not conn.poll():
             flush()  # nothing in hand: record what is done now
         report()
         try:
-            jobs = conn.recv()
+            jobs = inbox.popleft() if inbox else conn.recv()
         except EOFError:
             break
         if jobs is None:
             break
+        if isinstance(jobs, tuple):  # a notice about a batch already finished
+            continue
+        skip.clear()  # notices sent before this batch were about earlier ones
         close_old_connections()
         for job in jobs:
+            read_notices()
+            if job.pk in skip:
+                reports.append((job.pk, "skipped"))
+                ran += 1
+                continue
             started = time.monotonic()
-            # Shared memory, no message: the worker sees which job runs, and since when.
-            progress[0], progress[1] = ran, started
+            wall = time.time()
+            job.started_at = datetime.fromtimestamp(wall, UTC)
+            # Shared memory, no message: the worker sees which job runs, and since
+            # when. The sequence number goes last, so it never pairs with a stale start.
+            progress[Progress.SINCE], progress[Progress.SINCE_WALL] = started, wall
+            progress[Progress.STARTED] = ran
             try:
-                status = runner.execute(job, worker_id=worker_id, completions=completions)
+                status = runner.execute(
+                    job, worker_id=worker_id, completions=completions, returned=returned
+                )
             except DatabaseError as exc:
                 logger.warning("job=%s outcome unrecorded: %s", job.pk, exc)
                 close_old_connections()
@@ -137,10 +198,11 @@ class Slot:
     index: int
     process: Any
     conn: Connection
-    progress: Any  # shared [sequence number of the running job, its start (monotonic)]
+    progress: Any  # shared doubles, indexed by Progress
     jobs: deque = field(default_factory=deque)
     unrecorded: dict = field(default_factory=dict)
     head: int = 0  # sequence number of jobs[0]
+    skipped: set = field(default_factory=set)  # ids the child was told to skip
 
 
 class Pool:
@@ -169,7 +231,7 @@ class Pool:
 
     def _spawn(self, index: int) -> Slot:
         parent, child = _context.Pipe()
-        progress = _context.RawArray("d", [-1.0, 0.0])
+        progress = _context.RawArray("d", Progress.INITIAL)
         process = _context.Process(
             target=_child_main,
             args=(child, progress, self.worker_id, self.db_names, self.max_jobs_per_child),
@@ -196,14 +258,59 @@ class Pool:
             self._stop(slot, kill=True)
             slot = self.slots[slot.index] = self._spawn(slot.index)
         slot.jobs.extend(jobs)
+        slot.skipped.clear()
         slot.conn.send(jobs)
+
+    def _position(self, slot: Slot) -> int:
+        """Position in ``slot.jobs`` of the job the child started last (may be out of range)."""
+        return int(slot.progress[Progress.STARTED]) - slot.head
 
     def running(self, slot: Slot) -> tuple[int, Any, float] | None:
         """``(position in slot.jobs, job, start)`` of the job the child runs now, if any."""
-        position = int(slot.progress[0]) - slot.head
+        position = self._position(slot)
         if 0 <= position < len(slot.jobs):
-            return position, slot.jobs[position], slot.progress[1]
+            return position, slot.jobs[position], slot.progress[Progress.SINCE]
         return None
+
+    def in_task(self, slot: Slot) -> Any | None:
+        """The job whose task code the child runs now (started, not returned), if any."""
+        running = self.running(slot)
+        if running is None or slot.progress[Progress.RETURNED] >= slot.progress[Progress.STARTED]:
+            return None
+        return running[1]
+
+    def pending(self, slot: Slot) -> list[Any]:
+        """Jobs of the slot whose task code has not returned: running it, or not started."""
+        job = self.in_task(slot)
+        return [job, *self.unstarted(slot)] if job is not None else self.unstarted(slot)
+
+    @staticmethod
+    def since(slot: Slot) -> float:
+        """When (monotonic) the slot's child started its current (or last) job."""
+        return slot.progress[Progress.SINCE]
+
+    def unstarted(self, slot: Slot) -> list[Any]:
+        """Jobs handed to the slot's child that it has not started."""
+        return list(slot.jobs)[max(self._position(slot) + 1, 0) :]
+
+    @staticmethod
+    def started_at(slot: Slot) -> datetime:
+        """When the slot's child started its current (or last) job."""
+        return datetime.fromtimestamp(slot.progress[Progress.SINCE_WALL], UTC)
+
+    def skip(self, slot: Slot, jobs: list[Any]) -> None:
+        """Tell the slot's child not to start ``jobs``; it reports them as ``skipped``.
+
+        A child already running one of them runs it: stopping it is ``replace``.
+        """
+        ids = [job.pk for job in jobs if job.pk not in slot.skipped]
+        if ids:
+            slot.skipped.update(ids)
+            try:
+                slot.conn.send(("skip", ids))
+            except OSError:
+                return  # the child died: wait() finds out and hands its jobs back
+            slot.progress[Progress.NOTICES] += 1  # after the send: the child then finds it
 
     def deadline(self, slot: Slot) -> float | None:
         """When the running job overruns its timeout (None: nothing running, or no limit)."""
@@ -215,10 +322,11 @@ class Pool:
     def wait(self, timeout: float, *, wake: list[Any]) -> tuple[list[tuple[Any, Any]], Any]:
         """Wait up to ``timeout`` for reports; return ``(finished, handed_back)``.
 
-        ``finished`` holds ``(job, status)`` pairs as jobs finish running; status
-        ``None`` means the child died running that job (the slot is replaced).
-        ``handed_back`` is what a dead child left, as ``replace`` returns it.
-        Anything in ``wake`` that becomes readable ends the wait early.
+        ``finished`` holds ``(job, status)`` pairs as jobs finish running (status
+        ``"skipped"``: the child did not start it, as told); status ``None`` means
+        the child died running that job (the slot is replaced). ``handed_back`` is
+        what a dead child left, as ``replace`` returns it. Anything in ``wake``
+        that becomes readable ends the wait early.
         """
         live = [s for s in self.slots if s.jobs or s.unrecorded]
         waitables: list[Any] = [s.conn for s in live] + [s.process.sentinel for s in live]
@@ -262,6 +370,19 @@ class Pool:
     def overdue(self, now: float) -> list[Slot]:
         return [s for s in self.busy() if (d := self.deadline(s)) is not None and d <= now]
 
+    def _split(self, slot: Slot) -> tuple[list[Any], Any, list[Any]]:
+        """``(ran, running, unstarted)`` of a stopped slot: jobs that ran but whose
+        success is not recorded, the job it was running (None if none; its
+        ``started_at`` filled in), and jobs it had not started."""
+        running = self.running(slot)
+        jobs = list(slot.jobs)
+        if running is None:
+            return list(slot.unrecorded.values()), None, self.unstarted(slot)
+        position, job, _ = running
+        if job.started_at is None:
+            job.started_at = self.started_at(slot)
+        return [*slot.unrecorded.values(), *jobs[:position]], job, jobs[position + 1 :]
+
     def replace(self, slot: Slot) -> tuple[list[Any], Any, list[Any]]:
         """Kill the slot's child and start a fresh one.
 
@@ -269,14 +390,9 @@ class Pool:
         recorded, the job it was running (the caller's to report; None if none),
         and jobs it had not started.
         """
-        running = self.running(slot)
         self._stop(slot, kill=True)
         self.slots[slot.index] = self._spawn(slot.index)
-        jobs = list(slot.jobs)
-        if running is None:
-            return list(slot.unrecorded.values()), None, jobs
-        position, job, _ = running
-        return [*slot.unrecorded.values(), *jobs[:position]], job, jobs[position + 1 :]
+        return self._split(slot)
 
     def _stop(self, slot: Slot, *, kill: bool) -> None:
         if slot.process.is_alive() and not kill:
@@ -292,23 +408,29 @@ class Pool:
             slot.process.join()
         slot.conn.close()
 
-    def close(self) -> tuple[list[Any], list[Any]]:
+    def close(self) -> tuple[list[Any], list[Any], list[Any]]:
         """Stop every child: idle ones first record their pending successes, busy ones
-        are killed. Return ``(ran, unfinished)``: jobs that ran without their success
-        being recorded, and jobs still running or waiting in a child."""
+        are killed. Return ``(ran, running, unstarted)`` over all slots, as
+        ``replace`` does for one."""
         ran: list[Any] = []
-        unfinished: list[Any] = []
+        running: list[Any] = []
+        unstarted: list[Any] = []
         for slot in self.slots:
-            if not slot.jobs:
-                try:
+            finished: list[tuple[Any, Any]] = []
+            try:
+                if slot.jobs:
+                    slot.process.kill()
+                else:
                     slot.conn.send(None)  # the child records its successes and exits
-                    slot.process.join(timeout=5)
-                    while slot.conn.poll():
-                        self._receive(slot, slot.conn.recv(), [])
-                except (EOFError, OSError):
-                    pass
-            ran += slot.unrecorded.values()
-            unfinished += slot.jobs
+                slot.process.join(timeout=5)
+                while slot.conn.poll():  # what it reported before it stopped
+                    self._receive(slot, slot.conn.recv(), finished)
+            except (EOFError, OSError):
+                pass
             self._stop(slot, kill=True)
+            before, job, rest = self._split(slot)
+            ran += before
+            running += [job] if job is not None else []
+            unstarted += rest + [job for job, status in finished if status == "skipped"]
         self.slots = []
-        return ran, unfinished
+        return ran, running, unstarted

@@ -293,6 +293,9 @@ def claim(
     rows another transaction has locked are skipped, never waited on; SQLite
     serialises writers (the project's SQLite settings open write transactions
     with BEGIN IMMEDIATE and a busy timeout).
+
+    A claimed job has no ``started_at`` until its attempt starts executing
+    (``runner.execute``): with ``--batch`` it may first wait in an executor's hand.
     """
     now = timezone.now()
     lease = now + timedelta(seconds=lease_seconds or conf.LEASE_SECONDS)
@@ -317,12 +320,12 @@ def claim(
         sql = (
             f"WITH due AS MATERIALIZED ({due_sql}) "  # noqa: S608
             f"UPDATE {Job._meta.db_table} SET status = %s, worker_id = %s, "
-            "lease_expires_at = %s, attempts = attempts + 1, started_at = %s, "
+            "lease_expires_at = %s, attempts = attempts + 1, started_at = NULL, "
             "finished_at = NULL, updated_at = %s "
             f"WHERE status = %s AND id {in_due} "
             f"RETURNING {', '.join(connection.ops.quote_name(f.column) for f in fields)}"
         )
-        params = [PROCESSING, worker_id, adapt(lease), adapt(now), adapt(now), QUEUED]
+        params = [PROCESSING, worker_id, adapt(lease), adapt(now), QUEUED]
         cursor.execute(sql, [*due_params, *params])
         rows = cursor.fetchall()
     columns = _columns(fields)
@@ -405,6 +408,11 @@ def succeed(*, job: Job, worker_id: str, result: Any = None) -> None:
     _log_transition(job, "succeed", outcome="done", duration=_duration(job, now))
 
 
+def _started(job: Job) -> dict[str, Any]:
+    """The attempt's start to record with its outcome, when the caller knows it."""
+    return {"started_at": job.started_at} if job.started_at is not None else {}
+
+
 def _mark_done(job: Job, worker_id: str, result: Any, now: datetime) -> bool:
     updated = _held(job, worker_id).update(
         status=DONE,
@@ -414,6 +422,7 @@ def _mark_done(job: Job, worker_id: str, result: Any, now: datetime) -> bool:
         finished_at=now,
         lease_expires_at=None,
         updated_at=now,
+        **_started(job),
     )
     if updated:
         job.status, job.finished_at = DONE, now
@@ -435,29 +444,38 @@ def succeed_many(*, worker_id: str, completions: Sequence[tuple[Job, Any]]) -> i
     stamp = fields["finished_at"].get_db_prep_save(now, connection)
     ids = [fields["id"].get_db_prep_save(job.pk, connection) for job, _ in completions]
     results = [fields["result"].get_db_prep_save(result, connection) for _, result in completions]
+    held = [job for job, _ in completions]
     attempts = [job.attempts for job, _ in completions]
+    # When each attempt started (unknown: keep what the row has). Adapted directly:
+    # these are aware datetimes or None, and this runs once per job.
+    adapt = connection.ops.adapt_datetimefield_value
+    starts = [adapt(job.started_at) for job in held]
     table = connection.ops.quote_name(Job._meta.db_table)
     done = "status = %s, error = NULL, traceback = NULL, finished_at = %s, "
     done += "lease_expires_at = NULL, updated_at = %s"
-    held = [job for job, _ in completions]
     with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(
-                f"UPDATE {table} SET {done}, result = v.result "  # noqa: S608
-                "FROM unnest(%s::uuid[], %s::integer[], %s::jsonb[]) AS v(id, attempts, result) "
+                f"UPDATE {table} SET {done}, result = v.result, "  # noqa: S608
+                f"started_at = COALESCE(v.started_at, {table}.started_at) "
+                "FROM unnest(%s::uuid[], %s::integer[], %s::jsonb[], %s::timestamptz[]) "
+                "AS v(id, attempts, result, started_at) "
                 f"WHERE {table}.id = v.id AND {table}.attempts = v.attempts "
                 f"AND {table}.status = %s AND {table}.worker_id = %s RETURNING {table}.id",
-                [DONE, stamp, stamp, ids, attempts, results, PROCESSING, worker_id],
+                [DONE, stamp, stamp, ids, attempts, results, starts, PROCESSING, worker_id],
             )
             mine = {pk for (pk,) in cursor.fetchall()}
             recorded = len(mine)
         else:
             cursor.executemany(
-                f"UPDATE {table} SET {done}, result = %s "  # noqa: S608
+                f"UPDATE {table} SET {done}, result = %s, "  # noqa: S608
+                "started_at = COALESCE(%s, started_at) "
                 "WHERE id = %s AND attempts = %s AND status = %s AND worker_id = %s",
                 [
-                    (DONE, stamp, stamp, result, pk, attempt, PROCESSING, worker_id)
-                    for pk, attempt, result in zip(ids, attempts, results, strict=True)
+                    (DONE, stamp, stamp, result, start, pk, attempt, PROCESSING, worker_id)
+                    for pk, attempt, result, start in zip(
+                        ids, attempts, results, starts, strict=True
+                    )
                 ],
             )
             recorded = cursor.rowcount
@@ -502,6 +520,7 @@ def fail(
             "traceback": traceback,
             "lease_expires_at": None,
             "updated_at": now,
+            **_started(job),
         }
         if requeue:
             run_after = now + timedelta(seconds=backoff(job.attempts))
@@ -547,14 +566,36 @@ def release(*, jobs: Iterable[Job], worker_id: str, started: bool = False) -> in
     return released
 
 
-def heartbeat(*, worker_id: str, job_ids: Sequence[Any]) -> set[Any]:
-    """Extend the lease of the jobs ``worker_id`` still holds; return their ids."""
-    if not job_ids:
+def heartbeat(*, worker_id: str, jobs: Sequence[Job]) -> set[tuple[Any, int]]:
+    """Extend the lease of the jobs ``worker_id`` still holds.
+
+    Return ``(id, attempt)`` of each attempt it still holds: one of ``jobs``
+    whose pair is missing was taken away (cancelled, recovered, moved by hand,
+    deleted, or claimed again as a later attempt).
+    """
+    if not jobs:
         return set()
     lease = timezone.now() + timedelta(seconds=conf.LEASE_SECONDS)
-    held = Job.objects.filter(pk__in=list(job_ids), status=PROCESSING, worker_id=worker_id)
+    held = Job.objects.filter(
+        pk__in=[job.pk for job in jobs], status=PROCESSING, worker_id=worker_id
+    )
     held.update(lease_expires_at=lease)
-    return set(held.values_list("pk", flat=True))
+    return set(held.values_list("pk", "attempts"))
+
+
+def mark_started(*, worker_id: str, starts: Sequence[tuple[Job, datetime]]) -> int:
+    """Record when attempts ``worker_id`` holds started; return how many it still held.
+
+    ``starts`` pairs each job with its start. For attempts still running: a
+    quicker one's start is recorded with its outcome. Not a status change; fenced
+    like the holder's transitions.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        return sum(
+            _held(job, worker_id).update(started_at=started_at, updated_at=now)
+            for job, started_at in starts
+        )
 
 
 def recover(*, now: datetime | None = None, limit: int = 500) -> int:

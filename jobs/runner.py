@@ -10,10 +10,11 @@ import json
 import logging
 import time
 import traceback as tb
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
+from django.utils import timezone
 
 from jobs import lifecycle, tasks
 from jobs.exceptions import PermanentFailure, TransitionRefused, UnknownTask
@@ -71,35 +72,68 @@ class Completions:
         )
 
 
-def execute(job: Job, *, worker_id: str, completions: Completions | None = None) -> str:
+def execute(
+    job: Job,
+    *,
+    worker_id: str,
+    completions: Completions | None = None,
+    returned: Callable[[], None] | None = None,
+) -> str:
     """Run a job ``worker_id`` has claimed and record the outcome; return the new status.
 
-    Exceptions from the task (``SystemExit`` included) are recorded, never
-    raised; ``KeyboardInterrupt`` propagates. If the job was taken away
-    meanwhile (cancelled, recovered), the outcome is discarded and the job's
-    current status returned. With ``completions``, a success of a task without
-    a ``finished`` hook is queued there (status ``"processing"`` until flushed).
+    The attempt starts now: ``job.started_at`` is set (unless the claim already
+    did) and recorded with the outcome. Exceptions from the task (``SystemExit``
+    included) are recorded, never raised; ``KeyboardInterrupt`` propagates. If
+    the job was taken away meanwhile (cancelled, recovered, moved by hand), the
+    outcome is discarded and the job's current status returned. With
+    ``completions``, a success of a task without a ``finished`` hook is queued
+    there (status ``"processing"`` until flushed). ``returned`` is called once
+    the task's code has returned or raised, before the outcome is recorded.
     """
+    if job.started_at is None:
+        job.started_at = timezone.now()
     try:
         spec = tasks.get(job.task)
     except UnknownTask as exc:
+        _call(returned)
         return _report_failure(job, worker_id, exc, retry=False)
     with tasks.running(job, worker_id):
         _hook(spec.started, job)
         try:
             result = _json_safe(spec(job.payload))
         except (Exception, SystemExit) as exc:
+            _call(returned)
             status = _report_failure(
                 job, worker_id, exc, retry=not isinstance(exc, PermanentFailure)
             )
             _hook(spec.finished, job)  # inside the handler: receivers see exc_info
             return status
+    _call(returned)
     if completions is not None and spec.finished is None:
         completions.add(job, result)
         return job.status
     status = _report_success(job, worker_id, result)
     _hook(spec.finished, job)
     return status
+
+
+def _call(callback: Callable[[], None] | None) -> None:
+    if callback is not None:
+        callback()
+
+
+def attempt_stopped(job: Job) -> None:
+    """Tell the task's listeners that an attempt ended without its executor reporting it.
+
+    For an attempt the worker stopped (taken away, timed out) or lost with its
+    executor: ``django.tasks`` receivers get ``task_finished`` with the job's
+    recorded state, as after any other attempt.
+    """
+    try:
+        spec = tasks.get(job.task)
+    except UnknownTask:
+        return
+    _hook(spec.finished, job)
 
 
 def _hook(hook: tasks.Hook | None, job: Job) -> None:

@@ -6,7 +6,8 @@ Status mapping:
 Job status    TaskResultStatus    note
 ============  ==================  ==========================================
 queued        READY               also after a failed attempt that will be retried
-processing    RUNNING
+processing    READY               claimed, not started: waiting in an executor's hand
+processing    RUNNING             started (``started_at`` set)
 done          SUCCESSFUL          ``return_value`` is the job's result
 failed        FAILED              out of attempts, or a permanent failure
 cancelled     FAILED              ``errors`` ends with ``jobs.exceptions.JobCancelled``
@@ -18,7 +19,8 @@ counts them) and every attempt that did not succeed appends a ``TaskError``
 ``jobs.exceptions.WorkerLost``; timed out: ``jobs.exceptions.AttemptTimedOut``).
 A failed attempt with attempts left shows as READY with its error already in
 ``errors``. ``started_at`` is the first attempt's start, ``last_attempted_at``
-the latest one's. An attempt handed back unfinished (a worker's second stop
+the latest one's; an attempt counts from when it starts executing, not from its
+claim. An attempt handed back unfinished (a worker's second stop
 signal) is not archived, so it counts in the job's ``attempts`` but not here.
 """
 
@@ -94,11 +96,18 @@ def _task_as_enqueued(job: Job, task: Task, alias: str) -> Task:
         return task
 
 
+def _status(job: Job) -> TaskResultStatus:
+    if job.status == Status.PROCESSING and job.started_at is None:
+        return TaskResultStatus.READY  # claimed, but its attempt has not started
+    return STATUS_MAP[job.status]
+
+
 def _attempts(job: Job, history: Sequence[JobAttempt]) -> tuple[list[str], list[TaskError]]:
     worker_ids = [attempt.worker_id or "" for attempt in history]
     errors = [task_error(attempt) for attempt in history]
     current_archived = bool(history) and history[-1].number == job.attempts
-    if job.status in (Status.PROCESSING, Status.DONE) and job.attempts and not current_archived:
+    current_started = job.started_at is not None and job.attempts
+    if job.status in (Status.PROCESSING, Status.DONE) and current_started and not current_archived:
         worker_ids.append(job.worker_id or "")
     if job.status == Status.CANCELLED and not (errors and current_archived):
         errors.append(task_error(JobAttempt(outcome=Outcome.CANCELLED, error="cancelled")))
@@ -127,14 +136,16 @@ def build(job: Job, *, task: Task, history: Sequence[JobAttempt] | None = None) 
     worker_ids, errors = _attempts(job, history)
     attempted = job.attempts > 0
     first_start = history[0].started_at if history else None
+    # A claimed attempt that has not started leaves the latest start to the one before.
+    last_start = job.started_at or (history[-1].started_at if history else None)
     alias = _alias(job, task)
     result = TaskResult(
         task=_task_as_enqueued(job, task, alias),
         id=str(job.pk),
-        status=STATUS_MAP[job.status],
+        status=_status(job),
         enqueued_at=job.created_at,
         started_at=(first_start or job.started_at) if attempted else None,
-        last_attempted_at=job.started_at if attempted else None,
+        last_attempted_at=last_start if attempted else None,
         finished_at=job.finished_at if job.status in FINISHED_STATUSES else None,
         args=args,
         kwargs=kwargs,

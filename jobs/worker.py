@@ -6,9 +6,12 @@ and records each outcome through the lifecycle. Its loop never runs user code,
 so it always gets round to its housekeeping:
 
 - it renews the lease of every job it holds (claimed or running) and its own
-  registry row (``jobs.models.Worker``) every third of a lease. A job that the
-  heartbeat finds no longer held (cancelled, recovered) is stopped at once by
-  killing its child;
+  registry row (``jobs.models.Worker``) every third of a lease. An attempt that
+  the heartbeat finds no longer held (cancelled, recovered, moved by hand to
+  done, failed or queued, deleted) is stopped: its child is killed if it runs
+  the task, told to skip it if it has not started it;
+- it records ``started_at`` of a job still running after a moment (a quicker
+  job's start is recorded with its outcome);
 - it kills a child whose job overran its ``timeout`` and records a timed-out
   attempt (retried like any failure), then starts a fresh child;
 - every ``recover_interval`` seconds it recovers jobs whose lease expired, from
@@ -17,10 +20,17 @@ so it always gets round to its housekeeping:
 
 When idle it waits ``poll_interval`` seconds on a ``threading.Event``, so a stop
 request wakes it at once. Stopping: the first SIGINT/SIGTERM (or ``stop()``)
-stops claiming, hands back claimed jobs that have not started, and lets running
-jobs finish for up to ``shutdown_timeout`` seconds; jobs still running then are
-killed and put back in the queue (their attempt counted). A second signal does
-that at once. Nothing is left ``processing``; after a crash, recovery takes over.
+stops claiming, hands back claimed jobs that have not started (in its buffer or
+an executor's hand), and lets running jobs finish for up to ``shutdown_timeout``
+seconds; jobs still running then are killed and put back in the queue (their
+attempt counted). A second signal does that at once. Nothing is left
+``processing``; after a crash, recovery takes over.
+
+The database may come and go: at start the worker waits for it (retrying with
+backoff, logging each retry); a database error in a pass, or while stopping (a
+connection that died unnoticed, say across a pause), drops the connection and
+retries on a new one. Stopping always ends with exit status 0: what cannot be
+handed back is recovered once its lease expires.
 
 Test hooks: ``burst`` returns once no job is due, ``max_jobs`` stops after that
 many jobs, ``worker_id`` fixes the id, ``install_signal_handlers=False`` leaves
@@ -38,7 +48,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
@@ -49,12 +59,21 @@ from jobs import lifecycle, retention, runner, schedules
 from jobs.conf import conf
 from jobs.connections import keep_connections
 from jobs.exceptions import TransitionRefused
-from jobs.executor import Pool
-from jobs.models import Job, Outcome, Status
+from jobs.executor import START_MARK_DELAY, Pool
+from jobs.models import Job, Outcome
 from jobs.models import Worker as WorkerRow
 from jobs.notify import Listener
 
 logger = logging.getLogger(__name__)
+
+# Waiting for an unreachable database: seconds before the first retry, and at most.
+DB_RETRY_BASE = 0.5
+DB_RETRY_MAX = 10.0
+
+
+def _key(job: Job) -> tuple[Any, int]:
+    """A job's attempt: what a worker holds is (job, attempt number)."""
+    return job.pk, job.attempts
 
 
 class Worker:
@@ -105,6 +124,8 @@ class Worker:
         self._signals = 0
         self._next_recover = 0.0
         self._next_heartbeat = 0.0
+        self._db_failures = 0  # consecutive passes that failed on a database error
+        self._taken: set[tuple[Any, int]] = set()  # attempts the last heartbeat found taken
         self.listener = Listener()
 
     # -- control --------------------------------------------------------------------------
@@ -136,7 +157,9 @@ class Worker:
         if self.install_signal_handlers:
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
-        self._register()
+        if not self._wait_for_database():
+            self._close()
+            return self.processed
         self.pool.start()
         logger.info(
             "worker=%s queues=%s concurrency=%s started",
@@ -151,13 +174,11 @@ class Worker:
                     idle = not self._step()
                 except DatabaseError as exc:
                     # A restarted or unreachable database: reconnect on the next pass.
-                    logger.warning("worker=%s database error, retrying: %s", self.worker_id, exc)
-                    close_old_connections()
-                    self._stop.wait(min(self.poll_interval * 4, 1.0))
+                    self._database_error(exc)
                     continue
+                self._db_failures = 0
                 if idle and self.burst:
                     break
-            self._release_buffer()
             self._drain()
             clean = True
         finally:
@@ -177,6 +198,38 @@ class Worker:
         ran = runner.run_due(worker_id=self.worker_id, queues=self.queues, limit=self.max_jobs)
         self.processed = len(ran)
         return self.processed
+
+    def _wait_for_database(self) -> bool:
+        """Register this worker, waiting for the database until it answers; return
+        False if stopped first."""
+        while not self._stop.is_set():
+            try:
+                self._register()
+                self._db_failures = 0
+                return True
+            except DatabaseError as exc:
+                self._database_error(exc)
+        return False
+
+    def _database_error(self, exc: DatabaseError, *, until: float | None = None) -> None:
+        """Log the error, drop a broken connection, and wait with backoff (never past
+        ``until``) before the caller tries again on a new connection."""
+        self._db_failures += 1
+        delay = lifecycle.backoff(self._db_failures, base=DB_RETRY_BASE, cap=DB_RETRY_MAX)
+        if until is not None:
+            delay = max(0.0, min(delay, until - time.monotonic()))
+        logger.warning(
+            "worker=%s database unavailable, retry=%s in %.1fs: %s",
+            self.worker_id,
+            self._db_failures,
+            delay,
+            exc,
+        )
+        close_old_connections()
+        if self._stop.is_set():
+            time.sleep(delay)  # stopping already: the event would not wait
+        else:
+            self._stop.wait(delay)
 
     def _step(self) -> bool:
         """One pass: housekeeping, claim, dispatch, collect. Return False when idle."""
@@ -241,32 +294,40 @@ class Worker:
             deadline = self.pool.deadline(slot)
             # Not started yet as far as the worker can see: look again shortly.
             times.append(deadline - now if deadline is not None else 0.05)
+            if (job := self.pool.in_task(slot)) is not None and job.started_at is None:
+                times.append(self.pool.since(slot) + START_MARK_DELAY - now)  # _mark_started
         if self.pool.idle():
             times.append(self.poll_interval if idle else 0.0)
         return max(0.0, min(times))
 
     def _collect(self, timeout: float) -> None:
-        finished, handed_back = self.pool.wait(timeout, wake=self._wakers())
+        finished, (ran, unstarted) = self.pool.wait(timeout, wake=self._wakers())
         self._consume_wakeups()
         if self.pool.lost:
             lost, self.pool.lost = self.pool.lost, []
             lifecycle.release(jobs=lost, worker_id=self.worker_id, started=True)
         for job, status in finished:
+            if status == "skipped":  # taken away, or stopping: never started
+                unstarted.append(job)
+                continue
             if status is None:
                 self._fail(job, "executor process died", Outcome.FAILED)
             self._count()
-        self._hand_back(*handed_back)
+        self._hand_back(ran, unstarted)
         for slot in self.pool.overdue(time.monotonic()):
-            ran, job, unstarted = self.pool.replace(slot)
+            before, job, rest = self.pool.replace(slot)
             timeout = job.timeout or conf.TIMEOUT
             logger.warning("job=%s timeout=%s stopped", job.pk, timeout)
             self._fail(job, f"timed out after {timeout} seconds", Outcome.TIMED_OUT)
             self._count()
-            self._hand_back(ran, unstarted)
+            self._hand_back(before, rest)
+        self._stop_taken()
+        self._mark_started()
 
     def _hand_back(self, ran: list[Job], unstarted: list[Job]) -> None:
         """Requeue jobs a stopped child left: ones that ran (their success unrecorded)
-        run again; ones that never started get their attempt back."""
+        run again; ones that never started get their attempt back. (Fenced: a job
+        taken away meanwhile is left alone.)"""
         if ran:
             lifecycle.release(jobs=ran, worker_id=self.worker_id, started=True)
         if unstarted:
@@ -278,19 +339,35 @@ class Worker:
             lifecycle.fail(job=job, worker_id=self.worker_id, error=error, outcome=outcome)
         except TransitionRefused as refused:
             logger.warning("job=%s outcome=discarded reason=%s", job.pk, refused)
+            return
+        runner.attempt_stopped(job)
 
     def _count(self) -> None:
         self.processed += 1
         if self.max_jobs is not None and self.processed >= self.max_jobs:
             self.stop()
 
+    def _mark_started(self) -> None:
+        """Record ``started_at`` of jobs running for ``START_MARK_DELAY`` (one write)."""
+        now = time.monotonic()
+        starts = []
+        for slot in self.pool.busy():
+            job = self.pool.in_task(slot)
+            if job is not None and job.started_at is None:
+                if now - self.pool.since(slot) >= START_MARK_DELAY:
+                    starts.append((job, self.pool.started_at(slot)))
+        if starts:
+            lifecycle.mark_started(worker_id=self.worker_id, starts=starts)
+            for job, started_at in starts:
+                job.started_at = started_at
+
     # -- housekeeping ---------------------------------------------------------------------
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
         if now >= self._next_heartbeat:
+            self._heartbeat()  # due again until it succeeds
             self._next_heartbeat = now + self.heartbeat_interval
-            self._heartbeat()
         if now >= self._next_recover:
             self._next_recover = now + self.recover_interval
             if recovered := lifecycle.recover():
@@ -305,38 +382,40 @@ class Worker:
     def _heartbeat(self) -> None:
         if not WorkerRow.objects.filter(pk=self.worker_id).update(last_heartbeat_at=timezone.now()):
             self._register()  # removed as dead while this process was paused: back in the registry
-        ids = [job.pk for job in (*self.pool.held(), *self._buffer)]
-        held = lifecycle.heartbeat(worker_id=self.worker_id, job_ids=ids)
-        self._buffer = deque(job for job in self._buffer if job.pk in held)
-        lost = {}
-        for slot in self.pool.busy():
-            running = self.pool.running(slot)
-            if running is not None and running[1].pk not in held:
-                lost[running[1].pk] = slot
-        for job_id in self._taken_away(lost):
-            logger.warning("job=%s no longer held (cancelled or recovered): stopped", job_id)
-            ran, _, unstarted = self.pool.replace(lost[job_id])
-            self._hand_back(ran, unstarted)
-
-    def _taken_away(self, job_ids: Collection[Any]) -> list[Any]:
-        """Of running jobs the heartbeat no longer holds, the ones someone else took:
-        deleted, cancelled, or processing for another holder. A job this worker's
-        executor has just finished (its report still in the pipe) is not one of them."""
-        if not job_ids:
-            return []
-        found = {
-            pk: (status, holder)
-            for pk, status, holder in Job.objects.filter(pk__in=list(job_ids)).values_list(
-                "pk", "status", "worker_id"
-            )
+        held = lifecycle.heartbeat(
+            worker_id=self.worker_id, jobs=[*self.pool.held(), *self._buffer]
+        )
+        self._buffer = deque(job for job in self._buffer if _key(job) in held)
+        # Read after the heartbeat: a job whose task had not returned when its row said
+        # it was no longer held was taken away. One whose task had returned was
+        # recorded by its own executor (its report still in the pipe): nothing to stop.
+        self._taken = {
+            _key(job)
+            for slot in self.pool.busy()
+            for job in self.pool.pending(slot)
+            if _key(job) not in held
         }
-        return [
-            job_id
-            for job_id in job_ids
-            if job_id not in found
-            or found[job_id][0] == Status.CANCELLED
-            or (found[job_id][0] == Status.PROCESSING and found[job_id][1] != self.worker_id)
-        ]
+        self._stop_taken()
+
+    def _stop_taken(self) -> None:
+        """Stop the attempts the heartbeat found taken away: kill the child running
+        one (the task gets ``task_finished``), tell a child not to start one."""
+        if not self._taken:
+            return
+        for slot in self.pool.busy():
+            job = self.pool.in_task(slot)
+            if job is None or _key(job) not in self._taken:
+                taken = [j for j in self.pool.unstarted(slot) if _key(j) in self._taken]
+                self.pool.skip(slot, taken)
+                continue
+            logger.warning(
+                "job=%s no longer held (cancelled, recovered or moved by hand): stopped", job.pk
+            )
+            ran, running, unstarted = self.pool.replace(slot)
+            if running is not None and running is not job:  # it had moved on meanwhile
+                ran.append(running)
+            self._hand_back(ran, unstarted)
+            runner.attempt_stopped(job)
 
     def _register(self) -> None:
         now = timezone.now()
@@ -355,35 +434,59 @@ class Worker:
     # -- stopping -------------------------------------------------------------------------
 
     def _release_buffer(self) -> None:
-        jobs, self._buffer = list(self._buffer), deque()
-        if jobs:
-            lifecycle.release(jobs=jobs, worker_id=self.worker_id, started=False)
+        if self._buffer:
+            lifecycle.release(jobs=list(self._buffer), worker_id=self.worker_id, started=False)
+            self._buffer.clear()
 
     def _drain(self) -> None:
-        """Let running jobs finish, up to ``shutdown_timeout`` seconds."""
+        """Hand back claimed jobs not started; let running jobs finish, up to
+        ``shutdown_timeout`` seconds. A database error (a connection that died
+        unnoticed) is retried on a new connection within the same time."""
         deadline = time.monotonic() + self.shutdown_timeout
-        while self.pool.busy() and time.monotonic() < deadline:
-            close_old_connections()
-            self._housekeeping()
-            self._collect(min(self._wait_time(idle=False), deadline - time.monotonic()))
+        for slot in self.pool.busy():
+            self.pool.skip(slot, self.pool.unstarted(slot))
+        while time.monotonic() < deadline:
+            try:
+                close_old_connections()
+                self._release_buffer()
+                if not self.pool.busy():
+                    return
+                self._housekeeping()
+                self._collect(min(self._wait_time(idle=False), deadline - time.monotonic()))
+                self._db_failures = 0
+            except DatabaseError as exc:
+                self._database_error(exc, until=deadline)
 
     def _shutdown(self, *, clean: bool) -> None:
-        ran, unfinished = self.pool.close()
-        close_old_connections()
-        try:
-            self._release_buffer()
-            if ran or unfinished:
-                logger.warning(
-                    "worker=%s requeued=%s unfinished jobs", self.worker_id, len(ran + unfinished)
-                )
-                lifecycle.release(jobs=ran + unfinished, worker_id=self.worker_id, started=True)
-            WorkerRow.objects.filter(pk=self.worker_id).delete()
-        except Exception:
-            # Leases run out and recovery requeues the jobs; the row is marked dead.
-            logger.exception("worker=%s could not hand back its jobs", self.worker_id)
-        self.listener.close()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        ran, running, unstarted = self.pool.close()
+        lost, self.pool.lost = self.pool.lost, []
+        unfinished = [*lost, *ran, *running]
+        if unfinished:
+            logger.warning("worker=%s requeued=%s unfinished jobs", self.worker_id, len(unfinished))
+        for attempt in (1, 2):  # after a database error, once more on a new connection
+            try:
+                close_old_connections()
+                self._release_buffer()
+                self._hand_back(unfinished, unstarted)
+                WorkerRow.objects.filter(pk=self.worker_id).delete()
+            except Exception as exc:
+                if attempt == 1 and isinstance(exc, DatabaseError):
+                    logger.warning(
+                        "worker=%s database error, reconnecting: %s", self.worker_id, exc
+                    )
+                    continue
+                # Leases run out and recovery requeues the jobs; the row is marked dead.
+                logger.exception("worker=%s could not hand back its jobs", self.worker_id)
+                break
+            for job in running:
+                runner.attempt_stopped(job)
+            break
+        self._close()
         logger.info(
             "worker=%s processed=%s stopped clean=%s", self.worker_id, self.processed, clean
         )
+
+    def _close(self) -> None:
+        self.listener.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)

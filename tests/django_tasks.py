@@ -2,6 +2,8 @@
 
 import asyncio
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
 from django.tasks import TaskContext, task
@@ -89,3 +91,13 @@ def on_mail_queue() -> str:
 @task
 async def async_progress() -> bool:
     return await areport_progress(30, "from a coroutine")
+
+
+@task
+def wait_for_file(started: str, gate: str, seconds: float = 60) -> str:
+    """Create the file ``started``, then wait (up to ``seconds``) until ``gate`` exists."""
+    Path(started).write_text("started")
+    deadline = time.monotonic() + seconds
+    while not Path(gate).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return "opened"

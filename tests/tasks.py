@@ -57,6 +57,16 @@ def slow_once(payload: dict[str, Any]) -> str:
     return "second"
 
 
+@register("test.gate")
+def gate(payload: dict[str, Any]) -> str:
+    """Create the file payload['marker'], then wait (up to a minute) for payload['gate']."""
+    Path(payload["marker"]).write_text("started")
+    deadline = time.monotonic() + 60
+    while not Path(payload["gate"]).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return "opened"
+
+
 @register("test.spin")
 def spin(payload: Any) -> None:
     """Never return: a busy loop the worker can only stop by killing its executor."""

@@ -475,3 +475,43 @@ def test_a_long_running_worker_picks_up_new_tasks(processes):
     result = dt.async_add.enqueue(1, 2)
     wait_for(lambda: Job.objects.filter(pk=result.id, status=Status.DONE).exists())
     assert dt.async_add.get_result(result.id).return_value == 3
+
+
+@pytest.mark.slow
+def test_a_task_waiting_in_an_executors_hand_is_not_running(processes, tmp_path):
+    """With --batch, a task claimed beside a running one is READY, without started_at,
+    until the executor starts it; started_at is then when it started, not the claim."""
+    started, gate = tmp_path / "started", tmp_path / "gate"
+    first = dt.wait_for_file.enqueue(str(started), str(gate))
+    second = dt.add.enqueue(1, b=2)
+    processes.worker("--batch", "2", "--worker-id", "w-batch")
+    wait_for(started.exists)
+    assert Job.objects.get(pk=second.id).status == Status.PROCESSING  # claimed with the first
+    waiting = dt.add.get_result(second.id)
+    assert waiting.status == TaskResultStatus.READY
+    assert (waiting.started_at, waiting.last_attempted_at, waiting.worker_ids) == (None, None, [])
+    assert Job.objects.get(pk=second.id).started_at is None
+    running = wait_for(lambda: (r := dt.wait_for_file.get_result(first.id)).started_at and r)
+    assert running.status == TaskResultStatus.RUNNING and running.worker_ids == ["w-batch"]
+    opened = timezone.now()
+    gate.write_text("open")
+    wait_for(lambda: Job.objects.filter(pk=second.id, status=Status.DONE).exists())
+    second.refresh()
+    assert second.status == TaskResultStatus.SUCCESSFUL and second.return_value == 3
+    assert second.started_at >= opened and second.worker_ids == ["w-batch"]
+    assert Job.objects.get(pk=first.id).started_at == running.started_at < opened
+
+
+@pytest.mark.slow
+def test_cancelling_a_running_task_sends_task_finished(processes, tmp_path):
+    """The worker stops the cancelled attempt and sends task_finished (state FAILED)."""
+    started = tmp_path / "started"
+    result = dt.wait_for_file.enqueue(str(started), str(tmp_path / "never"))
+    worker = processes.worker("--worker-id", "w-cancel", env={"JOBS_LEASE_SECONDS": "1"})
+    wait_for(started.exists)
+    lifecycle.cancel(job_id=result.id)
+    finished = f"Task id={result.id} path={dt.wait_for_file.module_path} state=FAILED"
+    wait_for(lambda: finished in processes.output(worker))
+    result.refresh()
+    assert result.status == TaskResultStatus.FAILED
+    assert result.errors[-1].exception_class_path == "jobs.exceptions.JobCancelled"

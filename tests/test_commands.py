@@ -1,6 +1,7 @@
 """The set-up commands: bootstrap, and serve (what `make run` starts)."""
 
 import json
+import os
 import signal
 import socket
 import time
@@ -12,6 +13,8 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 
+from jobs.models import Job, Status
+from jobs.models import Worker as WorkerRow
 from tests.conftest import wait_for
 
 
@@ -72,3 +75,20 @@ def test_serve_runs_api_and_worker_and_stops_on_sigterm(processes, user):
     serve.send_signal(signal.SIGTERM)
     assert serve.wait(timeout=30) == 0, processes.output(serve)
     assert time.monotonic() - stopped < 15
+
+
+@pytest.mark.slow
+def test_serve_restarts_a_worker_that_dies_and_keeps_serving(processes, user):
+    token = Token.objects.create(user=user).key
+    port = free_port()
+    serve = processes.manage("serve", "--port", str(port), "--web-workers", "1")
+    first = wait_for(lambda: WorkerRow.objects.values_list("pid", flat=True).first(), timeout=30)
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: WorkerRow.objects.exclude(pid=first).exists(), timeout=30)
+    assert serve.poll() is None, processes.output(serve)
+    assert request(f"http://127.0.0.1:{port}/health", token)["status"] == "ok"
+    job = request(f"http://127.0.0.1:{port}/api/jobs", token, {"task": "echo", "payload": 1})
+    wait_for(lambda: Job.objects.filter(pk=job["id"], status=Status.DONE).exists())
+    assert "restarting" in processes.output(serve)
+    serve.send_signal(signal.SIGTERM)
+    assert serve.wait(timeout=30) == 0, processes.output(serve)

@@ -6,7 +6,7 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from jobs import lifecycle
+from jobs import lifecycle, runner
 from jobs.exceptions import JobChanged, TransitionRefused, UnknownTask
 from jobs.models import Job, JobAttempt, Outcome, Status
 
@@ -135,10 +135,11 @@ def test_succeed_is_fenced_on_worker_and_attempt(make_job):
     stale.attempts -= 1
     with pytest.raises(TransitionRefused):
         lifecycle.succeed(job=stale, worker_id="w1", result=1)
+    job.started_at = started = timezone.now()  # as runner.execute does: recorded with it
     lifecycle.succeed(job=job, worker_id="w1", result={"ok": True})
     job.refresh_from_db()
     assert (job.status, job.result, job.lease_expires_at) == (Status.DONE, {"ok": True}, None)
-    assert job.finished_at >= job.started_at
+    assert job.finished_at >= job.started_at == started
 
 
 def test_succeed_many_records_each_result_and_skips_jobs_taken_away(make_job):
@@ -215,12 +216,36 @@ def test_recover_requeues_expired_leases_and_fails_exhausted_ones(make_job):
 def test_heartbeat_extends_only_held_leases(make_job):
     make_job()
     (job,) = lifecycle.claim(worker_id="w", lease_seconds=1)
-    held = lifecycle.heartbeat(worker_id="w", job_ids=[job.pk])
-    assert held == {job.pk}
+    held = lifecycle.heartbeat(worker_id="w", jobs=[job])
+    assert held == {(job.pk, 1)}
     job.refresh_from_db()
     assert job.lease_expires_at > timezone.now() + timedelta(seconds=5)
     lifecycle.cancel(job_id=job.pk)
-    assert lifecycle.heartbeat(worker_id="w", job_ids=[job.pk]) == set()
+    assert lifecycle.heartbeat(worker_id="w", jobs=[job]) == set()
+
+
+def test_heartbeat_tells_an_attempt_taken_and_claimed_again_from_the_new_one(make_job):
+    """Moved back to the queue by hand and claimed again by the same worker: the old
+    attempt is no longer held, the new one is."""
+    make_job()
+    (old,) = lifecycle.claim(worker_id="w")
+    lifecycle.set_status(job_id=old.pk, status=Status.QUEUED)
+    (new,) = lifecycle.claim(worker_id="w")
+    assert lifecycle.heartbeat(worker_id="w", jobs=[old, new]) == {(new.pk, 2)}
+
+
+def test_a_claimed_job_starts_when_it_runs_not_when_it_is_claimed(make_job):
+    make_job(task="echo", payload=1)
+    (job,) = lifecycle.claim(worker_id="w")
+    assert job.started_at is None and Job.objects.get(pk=job.pk).started_at is None
+    started = timezone.now() - timedelta(seconds=2)
+    assert lifecycle.mark_started(worker_id="w", starts=[(job, started)]) == 1
+    assert Job.objects.get(pk=job.pk).started_at == started
+    assert lifecycle.mark_started(worker_id="other", starts=[(job, timezone.now())]) == 0
+    before = timezone.now()
+    runner.execute(job, worker_id="w")
+    job.refresh_from_db()
+    assert job.status == Status.DONE and before <= job.started_at <= job.finished_at
 
 
 def test_release_gives_back_an_unstarted_attempt(make_job):

@@ -12,6 +12,7 @@ from jobs.models import Job, JobAttempt, Outcome, Status
 from jobs.models import Worker as WorkerRow
 from jobs.worker import Worker
 from tests.conftest import wait_for
+from tests.tcp_proxy import TcpProxy, free_port
 
 
 def drain(**options) -> int:
@@ -133,6 +134,50 @@ class TestWorkerProcesses:
         wait_for(lambda: status_of(later) == Status.DONE)
         assert status_of(job) == Status.CANCELLED
 
+    @pytest.mark.parametrize("status", [Status.DONE, Status.FAILED, Status.QUEUED])
+    def test_a_manual_move_away_from_processing_stops_the_running_task(
+        self, processes, make_job, tmp_path, status
+    ):
+        """Setting a running job done, failed or queued by hand (PATCH /status, the admin)
+        takes it from its holder: the worker stops the task at its next heartbeat and
+        goes on with other work (it has one executor, so the next job proves it)."""
+        marker = tmp_path / "m"
+        job = make_job(task="test.slow_once", payload={"marker": str(marker), "seconds": 60})
+        worker = processes.worker(env={"JOBS_LEASE_SECONDS": "1"})
+        wait_for(marker.exists)
+        lifecycle.set_status(job_id=job.pk, status=status)
+        later = make_job(task="echo", payload="after", priority=10)
+        wait_for(lambda: status_of(later) == Status.DONE)
+        assert "no longer held" in processes.output(worker)
+        job.refresh_from_db()
+        if status == Status.QUEUED:  # back in the queue: it runs again, as attempt 2
+            wait_for(lambda: status_of(job) == Status.DONE)
+            job.refresh_from_db()
+            assert (job.result, job.attempts) == ("second", 2)
+        else:
+            assert (job.status, job.result, job.attempts) == (status, None, 1)
+
+    def test_a_job_cancelled_in_an_executors_hand_never_starts(self, processes, make_job, tmp_path):
+        """With --batch, a job cancelled while it waits behind a running one is skipped:
+        its task never runs, and the executor goes on with the next job."""
+        marker, gate, runs = tmp_path / "m", tmp_path / "gate", tmp_path / "runs"
+        first = make_job(task="test.gate", payload={"marker": str(marker), "gate": str(gate)})
+        waiting = make_job(task="test.append", payload={"path": str(runs), "line": 1})
+        processes.worker("--batch", "2", env={"JOBS_LEASE_SECONDS": "1"})
+        wait_for(marker.exists)
+        assert status_of(waiting) == Status.PROCESSING  # claimed with the first
+        cancelled_at = timezone.now()
+        lifecycle.cancel(job_id=waiting.pk)
+        # By the second heartbeat after the cancel, the first has told the executor.
+        beat = wait_for(lambda: WorkerRow.objects.filter(last_heartbeat_at__gt=cancelled_at))
+        after = beat.get().last_heartbeat_at
+        wait_for(lambda: WorkerRow.objects.filter(last_heartbeat_at__gt=after).exists())
+        gate.write_text("open")
+        later = make_job(task="echo", payload="after")
+        wait_for(lambda: status_of(later) == Status.DONE)
+        assert (status_of(first), status_of(waiting)) == (Status.DONE, Status.CANCELLED)
+        assert not runs.exists()
+
     def test_kill_9_mid_job_is_recovered_and_completed_once(self, processes, make_job, tmp_path):
         env = {"JOBS_LEASE_SECONDS": "1"}
         job = make_job(
@@ -203,6 +248,58 @@ class TestPostgresWakeupAndRestarts:
         job = make_job(task="echo", payload="wake")
         # Polling would take ten minutes; only the notification can run it this soon.
         wait_for(lambda: status_of(job) == Status.DONE, timeout=30)
+
+    def test_sigterm_after_its_connections_died_unnoticed_exits_0(
+        self, processes, make_job, tmp_path
+    ):
+        """A worker frozen while its connections die (a database restart) and then told
+        to stop reconnects, hands its jobs back and exits 0."""
+        from django.db import connection
+
+        job, marker = make_sleeper(make_job, tmp_path, 60)
+        waiting = make_job(task="echo", payload="in the executor's hand", priority=-1)
+        env = {"JOBS_LEASE_SECONDS": "1"}
+        worker = processes.worker("--batch", "2", "--shutdown-timeout", "1", env=env)
+        wait_for(marker.exists)
+        os.killpg(worker.pid, signal.SIGSTOP)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            assert cursor.rowcount >= 1
+        # Frozen past its next heartbeat, so that is the first thing it does after waking.
+        row = WorkerRow.objects.get()
+        wait_for(lambda: timezone.now() - row.last_heartbeat_at > timezone.timedelta(seconds=1))
+        worker.send_signal(signal.SIGTERM)  # delivered the moment it wakes
+        os.killpg(worker.pid, signal.SIGCONT)
+        assert worker.wait(timeout=60) == 0, processes.output(worker)
+        job.refresh_from_db()
+        assert (job.status, job.attempts, job.worker_id) == (Status.QUEUED, 1, None)
+        waiting.refresh_from_db()  # never started: handed back with its attempt
+        assert (waiting.status, waiting.attempts) == (Status.QUEUED, 0)
+        assert not WorkerRow.objects.exists()
+
+    def test_a_worker_started_while_the_database_is_down_waits_for_it(self, processes, make_job):
+        """Started while nothing answers at the database's address, a worker retries with
+        backoff, logging each retry, and starts serving once the database answers (or
+        exits 0 at once if told to stop first)."""
+        from django.db import connection
+
+        s = connection.settings_dict
+        port = free_port()
+        url = f"postgres://{s['USER']}@127.0.0.1:{port}/{s['NAME']}"
+        worker, stopped = (processes.worker(env={"DATABASE_URL": url}) for _ in range(2))
+        for proc in (worker, stopped):
+            wait_for(lambda proc=proc: processes.output(proc).count("database unavailable") >= 2)
+        stopped.send_signal(signal.SIGTERM)
+        assert stopped.wait(timeout=30) == 0, processes.output(stopped)
+        assert worker.poll() is None and not WorkerRow.objects.exists()
+        with TcpProxy(port, (s["HOST"] or "127.0.0.1", int(s["PORT"] or 5432))):
+            job = make_job(task="echo", payload="after the outage")
+            wait_for(lambda: status_of(job) == Status.DONE, timeout=60)
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(timeout=30) == 0, processes.output(worker)
 
     @pytest.mark.parametrize("max_age", ["600", "0"])  # kept connections reconnect either way
     def test_worker_survives_its_connections_being_killed(self, processes, make_job, max_age):

@@ -5,16 +5,59 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from jobs.lifecycle import backoff
+
+# A worker that exits is restarted after a backoff: about a second at first, doubling
+# while it keeps dying, at most a minute; one that had run for a minute starts afresh.
+RESTART_BASE = 1.0
+RESTART_MAX = 60.0
+RESTART_RESET_AFTER = 60.0
+
+
+class Restarting:
+    """A child process kept alive: started again, with backoff, whenever it exits."""
+
+    def __init__(self, argv: list[str], name: str, say: Callable[[str], None]) -> None:
+        self.argv, self.name, self.say = argv, name, say
+        self.failures = 0
+        self.restart_at: float | None = None
+        self.proc = self._start()
+
+    def _start(self) -> subprocess.Popen:
+        self.started = time.monotonic()
+        return subprocess.Popen(self.argv)  # noqa: S603  (our own fixed argv)
+
+    def check(self) -> None:
+        """Restart the process if it exited and its backoff has passed."""
+        now = time.monotonic()
+        if self.restart_at is not None:
+            if now >= self.restart_at:
+                self.restart_at = None
+                self.proc = self._start()
+            return
+        code = self.proc.poll()
+        if code is None:
+            return
+        steady = now - self.started >= RESTART_RESET_AFTER
+        self.failures = 1 if steady else self.failures + 1
+        delay = backoff(self.failures, base=RESTART_BASE, cap=RESTART_MAX)
+        self.restart_at = now + delay
+        self.say(f"{self.name} exited with code {code}; restarting it in {delay:.1f}s")
+
+    def running(self) -> subprocess.Popen | None:
+        return self.proc if self.restart_at is None and self.proc.poll() is None else None
+
 
 class Command(BaseCommand):
     help = (
-        "Serve the API and admin with gunicorn and run workers beside it; "
-        "SIGINT/SIGTERM stops them all."
+        "Serve the API and admin with gunicorn and run workers beside it (a worker that "
+        "dies is restarted, with backoff); SIGINT/SIGTERM stops them all."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -67,8 +110,11 @@ class Command(BaseCommand):
         ]
         worker = [sys.executable, "manage.py", "runworker"]
         # Fixed argv built from our own options, never from user input.
-        children = [subprocess.Popen(web)]  # noqa: S603
-        children += [subprocess.Popen(worker) for _ in range(options["workers"])]  # noqa: S603
+        server = subprocess.Popen(web)  # noqa: S603
+        workers = [
+            Restarting(worker, f"worker {n + 1}", self.stdout.write)
+            for n in range(options["workers"])
+        ]
         self.stdout.write(
             f"Serving http://{options['host']}:{options['port']}/ (API /api/jobs, admin /admin/, "
             f"docs /docs) with {options['workers']} worker(s). Ctrl-C stops."
@@ -81,8 +127,12 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
-        while not stopping and all(child.poll() is None for child in children):
+        # Only the web server's exit ends everything; workers are restarted.
+        while not stopping and server.poll() is None:
+            for supervised in workers:
+                supervised.check()
             time.sleep(0.2)
+        children = [server, *filter(None, (w.running() for w in workers))]
         for child in children:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
