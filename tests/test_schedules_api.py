@@ -157,3 +157,29 @@ def test_list_filters_refuse_values_they_cannot_read(api):
     make()
     assert api.get("/api/schedules?enabled=true").status_code == 200
     assert api.get("/api/schedules?enabled=null").status_code == 400
+
+
+# -- unknown and read-only fields (issue 12, point 5) -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"priorty": 3},
+        {"id": 77},
+        {"next_fire_at": "2030-01-01T00:00:00Z"},
+        {"last_fire_at": "2030-01-01T00:00:00Z"},
+        {"created_at": "2030-01-01T00:00:00Z"},
+    ],
+)
+def test_unknown_and_read_only_fields_are_refused(api, extra):
+    response = api.post("/api/schedules", {**BODY, **extra}, format="json")
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"] == {name: ["Unknown or read-only field."] for name in extra}
+    assert not Schedule.objects.exists()
+    schedule = make()
+    response = api.patch(f"/api/schedules/{schedule.pk}", extra, format="json")
+    assert response.status_code == 400, response.content
+    response = api.put(f"/api/schedules/{schedule.pk}", {**BODY, **extra}, format="json")
+    assert response.status_code == 400, response.content
+    assert Schedule.objects.get().pk == schedule.pk

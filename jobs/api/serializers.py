@@ -333,7 +333,9 @@ class WorkerSerializer(serializers.ModelSerializer):
         return [str(pk) for pk in worker.current_jobs().values_list("pk", flat=True)]
 
 
-class ScheduleSerializer(StrictModelSerializer):
+class ScheduleSerializer(ClosedSerializerMixin, StrictModelSerializer):
+    """A recurring job: a cron timetable and the job each fire time creates."""
+
     payload = serializers.JSONField(required=False, allow_null=True, default=None)
 
     class Meta:
