@@ -8,7 +8,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from jobs import lifecycle, tasks
-from jobs.exceptions import InvalidPayload, JobsError, UnknownTask
+from jobs.exceptions import InvalidInput, InvalidPayload, JobsError, UnknownTask
 from jobs.models import Job, JobAttempt, Status
 
 EDITABLE_FIELDS = ["payload", "queue", "priority", "run_after", "max_attempts", "timeout"]
@@ -80,6 +80,16 @@ class JobForm(forms.ModelForm):
         except JobsError as exc:
             raise forms.ValidationError(str(exc)) from None
         return task
+
+
+def add_invalid(form: forms.BaseForm, exc: InvalidInput) -> None:
+    """Show the core's refusal on the form: each message on its field, else above the form."""
+    for key, texts in exc.errors.items():
+        field, _, inner = key.partition(".")
+        if field in form.fields:
+            form.add_error(field, [f"{inner}: {text}" if inner else text for text in texts])
+        else:
+            form.add_error(None, [f"{key}: {text}" for text in texts])
 
 
 class JobAttemptInline(admin.TabularInline):

@@ -16,8 +16,23 @@ class TransitionRefused(JobsError):
         self.current = current
 
 
+class InvalidInput(JobsError):
+    """Values the queue refuses; ``errors`` maps each field (``"payload.to"`` when nested)
+    to its messages. The API answers 400 with them, the admin shows them as form errors."""
+
+    def __init__(self, errors: dict[str, list[str]], message: str | None = None) -> None:
+        self.errors = errors
+        super().__init__(
+            message or "; ".join(f"{field}: {' '.join(texts)}" for field, texts in errors.items())
+        )
+
+
 class UnknownTask(JobsError):
     """A job names a task that is not registered."""
+
+
+class InvalidSchedule(InvalidInput):
+    """A schedule that cannot be saved: its cron never fires, or the job it creates is invalid."""
 
 
 class PermanentFailure(JobsError):

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
@@ -217,15 +217,27 @@ class Worker(models.Model):
 
 
 def validate_cron(value: str) -> None:
-    """Accept five cron fields, or six with seconds first. Raises ``ValidationError``."""
+    """Accept five cron fields, or six with seconds first, that name a time which exists.
+
+    Raises ``ValidationError``.
+    """
     fields = value.split()
     if len(fields) not in (5, 6):
         raise ValidationError(
             f"{value!r} has {len(fields)} fields: use five "
             "(minute hour day month weekday), or six with seconds first."
         )
-    if not croniter.is_valid(" ".join(fields), second_at_beginning=len(fields) == 6):
+    expression, seconds = " ".join(fields), len(fields) == 6
+    if not croniter.is_valid(expression, second_at_beginning=seconds):
         raise ValidationError(f"{value!r} is not a valid cron expression.")
+    try:
+        # Well formed is not enough: "0 0 31 2 *" (February 31st) parses, but croniter
+        # finds no fire time and raises when asked for the next one.
+        croniter(expression, second_at_beginning=seconds).get_next(datetime)
+    except CroniterBadDateError:
+        raise ValidationError(
+            f"{value!r} never fires: no date matches it (e.g. February 30th or April 31st)."
+        ) from None
 
 
 def validate_timezone(value: str) -> None:

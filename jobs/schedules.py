@@ -33,8 +33,8 @@ from django.utils import timezone
 
 from jobs import lifecycle
 from jobs.conf import conf
-from jobs.exceptions import UnknownTask
-from jobs.models import Job, Schedule
+from jobs.exceptions import InvalidSchedule, UnknownTask
+from jobs.models import Job, Schedule, validate_cron, validate_timezone
 
 logger = logging.getLogger(__name__)
 
@@ -82,11 +82,28 @@ def reschedule(schedule: Schedule, *, now: datetime | None = None) -> None:
     schedule.next_fire_at = next_after(schedule, now) if schedule.enabled else None
 
 
-def save(schedule: Schedule) -> Schedule:
-    """Save a created or edited schedule (already validated); its timetable restarts from now.
+def check(schedule: Schedule) -> None:
+    """Raise ``InvalidSchedule`` unless ``schedule`` may be saved enabled.
 
-    Fire times missed before the edit never fire.
+    Its cron must fire (``validate_cron``) and its time zone exist: a schedule
+    saved before these rules may break them. The errors name the fields.
     """
+    errors: dict[str, list[str]] = {}
+    for field, validate in (("cron", validate_cron), ("timezone", validate_timezone)):
+        try:
+            validate(getattr(schedule, field))
+        except ValidationError as exc:
+            errors[field] = exc.messages
+    if errors:
+        raise InvalidSchedule(errors)
+
+
+def save(schedule: Schedule) -> Schedule:
+    """Check (``check``) and save a created or edited schedule; its timetable restarts from now.
+
+    Fire times missed before the edit never fire. Raises ``InvalidSchedule``.
+    """
+    check(schedule)
     reschedule(schedule)
     schedule.save()
     return schedule
@@ -168,11 +185,14 @@ def run_now(*, schedule_id: int) -> Job:
 def set_enabled(*, schedule_id: int, enabled: bool) -> bool:
     """Enable (timetable restarts from now: nothing missed fires) or disable a schedule.
 
-    Return whether it changed.
+    Return whether it changed. Raises ``InvalidSchedule`` when enabling one that
+    ``check`` refuses (saved before the rules it breaks).
     """
     schedule = Schedule.objects.get(pk=schedule_id)
     if schedule.enabled == enabled:
         return False
+    if enabled:
+        check(schedule)
     schedule.enabled = enabled
     reschedule(schedule)
     return bool(

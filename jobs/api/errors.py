@@ -23,6 +23,8 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from jobs.exceptions import InvalidInput
+
 API_PREFIX = "/api/"
 # The codes DRF uses for the same statuses, so a client sees one code per status.
 CODES = {
@@ -92,6 +94,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, InvalidInput):
+        # The core's own refusal of a job or schedule: invalid input, field by field.
+        exc = exceptions.ValidationError(exc.errors)
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(exc, exceptions.APIException):
         response.data = error_body(exc)
