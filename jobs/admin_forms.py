@@ -7,8 +7,8 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
-from jobs import lifecycle, tasks
-from jobs.exceptions import InvalidInput, InvalidPayload, JobsError, UnknownTask
+from jobs import lifecycle
+from jobs.exceptions import InvalidInput
 from jobs.models import Job, JobAttempt, Status
 
 EDITABLE_FIELDS = ["payload", "queue", "priority", "run_after", "max_attempts", "timeout"]
@@ -63,23 +63,16 @@ class JobForm(forms.ModelForm):
         return new
 
     def clean(self) -> dict[str, Any]:
-        """Check the payload against the task's schema, as the API does."""
+        """Check the job with the rules every new job passes (``lifecycle.check_job``)."""
         cleaned = super().clean()
-        try:
-            tasks.get(cleaned.get("task", "")).validate_payload(cleaned.get("payload"))
-        except InvalidPayload as exc:
-            self.add_error("payload", str(exc.errors))
-        except UnknownTask:
-            pass  # reported by clean_task
+        if "task" not in self.errors:  # else the task field says what is wrong
+            task = cleaned.get("task") or self.instance.task
+            fields = {name: cleaned[name] for name in EDITABLE_FIELDS if name in cleaned}
+            try:
+                lifecycle.check_job(task=task, **fields)
+            except InvalidInput as exc:
+                add_invalid(self, exc)
         return cleaned
-
-    def clean_task(self) -> str:
-        task = self.cleaned_data["task"]
-        try:
-            lifecycle.validate_task(task)
-        except JobsError as exc:
-            raise forms.ValidationError(str(exc)) from None
-        return task
 
 
 def add_invalid(form: forms.BaseForm, exc: InvalidInput) -> None:

@@ -11,7 +11,7 @@ from django.http import HttpRequest
 
 from jobs import schedules
 from jobs.admin_forms import add_invalid
-from jobs.exceptions import InvalidInput, UnknownTask
+from jobs.exceptions import InvalidInput, InvalidJob
 from jobs.models import Schedule
 
 
@@ -72,7 +72,7 @@ class ScheduleAdmin(admin.ModelAdmin):
             try:
                 schedules.run_now(schedule_id=schedule_id)
                 queued += 1
-            except UnknownTask as exc:
+            except InvalidJob as exc:
                 skipped.append(str(exc))
         message = f"{queued} job(s) queued."
         if skipped:

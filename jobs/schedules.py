@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from jobs import lifecycle
 from jobs.conf import conf
-from jobs.exceptions import InvalidSchedule, UnknownTask
+from jobs.exceptions import InvalidJob, InvalidSchedule
 from jobs.models import Job, Schedule, validate_cron, validate_timezone
 
 logger = logging.getLogger(__name__)
@@ -85,8 +85,9 @@ def reschedule(schedule: Schedule, *, now: datetime | None = None) -> None:
 def check(schedule: Schedule) -> None:
     """Raise ``InvalidSchedule`` unless ``schedule`` may be saved enabled.
 
-    Its cron must fire (``validate_cron``) and its time zone exist: a schedule
-    saved before these rules may break them. The errors name the fields.
+    Its cron must fire (``validate_cron``), its time zone exist, and the job it
+    creates pass ``lifecycle.check_job``: a bad payload is refused now, not at
+    every fire time. The errors name the fields (``"payload.to"`` when nested).
     """
     errors: dict[str, list[str]] = {}
     for field, validate in (("cron", validate_cron), ("timezone", validate_timezone)):
@@ -94,6 +95,10 @@ def check(schedule: Schedule) -> None:
             validate(getattr(schedule, field))
         except ValidationError as exc:
             errors[field] = exc.messages
+    try:
+        lifecycle.check_job(**_job(schedule))
+    except InvalidJob as exc:
+        errors |= exc.errors
     if errors:
         raise InvalidSchedule(errors)
 
@@ -148,7 +153,9 @@ def fire(schedule: Schedule, *, now: datetime) -> int:
             if job is not None:
                 created += 1
                 logger.info("schedule=%s fire_at=%s job=%s", schedule.name, fire_at, job.pk)
-    except UnknownTask as exc:
+    except InvalidJob as exc:
+        # Valid when saved, but the rules changed since (a task removed, a host no longer
+        # allowed): nothing is queued, the timetable moves on.
         logger.error("schedule=%s cannot fire: %s", schedule.name, exc)
     if times:
         _advance(schedule, last=times[-1], following=next_after(schedule, now))
@@ -175,7 +182,7 @@ def _advance(schedule: Schedule, *, last: datetime, following: datetime) -> None
 
 
 def run_now(*, schedule_id: int) -> Job:
-    """Create a job from the schedule at once, outside its timetable. Raises ``UnknownTask``."""
+    """Create a job from the schedule at once, outside its timetable. Raises ``InvalidJob``."""
     schedule = Schedule.objects.get(pk=schedule_id)
     job, _ = lifecycle.enqueue(**_job(schedule))
     logger.info("schedule=%s run_now job=%s", schedule.name, job.pk)

@@ -8,7 +8,6 @@ from rest_framework.fields import SkipField
 
 from jobs import lifecycle, schedules, tasks
 from jobs.conf import conf
-from jobs.exceptions import InvalidPayload, UnknownTask
 from jobs.models import Job, JobAttempt, Schedule, Status, Worker
 
 
@@ -158,14 +157,27 @@ class JobSerializer(FastRepresentationMixin, ClosedSerializerMixin, StrictModelS
         help_text="Any JSON value, at most JOBS_MAX_PAYLOAD_BYTES (default 256 KiB) as JSON.",
     )
     task = StrictCharField(required=False, max_length=200)
-    priority = StrictIntegerField(required=False, min_value=-100, max_value=100)
-    max_attempts = StrictIntegerField(required=False, min_value=1, max_value=100)
-    timeout = StrictFloatField(required=False, allow_null=True, min_value=0.1, max_value=86400)
+    priority = StrictIntegerField(
+        required=False,
+        min_value=lifecycle.PRIORITY_RANGE[0],
+        max_value=lifecycle.PRIORITY_RANGE[1],
+    )
+    max_attempts = StrictIntegerField(
+        required=False,
+        min_value=lifecycle.MAX_ATTEMPTS_RANGE[0],
+        max_value=lifecycle.MAX_ATTEMPTS_RANGE[1],
+    )
+    timeout = StrictFloatField(
+        required=False,
+        allow_null=True,
+        min_value=lifecycle.TIMEOUT_RANGE[0],
+        max_value=lifecycle.TIMEOUT_RANGE[1],
+    )
     idempotency_key = StrictCharField(
-        required=False, allow_null=True, allow_blank=True, max_length=200
+        required=False, allow_null=True, allow_blank=True, max_length=lifecycle.MAX_IDEMPOTENCY_KEY
     )
     queue = StrictRegexField(
-        r"^[A-Za-z0-9_.:-]{1,100}$",
+        f"^{lifecycle.QUEUE_NAME.pattern}$",
         required=False,
         error_messages={"invalid": "Use 1-100 letters, digits, '_', '.', ':' or '-'."},
     )
@@ -215,29 +227,8 @@ class JobSerializer(FastRepresentationMixin, ClosedSerializerMixin, StrictModelS
         # A known idempotency key is not an error: create() answers with the existing job.
         validators: list = []
 
-    def validate_payload(self, value: Any) -> Any:
-        try:
-            lifecycle.validate_payload(value)
-        except InvalidPayload as exc:
-            raise serializers.ValidationError(str(exc)) from None
-        return value
-
-    def validate_task(self, value: str) -> str:
-        try:
-            tasks.get(value)
-        except UnknownTask as exc:
-            raise serializers.ValidationError(str(exc)) from None
-        return value
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        """Check the payload against the task's schema, so a bad one never queues."""
-        try:
-            tasks.get(attrs.get("task", "simulate")).validate_payload(attrs.get("payload"))
-        except InvalidPayload as exc:
-            raise serializers.ValidationError({"payload": exc.errors}) from None
-        except UnknownTask:
-            pass  # reported by validate_task
-        return attrs
+    # Types and ranges only: the rules of a new job (a registered task, the payload's
+    # limits and schema) are lifecycle.check_job's, applied by enqueue (InvalidJob: 400).
 
     def create(self, validated_data: dict[str, Any]) -> Job:  # pragma: no cover - unused
         raise NotImplementedError("jobs are created through lifecycle.enqueue")

@@ -31,7 +31,7 @@ from jobs.api.serializers import (
     WorkerSerializer,
 )
 from jobs.conf import conf
-from jobs.exceptions import TransitionRefused, UnknownTask
+from jobs.exceptions import InvalidJob, TransitionRefused
 from jobs.models import Job, Schedule, Status, Worker
 
 logger = logging.getLogger(__name__)
@@ -106,8 +106,6 @@ class JobViewSet(
         serializer.is_valid(raise_exception=True)
         try:
             job, created = lifecycle.enqueue(**serializer.validated_data)
-        except UnknownTask as exc:
-            raise ValidationError({"task": [str(exc)]}) from None
         except TransitionRefused as exc:
             raise Conflict(str(exc)) from None
         return Response(
@@ -241,8 +239,9 @@ class ScheduleViewSet(viewsets.ModelViewSet):
         schedule = self.get_object()
         try:
             job = schedules.run_now(schedule_id=schedule.pk)
-        except UnknownTask as exc:
-            raise Conflict(str(exc)) from None
+        except InvalidJob as exc:
+            # The request is fine; the stored schedule no longer makes a valid job.
+            raise Conflict(f"This schedule's job is invalid: {exc}") from None
         return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
