@@ -58,6 +58,13 @@ class AutoSchema(SpectacularAutoSchema):
                 self.method = "PATCH"
         return super()._get_request_for_media_type(serializer, direction)
 
+    def _map_basic_serializer(self, serializer: Any, direction: Any) -> dict[str, Any]:
+        schema = super()._map_basic_serializer(serializer, direction)
+        if direction == "request":
+            # A request serializer may state what its validate() enforces across fields.
+            schema.update(getattr(serializer, "request_schema", {}))
+        return schema
+
     def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
         responses = super()._get_response_bodies(direction)
         if direction != "response":
@@ -69,6 +76,7 @@ class AutoSchema(SpectacularAutoSchema):
 
 
 NO_NUL = {"pattern": "^[^\\u0000]*$"}
+BLANK = {"type": "string", "maxLength": 0}
 
 # Any JSON value the server stores: no NUL characters (PostgreSQL's jsonb cannot hold
 # them), in strings or in keys. Size and depth caps are stated in the description.
@@ -103,6 +111,10 @@ def document_requests(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
             # then match null twice, which is invalid.
             if {} in prop.get("oneOf", []):
                 del prop["oneOf"]
+            # drf-spectacular writes "a string matching the pattern, or empty" as a oneOf,
+            # which "" fails whenever the pattern matches it too ("^...*$"): either is fine.
+            if BLANK in prop.get("oneOf", []):
+                prop["anyOf"] = prop.pop("oneOf")
     for name, component in schemas.items():
         if name.endswith("Request") and component.get("type") == "object":
             component["additionalProperties"] = False

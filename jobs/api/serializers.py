@@ -1,6 +1,6 @@
 """The job as JSON (the prototype's fields plus the queue's own), and the schedule."""
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django.db import models
 from rest_framework import serializers
@@ -411,8 +411,24 @@ class StatsSerializer(serializers.Serializer):
 RETRYABLE_STATUSES = [Status.FAILED.value, Status.CANCELLED.value, Status.DONE.value]
 
 
+RETRY_FILTERS = ("status", "queue", "task")
+
+
 class BulkRetrySerializer(ClosedSerializerMixin, serializers.Serializer):
     """Which jobs to requeue: a list of ids, or a filter over the failure queue."""
+
+    # The body's alternatives, as validate() tells them apart (AutoSchema adds this).
+    # {"not": {}} is "absent": no value is allowed.
+    request_schema: ClassVar[dict[str, Any]] = {
+        "oneOf": [
+            {
+                "title": "By ids",
+                "required": ["ids"],
+                "properties": {name: {"not": {}} for name in RETRY_FILTERS},
+            },
+            {"title": "By filter", "properties": {"ids": {"not": {}}}},
+        ]
+    }
 
     ids = serializers.ListField(
         child=StrictUUIDField(), required=False, min_length=1, max_length=10_000
