@@ -58,6 +58,10 @@ class InvalidSchedule(InvalidInput):
     """A schedule that cannot be saved: its cron never fires, or the job it creates is invalid."""
 
 
+class NameTaken(JobsError):
+    """Another schedule has this name already."""
+
+
 class PermanentFailure(JobsError):
     """Raise from a task to fail the job at once, without further retries."""
 

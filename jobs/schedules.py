@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from jobs import lifecycle
 from jobs.conf import conf
-from jobs.exceptions import InvalidJob, InvalidSchedule
+from jobs.exceptions import InvalidJob, InvalidSchedule, NameTaken
 from jobs.models import Job, Schedule, validate_cron, validate_timezone
 
 logger = logging.getLogger(__name__)
@@ -106,11 +106,17 @@ def check(schedule: Schedule) -> None:
 def save(schedule: Schedule) -> Schedule:
     """Check (``check``) and save a created or edited schedule; its timetable restarts from now.
 
-    Fire times missed before the edit never fire. Raises ``InvalidSchedule``.
+    Fire times missed before the edit never fire. Raises ``InvalidSchedule``, or
+    ``NameTaken``.
     """
     check(schedule)
     reschedule(schedule)
-    schedule.save()
+    try:
+        with transaction.atomic():
+            schedule.save()
+    except IntegrityError:
+        # check() has seen every other rule; the unique name needs the database's word.
+        raise NameTaken(f"A schedule named {schedule.name!r} exists already.") from None
     return schedule
 
 

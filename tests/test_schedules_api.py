@@ -103,10 +103,12 @@ def test_bad_input_is_a_400_with_a_message(api, changes, field):
     assert not Schedule.objects.exists()
 
 
-def test_duplicate_name_is_a_400(api):
+def test_duplicate_name_is_a_409(api):
+    """A conflict with another schedule, not invalid input (the request itself is valid)."""
     make()
     response = api.post("/api/schedules", BODY, format="json")
-    assert response.status_code == 400 and "name" in response.json()["errors"]
+    assert response.status_code == 409 and "nightly" in response.json()["detail"]
+    assert Schedule.objects.count() == 1
 
 
 def test_anonymous_clients_get_nothing(anon):

@@ -26,11 +26,17 @@ class StrictTypeMixin:
 
 
 class StrictCharField(StrictTypeMixin, serializers.CharField):
-    pass
+    # Taken as sent: trimming would make " " blank and "  x" fit a shorter max_length,
+    # both unlike what the schema's minLength and maxLength say.
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
 
 
 class StrictRegexField(StrictTypeMixin, serializers.RegexField):
-    pass
+    def __init__(self, regex: str, **kwargs: Any) -> None:
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(regex, **kwargs)
 
 
 class StrictIntegerField(StrictTypeMixin, serializers.IntegerField):
@@ -298,7 +304,8 @@ class TaskSerializer(serializers.Serializer):
             "priority": spec.priority,
             "max_attempts": spec.max_attempts or conf.MAX_ATTEMPTS,
             "timeout": spec.timeout,
-            "payload_schema": describe_schema(spec.schema),
+            # Exact where the task declares one, else an outline of its serializer.
+            "payload_schema": spec.json_schema() or describe_schema(spec.schema),
         }
 
 
@@ -348,9 +355,22 @@ class ScheduleSerializer(ClosedSerializerMixin, StrictModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["id", "last_fire_at", "next_fire_at", "created_at", "updated_at"]
+        # A name another schedule holds is a conflict (409, from schedules.save), not
+        # invalid input.
+        extra_kwargs = {"name": {"validators": []}}
 
     def validate_cron(self, value: str) -> str:
         return " ".join(value.split())
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # The payload is checked against the task: a change states both, so that what
+        # the request says is what is checked (the schema says the same).
+        if self.partial and ("task" in attrs) != ("payload" in attrs):
+            missing = "payload" if "task" in attrs else "task"
+            raise serializers.ValidationError(
+                {missing: ["Send task and payload together, or neither."]}
+            )
+        return attrs
 
     def create(self, validated_data: dict[str, Any]) -> Schedule:
         return schedules.save(Schedule(**validated_data))
@@ -430,18 +450,20 @@ class BulkRetrySerializer(ClosedSerializerMixin, serializers.Serializer):
         ]
     }
 
-    ids = serializers.ListField(
-        child=StrictUUIDField(), required=False, min_length=1, max_length=10_000
-    )
     status = serializers.ChoiceField(choices=RETRYABLE_STATUSES, required=False)
     queue = StrictCharField(required=False, max_length=100)
     task = StrictCharField(required=False, max_length=200)
 
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # At most JOBS_MAX_BULK ids, read when the body is read (and the schema written).
+        ids = serializers.ListField(
+            child=StrictUUIDField(), required=False, min_length=1, max_length=conf.MAX_BULK
+        )
+        return {"ids": ids, **super().get_fields()}
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "ids" in attrs and len(attrs) > 1:
             raise serializers.ValidationError("Give either ids or a filter, not both.")
-        if len(attrs.get("ids", [])) > conf.MAX_BULK:
-            raise serializers.ValidationError(f"At most {conf.MAX_BULK} ids (JOBS_MAX_BULK).")
         return attrs
 
 

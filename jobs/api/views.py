@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound, ValidationError
@@ -31,7 +31,7 @@ from jobs.api.serializers import (
     WorkerSerializer,
 )
 from jobs.conf import conf
-from jobs.exceptions import InvalidJob, TransitionRefused
+from jobs.exceptions import InvalidJob, NameTaken, TransitionRefused
 from jobs.models import Job, Schedule, Status, Worker
 
 logger = logging.getLogger(__name__)
@@ -223,8 +223,19 @@ class WorkerViewSet(viewsets.ReadOnlyModelViewSet):
     filter_backends: list = []
 
 
+SCHEDULE_WRITE = extend_schema(responses={200: ScheduleSerializer, 409: error_response("409")})
+
+
+@extend_schema_view(
+    create=extend_schema(responses={201: ScheduleSerializer, 409: error_response("409")}),
+    update=SCHEDULE_WRITE,
+    partial_update=SCHEDULE_WRITE,
+)
 class ScheduleViewSet(viewsets.ModelViewSet):
-    """Create, list, change and delete recurring jobs; run one now."""
+    """Create, list, change and delete recurring jobs; run one now.
+
+    A name another schedule has is a 409.
+    """
 
     queryset = Schedule.objects.all()
     serializer_class = ScheduleSerializer
@@ -232,7 +243,19 @@ class ScheduleViewSet(viewsets.ModelViewSet):
     ordering_fields = ["name", "next_fire_at", "last_fire_at", "created_at"]
     ordering = ["name"]
 
-    @extend_schema(request=None, responses={201: JobSerializer})
+    def perform_create(self, serializer: ScheduleSerializer) -> None:
+        self._save(serializer)
+
+    def perform_update(self, serializer: ScheduleSerializer) -> None:
+        self._save(serializer)
+
+    def _save(self, serializer: ScheduleSerializer) -> None:
+        try:
+            serializer.save()
+        except NameTaken as exc:
+            raise Conflict(str(exc)) from None
+
+    @extend_schema(request=None, responses={201: JobSerializer, 409: error_response("409")})
     @action(detail=True, methods=["post"])
     def run(self, request: Request, pk: str | None = None) -> Response:
         """Queue a job from this schedule now, outside its timetable (201, the job)."""
