@@ -126,7 +126,7 @@ def enqueue(
     args = {"payload": payload, "queue": queue, "priority": priority, "run_after": run_after}
     args |= {"max_attempts": max_attempts, "timeout": timeout}
     spec = check_job(task=task, idempotency_key=idempotency_key, **args)
-    job = _new_job(spec, args)
+    job = _new_job(spec, args, conf.MAX_ATTEMPTS)
     job.idempotency_key = idempotency_key or None
     if not job.idempotency_key:
         _insert([job])
@@ -154,13 +154,14 @@ def enqueue_many(specs: Sequence[dict[str, Any]]) -> list[Job]:
     All or nothing: raises ``InvalidJob`` naming each bad spec by index (``"3.payload"``).
     """
     jobs, errors = [], {}
+    default_attempts = conf.MAX_ATTEMPTS  # read once: settings lookups add up over 1,000s
     for index, spec in enumerate(specs):
         try:
             task = check_job(**spec)
         except InvalidJob as exc:
             errors |= {f"{index}.{field}": texts for field, texts in exc.errors.items()}
             continue
-        jobs.append(_new_job(task, spec))
+        jobs.append(_new_job(task, spec, default_attempts))
     if errors:
         raise InvalidJob(errors)
     created = _insert(jobs)
@@ -169,8 +170,9 @@ def enqueue_many(specs: Sequence[dict[str, Any]]) -> list[Job]:
     return created
 
 
-def _new_job(spec: tasks.TaskSpec, args: Mapping[str, Any]) -> Job:
-    """Build (unsaved) the job of checked ``enqueue`` arguments: unset options are the task's."""
+def _new_job(spec: tasks.TaskSpec, args: Mapping[str, Any], default_attempts: int) -> Job:
+    """Build (unsaved) the job of checked ``enqueue`` arguments: unset options are the task's
+    (``default_attempts``: JOBS_MAX_ATTEMPTS, for a task without its own)."""
     get = args.get
     return Job(
         task=spec.name,
@@ -178,7 +180,7 @@ def _new_job(spec: tasks.TaskSpec, args: Mapping[str, Any]) -> Job:
         queue=get("queue") or spec.queue,
         priority=spec.priority if get("priority") is None else args["priority"],
         run_after=get("run_after"),
-        max_attempts=get("max_attempts") or spec.max_attempts or conf.MAX_ATTEMPTS,
+        max_attempts=get("max_attempts") or spec.max_attempts or default_attempts,
         timeout=spec.timeout if get("timeout") is None else args["timeout"],
     )
 
@@ -317,6 +319,8 @@ def validate_payload(payload: Any) -> None:
     Also refused: nesting deeper than ``MAX_PAYLOAD_DEPTH`` and NUL characters,
     which PostgreSQL cannot store in JSON.
     """
+    if payload is None:
+        return  # the commonest payload, and within every limit
     stack = [(payload, 1)]
     while stack:
         value, depth = stack.pop()
