@@ -1,8 +1,9 @@
 from django.contrib import admin
 from django.urls import include, path, re_path, reverse_lazy
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularSwaggerView
 
 from jobs.api.docs import docs_view
+from jobs.api.schema_view import SchemaView
 from jobs.api.views import health, prometheus_metrics
 
 # GET and HEAD only: Swagger UI's HTML renderer cannot answer OPTIONS (a 500 otherwise).
@@ -15,7 +16,7 @@ admin.site.site_url = reverse_lazy("docs")
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("jobs.api.urls")),
-    re_path(r"^api/schema/?$", docs_view(SpectacularAPIView.as_view()), name="schema"),
+    re_path(r"^api/schema/?$", docs_view(SchemaView.as_view()), name="schema"),
     re_path(r"^docs/?$", docs_view(swagger_ui), name="docs"),
     re_path(r"^health/?$", health, name="health"),
     re_path(r"^metrics/?$", prometheus_metrics, name="metrics"),

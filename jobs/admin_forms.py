@@ -8,8 +8,8 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
-from jobs import lifecycle, tasks
-from jobs.exceptions import InvalidPayload, JobsError, UnknownTask
+from jobs import lifecycle
+from jobs.exceptions import InvalidInput
 from jobs.models import Job, JobAttempt, Status
 
 EDITABLE_FIELDS = list(lifecycle.EDITABLE_FIELDS)
@@ -28,28 +28,6 @@ class PrettyJSONField(forms.JSONField):
 
 def allowed_targets(current: str) -> list[str]:
     return sorted(to for (frm, to) in lifecycle.MANUAL_TRANSITIONS if frm == current)
-
-
-def payload_messages(errors: Any, where: str = "") -> list[str]:
-    """Say a task schema's errors (DRF's nested dicts and lists, or JSON Schema's
-    ``{path: [message]}``) as one readable line per problem: ``subject: This field is required.``"""
-    if isinstance(errors, dict):
-        return [
-            line
-            for key, value in errors.items()
-            for line in payload_messages(
-                value, where if key in ("non_field_errors", "payload") else f"{where}{key}."
-            )
-        ]
-    if isinstance(errors, list | tuple):
-        if all(isinstance(item, str) for item in errors):
-            return [f"{where.rstrip('.')}: {item}" if where else str(item) for item in errors]
-        return [
-            line
-            for index, item in enumerate(errors)
-            for line in payload_messages(item, f"{where}{index}.")
-        ]
-    return [f"{where.rstrip('.')}: {errors}" if where else str(errors)]
 
 
 class JobForm(forms.ModelForm):
@@ -105,17 +83,18 @@ class JobForm(forms.ModelForm):
             return None
 
     def clean(self) -> dict[str, Any]:
-        """Check a status edit against the status the page showed, and the payload against
-        the task's schema, as the API does."""
+        """Check a status edit against the status the page showed, and the job against
+        the rules every new job passes (``lifecycle.check_job``), as the API does."""
         cleaned = super().clean()
         if not self.instance._state.adding:
             self.clean_status_edit(cleaned)
-        try:
-            tasks.get(cleaned.get("task", "")).validate_payload(cleaned.get("payload"))
-        except InvalidPayload as exc:
-            self.add_error("payload", payload_messages(exc.errors))
-        except UnknownTask:
-            pass  # reported by clean_task
+        if "task" not in self.errors:  # else the task field says what is wrong
+            task = cleaned.get("task") or self.instance.task
+            fields = {name: cleaned[name] for name in EDITABLE_FIELDS if name in cleaned}
+            try:
+                lifecycle.check_job(task=task, **fields)
+            except InvalidInput as exc:
+                add_invalid(self, exc)
         return cleaned
 
     def clean_status_edit(self, cleaned: dict[str, Any]) -> None:
@@ -133,13 +112,17 @@ class JobForm(forms.ModelForm):
                 f"Allowed: {', '.join(allowed_targets(opened)) or 'none'}.",
             )
 
-    def clean_task(self) -> str:
-        task = self.cleaned_data["task"]
-        try:
-            lifecycle.validate_task(task)
-        except JobsError as exc:
-            raise forms.ValidationError(str(exc)) from None
-        return task
+
+def add_invalid(form: forms.BaseForm, exc: InvalidInput) -> None:
+    """Show the core's refusal on the form, one readable line per problem: each on its
+    field (``to.1: Enter a valid email address.`` under the payload), else above the form."""
+    for key, texts in exc.errors.items():
+        field, _, inner = key.partition(".")
+        inner = "" if inner == "non_field_errors" else inner
+        if field in form.fields:
+            form.add_error(field, [f"{inner}: {text}" if inner else text for text in texts])
+        else:
+            form.add_error(None, [f"{key}: {text}" for text in texts])
 
 
 class JobAttemptInline(admin.TabularInline):

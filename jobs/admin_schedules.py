@@ -1,18 +1,49 @@
 """Recurring jobs in the admin: schedules, with "run now" and enable/disable actions."""
 
+import copy
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
+from django.forms.models import construct_instance
 from django.http import HttpRequest
 
 from jobs import schedules
-from jobs.exceptions import UnknownTask
+from jobs.admin_forms import add_invalid
+from jobs.exceptions import InvalidInput, InvalidJob
 from jobs.models import Schedule
+
+
+class ScheduleForm(forms.ModelForm):
+    class Meta:
+        model = Schedule
+        fields = [
+            "name",
+            "cron",
+            "timezone",
+            "task",
+            "payload",
+            "queue",
+            "priority",
+            "enabled",
+            "catch_up",
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        """Check the schedule as saving it will (``schedules.check``), as form errors."""
+        cleaned = super().clean()
+        if not self.errors:  # else the fields say what is wrong first
+            try:
+                schedules.check(construct_instance(self, copy.copy(self.instance)))
+            except InvalidInput as exc:
+                add_invalid(self, exc)
+        return cleaned
 
 
 @admin.register(Schedule)
 class ScheduleAdmin(admin.ModelAdmin):
+    form = ScheduleForm
     list_display = [
         "name",
         "cron",
@@ -41,7 +72,7 @@ class ScheduleAdmin(admin.ModelAdmin):
             try:
                 schedules.run_now(schedule_id=schedule_id)
                 queued += 1
-            except UnknownTask as exc:
+            except InvalidJob as exc:
                 skipped.append(str(exc))
         message = f"{queued} job(s) queued."
         if skipped:
@@ -57,13 +88,17 @@ class ScheduleAdmin(admin.ModelAdmin):
         self._set_enabled(request, queryset, enabled=False)
 
     def _set_enabled(self, request: HttpRequest, queryset: QuerySet, *, enabled: bool) -> None:
-        changed = sum(
-            schedules.set_enabled(schedule_id=pk, enabled=enabled)
-            for pk in queryset.values_list("pk", flat=True)
-        )
-        skipped = queryset.count() - changed
+        changed, invalid = 0, []
+        for pk, name in queryset.values_list("pk", "name"):
+            try:
+                changed += schedules.set_enabled(schedule_id=pk, enabled=enabled)
+            except InvalidInput as exc:
+                invalid.append(f"{name}: {exc}")
+        skipped = queryset.count() - changed - len(invalid)
         word = "enabled" if enabled else "disabled"
         message = f"{changed} schedule(s) {word}."
         if skipped:
             message += f" {skipped} skipped: already {word}."
-        self.message_user(request, message, messages.SUCCESS)
+        if invalid:
+            message += f" {len(invalid)} not enabled (invalid): {'; '.join(invalid[:5])}"
+        self.message_user(request, message, messages.WARNING if invalid else messages.SUCCESS)

@@ -27,15 +27,45 @@ class Addresses(serializers.ListField):
         return super().to_internal_value([data] if isinstance(data, str) else data)
 
 
+ADDRESS = {"type": "string", "format": "email", "maxLength": 320}
+
+
+def _addresses(min_items: int, max_items: int) -> dict[str, Any]:
+    """One address or a list of them, as JSON Schema."""
+    listed = {"type": "array", "items": ADDRESS, "minItems": min_items, "maxItems": max_items}
+    return {"anyOf": [ADDRESS, listed]}
+
+
 class EmailPayload(serializers.Serializer):
     to = Addresses(allow_empty=False, max_length=100)
-    subject = serializers.CharField(max_length=998)
+    # Kept as sent (no trimming): the JSON Schema below says exactly what is accepted.
+    subject = serializers.CharField(max_length=998, trim_whitespace=False)
     body = serializers.CharField(allow_blank=True, trim_whitespace=False)
     html = serializers.CharField(required=False, trim_whitespace=False)
     cc = Addresses(required=False, max_length=100)
     bcc = Addresses(required=False, max_length=100)
     reply_to = Addresses(required=False, max_length=10)
     # "from" is a keyword in Python: declared below.
+
+    @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        """The payload as JSON Schema: the API documents it, and it holds payloads to
+        strict JSON types and known keys."""
+        return {
+            "type": "object",
+            "required": ["to", "subject", "body"],
+            "properties": {
+                "to": _addresses(1, 100),
+                "subject": {"type": "string", "minLength": 1, "maxLength": 998},
+                "body": {"type": "string"},
+                "html": {"type": "string", "minLength": 1},
+                "cc": _addresses(0, 100),
+                "bcc": _addresses(0, 100),
+                "reply_to": _addresses(0, 10),
+                "from": ADDRESS,
+            },
+            "additionalProperties": False,
+        }
 
 
 EmailPayload._declared_fields["from"] = serializers.EmailField(required=False)

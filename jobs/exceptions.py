@@ -16,12 +16,54 @@ class TransitionRefused(JobsError):
         self.current = current
 
 
+def flatten_errors(errors: object, prefix: str = "") -> dict[str, list[str]]:
+    """Turn nested error details (DRF's, a task schema's) into ``{"field.sub": [messages]}``."""
+    if isinstance(errors, dict):
+        flat: dict[str, list[str]] = {}
+        for key, value in errors.items():
+            flat |= flatten_errors(value, f"{prefix}.{key}" if prefix else str(key))
+        return flat
+    if isinstance(errors, list) and any(isinstance(item, dict | list) for item in errors):
+        flat = {}
+        for index, item in enumerate(errors):
+            flat |= flatten_errors(item, f"{prefix}.{index}" if prefix else str(index))
+        return flat
+    items = errors if isinstance(errors, list) else [errors]
+    return {prefix or "non_field_errors": [str(item) for item in items]}
+
+
+class InvalidInput(JobsError):
+    """Values the queue refuses; ``errors`` maps each field (``"payload.to"`` when nested)
+    to its messages. The API answers 400 with them, the admin shows them as form errors."""
+
+    def __init__(self, errors: dict[str, list[str]], message: str | None = None) -> None:
+        self.errors = errors
+        super().__init__(
+            message or "; ".join(f"{field}: {' '.join(texts)}" for field, texts in errors.items())
+        )
+
+
+class InvalidJob(InvalidInput):
+    """The job a call would create breaks a rule (``lifecycle.check_job``)."""
+
+
+class UnknownTask(InvalidJob):
+    """A job names a task that is not registered."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__({"task": [message]}, message)
+
+
+class InvalidSchedule(InvalidInput):
+    """A schedule that cannot be saved: its cron never fires, or the job it creates is invalid."""
+
+
 class JobChanged(TransitionRefused):
     """An edit was refused because the job left the status its author saw (a stale page)."""
 
 
-class UnknownTask(JobsError):
-    """A job names a task that is not registered."""
+class NameTaken(JobsError):
+    """Another schedule has this name already."""
 
 
 class PermanentFailure(JobsError):

@@ -46,21 +46,65 @@ def check_url(url: str) -> str:
     return host
 
 
+# The characters a regular expression must escape (ECMA-262, as JSON Schema's patterns).
+SYNTAX = set("^$\\.*+?()[]{}|/")
+
+
+def _anycase(text: str) -> str:
+    """``text`` as a regular expression matching it in any letter case (JSON Schema
+    patterns have no case-insensitive flag)."""
+    return "".join(
+        f"[{char.lower()}{char.upper()}]"
+        if char.isalpha()
+        else f"\\{char}"
+        if char in SYNTAX
+        else char
+        for char in text
+    )
+
+
+def url_pattern(allowed_hosts: list[str]) -> str | None:
+    """A pattern for the URLs ``check_url`` accepts for ``allowed_hosts`` (None: no URL is).
+
+    Written for the API's schema: it matches the usual form (scheme, host name,
+    optional port, path), every one of which ``check_url`` accepts.
+    """
+    name = r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*"  # any host name, for a wildcard
+    hosts = []
+    for host in allowed_hosts:
+        if host == "*":
+            hosts.append(name)
+        elif host.startswith("."):
+            hosts.append(rf"({name}\.)?{_anycase(host[1:])}")
+        elif host:
+            hosts.append(_anycase(host))
+    if not hosts:
+        return None
+    return rf"^{_anycase('http')}[sS]?://({'|'.join(hosts)})(:[0-9]{{1,5}})?([/?#][^\u0000]*)?$"
+
+
 class StatusList(serializers.ListField):
     """One status code or a list of them."""
 
     child = serializers.IntegerField(min_value=100, max_value=599)
 
     def to_internal_value(self, data: Any) -> list[int]:
-        return super().to_internal_value([data] if isinstance(data, int) else data)
+        # 200.0 is the integer 200 in JSON, as IntegerField takes it: any single value.
+        return super().to_internal_value(data if isinstance(data, list) else [data])
+
+
+STATUS = {"type": "integer", "minimum": 100, "maximum": 599}
 
 
 class HttpPayload(serializers.Serializer):
     method = serializers.ChoiceField(choices=METHODS, default="GET")
-    url = serializers.CharField(max_length=2000)
-    headers = serializers.DictField(child=serializers.CharField(), required=False)
-    json = serializers.JSONField(required=False)
-    body = serializers.CharField(required=False, trim_whitespace=False)
+    url = serializers.CharField(max_length=2000, trim_whitespace=False)
+    # An empty header value is a valid header; values are sent as given.
+    headers = serializers.DictField(
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False), required=False
+    )
+    json = serializers.JSONField(required=False, allow_null=True)  # null: the JSON body null
+    body = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
     timeout = serializers.FloatField(required=False, min_value=0.1, max_value=300)
     expected_status = StatusList(required=False, allow_empty=False)
 
@@ -81,6 +125,36 @@ class HttpPayload(serializers.Serializer):
         if "json" in attrs and "body" in attrs:
             raise serializers.ValidationError("Send either json or body, not both.")
         return attrs
+
+    @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        """The payload as JSON Schema: the API documents it, and it holds payloads to
+        strict JSON types and known keys. The URL's pattern follows JOBS_HTTP_ALLOWED_HOSTS."""
+        pattern = url_pattern(conf.HTTP_ALLOWED_HOSTS)
+        no_header_break = r"^[^\r\n\u0000]*$"
+        return {
+            "type": "object",
+            "required": ["url"],
+            "properties": {
+                "method": {"enum": METHODS},
+                "url": {"type": "string", "maxLength": 2000}
+                | ({"pattern": pattern} if pattern else {"not": {}}),
+                "headers": {
+                    "type": "object",
+                    "propertyNames": {"minLength": 1, "pattern": r"^[^:\r\n\u0000]*$"},
+                    "additionalProperties": {"type": "string", "pattern": no_header_break},
+                },
+                "json": {},
+                "body": {"type": "string"},
+                "timeout": {"type": "number", "minimum": 0.1, "maximum": 300},
+                "expected_status": {
+                    "anyOf": [STATUS, {"type": "array", "items": STATUS, "minItems": 1}]
+                },
+            },
+            "additionalProperties": False,
+            # Not both json and body.
+            "anyOf": [{"properties": {"json": False}}, {"properties": {"body": False}}],
+        }
 
 
 def _send(

@@ -23,9 +23,10 @@ or API client may request with ``set_status``.
 import json
 import logging
 import random
+import re
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,7 +38,13 @@ from django.utils import timezone
 
 from jobs import metrics, notify, tasks
 from jobs.conf import conf
-from jobs.exceptions import InvalidPayload, JobChanged, TransitionRefused
+from jobs.exceptions import (
+    InvalidJob,
+    InvalidPayload,
+    JobChanged,
+    TransitionRefused,
+    flatten_errors,
+)
 from jobs.models import ACTIVE_STATUSES, Job, JobAttempt, Outcome, ScheduleFire, Status
 
 logger = logging.getLogger(__name__)
@@ -121,19 +128,14 @@ def enqueue(
     """Create a queued job; return ``(job, created)``.
 
     With an ``idempotency_key`` that an unfinished job already holds, return that
-    job and ``created=False``. Raises ``UnknownTask`` for an unregistered task.
+    job and ``created=False``. Raises ``UnknownTask`` or ``InvalidJob`` (see
+    ``check_job``): nothing is created.
     """
-    spec = tasks.get(task)
-    job = Job(
-        task=task,
-        payload=payload,
-        queue=queue or spec.queue,
-        priority=spec.priority if priority is None else priority,
-        run_after=run_after,
-        max_attempts=max_attempts or spec.max_attempts or conf.MAX_ATTEMPTS,
-        timeout=timeout if timeout is not None else spec.timeout,
-        idempotency_key=idempotency_key or None,
-    )
+    args = {"payload": payload, "queue": queue, "priority": priority, "run_after": run_after}
+    args |= {"max_attempts": max_attempts, "timeout": timeout}
+    spec = check_job(task=task, idempotency_key=idempotency_key, **args)
+    job = _new_job(spec, args, conf.MAX_ATTEMPTS)
+    job.idempotency_key = idempotency_key or None
     if not job.idempotency_key:
         _insert([job])
         _log_transition(job, "enqueue")
@@ -154,26 +156,41 @@ def enqueue(
 
 
 def enqueue_many(specs: Sequence[dict[str, Any]]) -> list[Job]:
-    """Create many queued jobs in one write, in order; each spec takes ``enqueue``'s arguments."""
-    jobs = []
-    default_attempts = conf.MAX_ATTEMPTS
-    for spec in specs:
-        task = tasks.get(spec.get("task", "simulate"))
-        jobs.append(
-            Job(
-                task=task.name,
-                payload=spec.get("payload"),
-                queue=spec.get("queue") or task.queue,
-                priority=spec.get("priority", task.priority),
-                run_after=spec.get("run_after"),
-                max_attempts=spec.get("max_attempts") or task.max_attempts or default_attempts,
-                timeout=spec.get("timeout", task.timeout),
-            )
-        )
+    """Create many queued jobs in one write, in order; each spec takes ``enqueue``'s arguments
+    (idempotency keys aside).
+
+    All or nothing: raises ``InvalidJob`` naming each bad spec by index (``"3.payload"``).
+    """
+    jobs, errors = [], {}
+    default_attempts = conf.MAX_ATTEMPTS  # read once: settings lookups add up over 1,000s
+    for index, spec in enumerate(specs):
+        try:
+            task = check_job(**spec)
+        except InvalidJob as exc:
+            errors |= {f"{index}.{field}": texts for field, texts in exc.errors.items()}
+            continue
+        jobs.append(_new_job(task, spec, default_attempts))
+    if errors:
+        raise InvalidJob(errors)
     created = _insert(jobs)
     for job in created:
         _log_transition(job, "enqueue")
     return created
+
+
+def _new_job(spec: tasks.TaskSpec, args: Mapping[str, Any], default_attempts: int) -> Job:
+    """Build (unsaved) the job of checked ``enqueue`` arguments: unset options are the task's
+    (``default_attempts``: JOBS_MAX_ATTEMPTS, for a task without its own)."""
+    get = args.get
+    return Job(
+        task=spec.name,
+        payload=get("payload"),
+        queue=get("queue") or spec.queue,
+        priority=spec.priority if get("priority") is None else args["priority"],
+        run_after=get("run_after"),
+        max_attempts=get("max_attempts") or spec.max_attempts or default_attempts,
+        timeout=spec.timeout if get("timeout") is None else args["timeout"],
+    )
 
 
 def _insert(jobs: list[Job]) -> list[Job]:
@@ -233,7 +250,7 @@ def enqueue_fire(*, schedule_id: int, fire_at: datetime, **job: Any) -> Job | No
     The fire record and the job are inserted in one transaction; the unique
     ``(schedule, fire_at)`` constraint makes every other attempt at the same fire
     time, in any process, fail and return ``None``. ``job`` takes ``enqueue``'s
-    arguments (no idempotency key). Raises ``UnknownTask``.
+    arguments (no idempotency key). Raises ``InvalidJob`` (``check_job``).
     """
     try:
         with transaction.atomic():
@@ -246,9 +263,62 @@ def enqueue_fire(*, schedule_id: int, fire_at: datetime, **job: Any) -> Job | No
     return created
 
 
-def validate_task(name: str) -> None:
-    """Raise ``UnknownTask`` unless a task of this name is registered."""
-    tasks.get(name)
+# The ranges of a job's options (the API's schema documents the same).
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+PRIORITY_RANGE = (-100, 100)
+MAX_ATTEMPTS_RANGE = (1, 100)
+TIMEOUT_RANGE = (0.1, 86400.0)
+MAX_IDEMPOTENCY_KEY = 200
+
+
+def check_job(
+    *,
+    task: str = "simulate",
+    payload: Any = None,
+    queue: str | None = None,
+    priority: int | None = None,
+    run_after: datetime | None = None,
+    max_attempts: int | None = None,
+    timeout: float | None = None,
+    idempotency_key: str | None = None,
+) -> tasks.TaskSpec:
+    """Check the job ``enqueue`` would create from these arguments; return its task.
+
+    The one set of rules for a new job, whoever asks for it (the API, the admin, a
+    schedule, ``django.tasks``, Python code): a registered task; a payload within
+    ``validate_payload``'s limits that its task's schema accepts; each option in
+    range. ``None`` (or an empty queue) stands for the task's default. Raises
+    ``UnknownTask``, else ``InvalidJob`` naming every field at fault.
+    """
+    if not isinstance(task, str):
+        raise InvalidJob({"task": ["Give a task name (a string)."]})
+    spec = tasks.get(task)
+    errors: dict[str, list[str]] = {}
+    try:
+        validate_payload(payload)
+        spec.validate_payload(payload)
+    except InvalidPayload as exc:
+        errors |= flatten_errors(exc.errors, "payload")
+    if queue and not (isinstance(queue, str) and QUEUE_NAME.fullmatch(queue)):
+        errors["queue"] = ["Use 1-100 letters, digits, '_', '.', ':' or '-'."]
+    for name, value, kinds, (low, high) in (
+        ("priority", priority, int, PRIORITY_RANGE),
+        ("max_attempts", max_attempts, int, MAX_ATTEMPTS_RANGE),
+        ("timeout", timeout, (int, float), TIMEOUT_RANGE),
+    ):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high
+        ):
+            errors[name] = [f"Use a number from {low} to {high}."]
+    if run_after is not None and not isinstance(run_after, datetime):
+        errors["run_after"] = ["Give a datetime, or None for now."]
+    if idempotency_key and not (
+        isinstance(idempotency_key, str) and len(idempotency_key) <= MAX_IDEMPOTENCY_KEY
+    ):
+        errors["idempotency_key"] = [f"Use a string of at most {MAX_IDEMPOTENCY_KEY} characters."]
+    if errors:
+        raise InvalidJob(errors)
+    return spec
 
 
 def validate_payload(payload: Any) -> None:
@@ -257,6 +327,8 @@ def validate_payload(payload: Any) -> None:
     Also refused: nesting deeper than ``MAX_PAYLOAD_DEPTH`` and NUL characters,
     which PostgreSQL cannot store in JSON.
     """
+    if payload is None:
+        return  # the commonest payload, and within every limit
     stack = [(payload, 1)]
     while stack:
         value, depth = stack.pop()

@@ -33,8 +33,8 @@ from django.utils import timezone
 
 from jobs import lifecycle
 from jobs.conf import conf
-from jobs.exceptions import UnknownTask
-from jobs.models import Job, Schedule
+from jobs.exceptions import InvalidJob, InvalidSchedule, NameTaken
+from jobs.models import Job, Schedule, validate_cron, validate_timezone
 
 logger = logging.getLogger(__name__)
 
@@ -82,13 +82,41 @@ def reschedule(schedule: Schedule, *, now: datetime | None = None) -> None:
     schedule.next_fire_at = next_after(schedule, now) if schedule.enabled else None
 
 
-def save(schedule: Schedule) -> Schedule:
-    """Save a created or edited schedule (already validated); its timetable restarts from now.
+def check(schedule: Schedule) -> None:
+    """Raise ``InvalidSchedule`` unless ``schedule`` may be saved enabled.
 
-    Fire times missed before the edit never fire.
+    Its cron must fire (``validate_cron``), its time zone exist, and the job it
+    creates pass ``lifecycle.check_job``: a bad payload is refused now, not at
+    every fire time. The errors name the fields (``"payload.to"`` when nested).
     """
+    errors: dict[str, list[str]] = {}
+    for field, validate in (("cron", validate_cron), ("timezone", validate_timezone)):
+        try:
+            validate(getattr(schedule, field))
+        except ValidationError as exc:
+            errors[field] = exc.messages
+    try:
+        lifecycle.check_job(**_job(schedule))
+    except InvalidJob as exc:
+        errors |= exc.errors
+    if errors:
+        raise InvalidSchedule(errors)
+
+
+def save(schedule: Schedule) -> Schedule:
+    """Check (``check``) and save a created or edited schedule; its timetable restarts from now.
+
+    Fire times missed before the edit never fire. Raises ``InvalidSchedule``, or
+    ``NameTaken``.
+    """
+    check(schedule)
     reschedule(schedule)
-    schedule.save()
+    try:
+        with transaction.atomic():
+            schedule.save()
+    except IntegrityError:
+        # check() has seen every other rule; the unique name needs the database's word.
+        raise NameTaken(f"A schedule named {schedule.name!r} exists already.") from None
     return schedule
 
 
@@ -131,7 +159,9 @@ def fire(schedule: Schedule, *, now: datetime) -> int:
             if job is not None:
                 created += 1
                 logger.info("schedule=%s fire_at=%s job=%s", schedule.name, fire_at, job.pk)
-    except UnknownTask as exc:
+    except InvalidJob as exc:
+        # Valid when saved, but the rules changed since (a task removed, a host no longer
+        # allowed): nothing is queued, the timetable moves on.
         logger.error("schedule=%s cannot fire: %s", schedule.name, exc)
     if times:
         _advance(schedule, last=times[-1], following=next_after(schedule, now))
@@ -158,7 +188,7 @@ def _advance(schedule: Schedule, *, last: datetime, following: datetime) -> None
 
 
 def run_now(*, schedule_id: int) -> Job:
-    """Create a job from the schedule at once, outside its timetable. Raises ``UnknownTask``."""
+    """Create a job from the schedule at once, outside its timetable. Raises ``InvalidJob``."""
     schedule = Schedule.objects.get(pk=schedule_id)
     job, _ = lifecycle.enqueue(**_job(schedule))
     logger.info("schedule=%s run_now job=%s", schedule.name, job.pk)
@@ -168,11 +198,14 @@ def run_now(*, schedule_id: int) -> Job:
 def set_enabled(*, schedule_id: int, enabled: bool) -> bool:
     """Enable (timetable restarts from now: nothing missed fires) or disable a schedule.
 
-    Return whether it changed.
+    Return whether it changed. Raises ``InvalidSchedule`` when enabling one that
+    ``check`` refuses (saved before the rules it breaks).
     """
     schedule = Schedule.objects.get(pk=schedule_id)
     if schedule.enabled == enabled:
         return False
+    if enabled:
+        check(schedule)
     schedule.enabled = enabled
     reschedule(schedule)
     return bool(

@@ -59,22 +59,46 @@ class TaskSpec:
         """Check ``payload`` against the task's schema. Raises ``InvalidPayload``."""
         if self.schema is None:
             return
+        if not isinstance(self.schema, dict):
+            serializer = self.schema(data=payload)
+            if not serializer.is_valid():
+                raise InvalidPayload(serializer.errors)
+        if (schema := self.json_schema()) is not None:
+            _validate_json_schema(schema, payload)
+
+    def json_schema(self) -> dict[str, Any] | None:
+        """Return the payload's JSON Schema when it is exact, else ``None``.
+
+        Exact: a JSON Schema dict, or a serializer declaring its own with a
+        ``json_schema()`` classmethod; such a serializer's payloads must pass both.
+        The API's OpenAPI document states these schemas as the payload rules.
+        """
         if isinstance(self.schema, dict):
-            _validate_json_schema(self.schema, payload)
-            return
-        serializer = self.schema(data=payload)
-        if not serializer.is_valid():
-            raise InvalidPayload(serializer.errors)
+            return self.schema
+        declared = getattr(self.schema, "json_schema", None)
+        return declared() if declared is not None else None
 
 
 def _validate_json_schema(schema: dict[str, Any], payload: Any) -> None:
     import jsonschema
 
     validator = jsonschema.validators.validator_for(schema)(schema)
-    errors = {}
+    errors: dict[str, list[str]] = {}
     for error in validator.iter_errors(payload):
-        where = ".".join(str(part) for part in error.absolute_path) or "payload"
-        errors.setdefault(where, []).append(error.message)
+        path = [str(part) for part in error.absolute_path]
+        # Name the field a message is about, as a serializer does, not its parent object.
+        if error.validator == "required" and isinstance(error.instance, dict):
+            missing = [name for name in error.validator_value if name not in error.instance]
+            found = [(name, "This field is required.") for name in missing]
+        elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            known = error.schema.get("properties", {})
+            found = [(name, "Unknown field.") for name in error.instance if name not in known]
+        else:
+            found = [(None, error.message)]
+        for name, message in found:
+            where = ".".join([*path, name] if name else path) or "non_field_errors"
+            if message not in errors.setdefault(where, []):
+                errors[where].append(message)
     if errors:
         raise InvalidPayload(errors)
 

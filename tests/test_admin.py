@@ -9,7 +9,6 @@ from django.urls import reverse
 from django.utils import timezone
 
 from jobs import lifecycle, tasks
-from jobs.admin_forms import payload_messages
 from jobs.models import Job, JobAttempt, Status, Worker
 from tests.admin_helpers import CHANGELIST, act, change_url, one_of_each, page_form, shown
 from tests.test_lifecycle import ALL, put_in
@@ -428,18 +427,3 @@ def test_add_shows_payload_errors_per_field_in_words(admin_client):
         "body: This field is required.",
     ]
     assert "ErrorDetail" not in shown(response)
-
-
-def test_payload_messages_say_each_problem_on_its_own_line():
-    assert payload_messages({"n": ["is required"], "payload": ["too big"]}) == [
-        "n: is required",
-        "too big",
-    ]
-    assert payload_messages({"non_field_errors": ["Expected a dictionary."]}) == [
-        "Expected a dictionary."
-    ]
-    assert payload_messages({"a": {"b": ["bad"]}, "c": [{}, {"d": ["worse"]}]}) == [
-        "a.b: bad",
-        "c.1.d: worse",
-    ]
-    assert payload_messages("The payload is too large.") == ["The payload is too large."]

@@ -103,10 +103,12 @@ def test_bad_input_is_a_400_with_a_message(api, changes, field):
     assert not Schedule.objects.exists()
 
 
-def test_duplicate_name_is_a_400(api):
+def test_duplicate_name_is_a_409(api):
+    """A conflict with another schedule, not invalid input (the request itself is valid)."""
     make()
     response = api.post("/api/schedules", BODY, format="json")
-    assert response.status_code == 400 and "name" in response.json()["errors"]
+    assert response.status_code == 409 and "nightly" in response.json()["detail"]
+    assert Schedule.objects.count() == 1
 
 
 def test_anonymous_clients_get_nothing(anon):
@@ -157,3 +159,77 @@ def test_list_filters_refuse_values_they_cannot_read(api):
     make()
     assert api.get("/api/schedules?enabled=true").status_code == 200
     assert api.get("/api/schedules?enabled=null").status_code == 400
+
+
+# -- a cron expression that never fires (issue 12, point 3) -------------------------------------
+
+NEVER = ["0 0 31 2 *", "0 0 30 2 *", "0 0 31 4 *", "0 0 0 30 2 *"]
+
+
+@pytest.mark.parametrize("cron", NEVER)
+@pytest.mark.parametrize("enabled", [True, False])
+def test_a_cron_that_never_fires_is_a_400_naming_cron(api, cron, enabled):
+    body = {**BODY, "cron": cron, "enabled": enabled}
+    response = api.post("/api/schedules", body, format="json")
+    assert response.status_code == 400, response.content
+    assert "never fires" in response.json()["errors"]["cron"][0]
+    assert not Schedule.objects.exists()
+
+
+@pytest.mark.parametrize("cron", NEVER)
+def test_enabling_a_saved_schedule_that_never_fires_is_a_400_naming_cron(api, cron):
+    """A row saved before the rule (disabled, so no fire time was computed) cannot be enabled."""
+    schedule = Schedule.objects.create(**{**BODY, "cron": cron, "enabled": False})
+    response = api.patch(f"/api/schedules/{schedule.pk}", {"enabled": True}, format="json")
+    assert response.status_code == 400, response.content
+    assert "cron" in response.json()["errors"]
+    schedule.refresh_from_db()
+    assert not schedule.enabled and schedule.next_fire_at is None
+
+
+def test_a_cron_that_fires_rarely_is_accepted(api):
+    response = api.post("/api/schedules", {**BODY, "cron": "0 0 29 2 *"}, format="json")
+    assert response.status_code == 201
+    assert response.json()["next_fire_at"][5:10] == "02-29"
+
+
+def test_admin_refuses_a_cron_that_never_fires(admin_client_):
+    form = {"name": "x", "cron": "0 0 31 2 *", "timezone": "UTC", "task": "echo"}
+    response = admin_client_.post("/admin/jobs/schedule/add/", {**form, "enabled": "on"})
+    assert response.status_code == 200 and b"never fires" in response.content
+    assert not Schedule.objects.exists()
+    schedule = Schedule.objects.create(**form, enabled=False)
+    response = admin_client_.post(
+        "/admin/jobs/schedule/",
+        {"action": "enable", "_selected_action": [schedule.pk]},
+        follow=True,
+    )
+    assert response.status_code == 200 and b"never fires" in response.content
+    schedule.refresh_from_db()
+    assert not schedule.enabled
+
+
+# -- unknown and read-only fields (issue 12, point 5) -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"priorty": 3},
+        {"id": 77},
+        {"next_fire_at": "2030-01-01T00:00:00Z"},
+        {"last_fire_at": "2030-01-01T00:00:00Z"},
+        {"created_at": "2030-01-01T00:00:00Z"},
+    ],
+)
+def test_unknown_and_read_only_fields_are_refused(api, extra):
+    response = api.post("/api/schedules", {**BODY, **extra}, format="json")
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"] == {name: ["Unknown or read-only field."] for name in extra}
+    assert not Schedule.objects.exists()
+    schedule = make()
+    response = api.patch(f"/api/schedules/{schedule.pk}", extra, format="json")
+    assert response.status_code == 400, response.content
+    response = api.put(f"/api/schedules/{schedule.pk}", {**BODY, **extra}, format="json")
+    assert response.status_code == 400, response.content
+    assert Schedule.objects.get().pk == schedule.pk

@@ -46,8 +46,9 @@ def test_defaults_apply_to_new_jobs():
         ("test.resize", {"url": "nope", "width": 0}, {"url", "width"}),
         ("test.resize", None, {"non_field_errors"}),
         ("test.json_schema", {"n": -1}, {"n"}),
-        ("test.json_schema", {"n": 1, "x": 2}, {"payload"}),
-        ("test.json_schema", "text", {"payload"}),
+        ("test.json_schema", {"n": 1, "x": 2}, {"x"}),
+        ("test.json_schema", "text", {"non_field_errors"}),
+        ("test.json_schema", {}, {"n"}),
     ],
 )
 def test_schemas_refuse_bad_payloads(task, payload, where):

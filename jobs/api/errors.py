@@ -27,6 +27,8 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from jobs.exceptions import InvalidInput, flatten_errors
+
 API_PREFIX = "/api/"
 READ_METHODS = ("GET", "HEAD")
 # The codes DRF uses for the same statuses, so a client sees one code per status.
@@ -61,26 +63,10 @@ class ErrorSerializer(serializers.Serializer):
     )
 
 
-def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
-    """Turn DRF's nested validation detail into ``{"field.sub": [messages]}``."""
-    if isinstance(detail, dict):
-        flat: dict[str, list[str]] = {}
-        for key, value in detail.items():
-            flat |= _flatten(value, f"{prefix}.{key}" if prefix else str(key))
-        return flat
-    if isinstance(detail, list) and any(isinstance(item, dict | list) for item in detail):
-        flat = {}
-        for index, item in enumerate(detail):
-            flat |= _flatten(item, f"{prefix}.{index}" if prefix else str(index))
-        return flat
-    items = detail if isinstance(detail, list) else [detail]
-    return {prefix or "non_field_errors": [str(item) for item in items]}
-
-
 def error_body(exc: exceptions.APIException) -> dict[str, Any]:
     """Return the error shape for a DRF exception."""
     if isinstance(exc, exceptions.ValidationError):
-        errors = {k: v for k, v in _flatten(exc.detail).items() if v}
+        errors = {k: v for k, v in flatten_errors(exc.detail).items() if v}
         errors = errors or {"non_field_errors": ["Invalid input."]}
         field, messages = next(iter(errors.items()))
         where = "" if field == "non_field_errors" else f"{field}: "
@@ -101,6 +87,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, InvalidInput):
+        # The core's own refusal of a job or schedule: invalid input, field by field.
+        exc = exceptions.ValidationError(exc.errors)
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(exc, exceptions.APIException):
         response.data = error_body(exc)

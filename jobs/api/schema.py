@@ -9,10 +9,13 @@ from typing import Any
 
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.utils import OpenApiResponse
+from rest_framework import serializers
 
 from jobs import tasks
 from jobs.api.errors import ErrorSerializer
+from jobs.api.payload_schema import JSON_VALUE_REF, NO_NUL, task_branches
 from jobs.api.serializers import RETRY_SELECTORS
+from jobs.conf import conf
 
 ERRORS = {
     "400": "Invalid input: see `errors` for the messages per field.",
@@ -20,7 +23,8 @@ ERRORS = {
     "403": "Authenticated, but without the model permission this operation needs.",
     "404": "No such object (also for a malformed id).",
     "406": "None of the media types in `Accept` can be served.",
-    "409": "The job's current status does not allow this.",
+    "409": "Conflicts with the current state: the job's status does not allow this, or "
+    "another schedule has this name.",
     "413": "The request body (or the payload) is too large.",
     "415": "The request body's media type is not accepted.",
     "429": "Too many writes: wait `Retry-After` seconds.",
@@ -30,6 +34,10 @@ ERRORS = {
 def error_response(code: str) -> OpenApiResponse:
     """Describe an error answer in the common error shape."""
     return OpenApiResponse(ErrorSerializer, description=ERRORS[code])
+
+
+# A string schema with one of these already excludes NUL characters (or leaves it to them).
+SAYS_MORE = {"pattern", "format", "enum", "anyOf", "oneOf", "$ref"}
 
 
 class AutoSchema(SpectacularAutoSchema):
@@ -59,6 +67,19 @@ class AutoSchema(SpectacularAutoSchema):
                 self.method = "PATCH"
         return super()._get_request_for_media_type(serializer, direction)
 
+    def _map_basic_serializer(self, serializer: Any, direction: Any) -> dict[str, Any]:
+        schema = super()._map_basic_serializer(serializer, direction)
+        if direction != "request":
+            return schema
+        for name, field in serializer.fields.items():
+            prop = schema["properties"].get(name, {})
+            # DRF's CharField refuses NUL characters ("Null characters are not allowed.").
+            if isinstance(field, serializers.CharField) and not SAYS_MORE & set(prop):
+                prop |= NO_NUL
+        # A request serializer may state what its validate() enforces across fields.
+        schema.update(getattr(serializer, "request_schema", {}))
+        return schema
+
     def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
         responses = super()._get_response_bodies(direction)
         if direction != "response":
@@ -69,7 +90,7 @@ class AutoSchema(SpectacularAutoSchema):
         return dict(sorted(responses.items()))
 
 
-NO_NUL = {"pattern": "^[^\\u0000]*$"}
+BLANK = {"type": "string", "maxLength": 0}
 
 # Any JSON value the server stores: no NUL characters (PostgreSQL's jsonb cannot hold
 # them), in strings or in keys. Size and depth caps are stated in the description.
@@ -79,13 +100,24 @@ JSON_VALUE = {
     "anyOf": [
         {"type": "string", **NO_NUL},
         {"type": ["number", "boolean", "null"]},
-        {"type": "array", "items": {"$ref": "#/components/schemas/JsonValue"}},
-        {
-            "type": "object",
-            "propertyNames": NO_NUL,
-            "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
-        },
+        {"type": "array", "items": JSON_VALUE_REF},
+        {"type": "object", "propertyNames": NO_NUL, "additionalProperties": JSON_VALUE_REF},
     ],
+}
+
+# Strings whose rules are a format JSON Schema does not define (the fuzzer's hooks generate
+# them); lengths and patterns beside it would only get in the way of generators that honour
+# the format.
+CRON = {
+    "type": "string",
+    "format": "cron",
+    "description": "Five fields (minute hour day month weekday), or six with seconds first, "
+    "naming a time that exists (not February 30th); at most 200 characters.",
+}
+TIME_ZONE = {
+    "type": "string",
+    "format": "iana-time-zone",
+    "description": "An IANA time zone name, e.g. UTC or Europe/Paris.",
 }
 
 
@@ -102,30 +134,72 @@ def document_requests(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
     """Document what the request serializers accept beyond what drf-spectacular infers.
 
     A postprocessing hook: lists the registered task names as the choices of
-    ``task`` (so tasks registered after start-up are listed too), describes the
-    payload a job may carry, and closes request bodies (``additionalProperties:
-    false``), since the serializers refuse unknown fields.
+    ``task`` (so tasks registered after start-up are listed too), ties each task's
+    payload rules to it (``payload_schema``), closes request bodies
+    (``additionalProperties: false``), since the serializers refuse unknown fields,
+    documents the bulk form of ``POST /api/jobs``, and links created jobs and
+    schedules to their operations.
     """
     schemas = result.get("components", {}).get("schemas", {})
     for component in schemas.values():
-        for prop in component.get("properties", {}).values():
-            # A nullable "any value" field: {} already admits null, and oneOf would
-            # then match null twice, which is invalid.
-            if {} in prop.get("oneOf", []):
-                del prop["oneOf"]
+        _fix_alternatives(component)
     for name, component in schemas.items():
         if name.endswith("Request") and component.get("type") == "object":
             component["additionalProperties"] = False
-    _link_created_jobs(result)
+    schemas["JsonValue"] = JSON_VALUE
     if "BulkRetryRequest" in schemas:
         schemas["BulkRetryRequest"] |= RETRY_SELECTION
-    job = schemas.get("JobRequest", {}).get("properties", {})
-    if "task" in job:
-        job["task"]["enum"] = sorted(tasks.registered())
-    if "payload" in job:
-        job["payload"] = {"$ref": "#/components/schemas/JsonValue"}
-        schemas["JsonValue"] = JSON_VALUE
+    for name in ("JobRequest", "ScheduleRequest", "PatchedScheduleRequest"):
+        if name in schemas:
+            _tie_payload_to_task(schemas[name], together=name.startswith("Patched"))
+    for name in ("ScheduleRequest", "PatchedScheduleRequest"):
+        if name in schemas:
+            schemas[name]["properties"] |= {"cron": CRON, "timezone": TIME_ZONE}
+    _document_bulk_create(result.get("paths", {}).get("/api/jobs/", {}).get("post", {}))
+    _link_created(result, "/api/jobs/", JOB_OPERATIONS)
+    _link_created(result, "/api/schedules/", SCHEDULE_OPERATIONS)
     return result
+
+
+def _fix_alternatives(component: dict[str, Any]) -> None:
+    for prop in component.get("properties", {}).values():
+        # A nullable "any value" field: {} already admits null, and oneOf would
+        # then match null twice, which is invalid.
+        if {} in prop.get("oneOf", []):
+            del prop["oneOf"]
+        # drf-spectacular writes "a string matching the pattern, or empty" as a oneOf,
+        # which "" fails whenever the pattern matches it too ("^...*$"): either is fine.
+        if BLANK in prop.get("oneOf", []):
+            prop["anyOf"] = prop.pop("oneOf")
+
+
+def _tie_payload_to_task(component: dict[str, Any], *, together: bool) -> None:
+    properties = component.get("properties", {})
+    if "task" in properties:
+        properties["task"]["enum"] = sorted(tasks.registered())
+    if "payload" in properties:
+        properties["payload"] = JSON_VALUE_REF
+        component["anyOf"] = task_branches(together=together)
+    if together:
+        component["description"] = (
+            "Send task and payload together (or neither): the payload is checked against the task."
+        )
+
+
+def _document_bulk_create(create: dict[str, Any]) -> None:
+    """``POST /api/jobs`` also takes a JSON array of jobs (no idempotency keys), answering
+    the array of created jobs."""
+    body = create.get("requestBody", {}).get("content", {}).get("application/json", {})
+    if "schema" not in body:
+        return
+    one = body["schema"]
+    item = {"allOf": [one, {"properties": {"idempotency_key": {"enum": [None, ""]}}}]}
+    many = {"type": "array", "items": item, "minItems": 1, "maxItems": conf.MAX_BULK}
+    body["schema"] = {"oneOf": [one, many]}
+    created = create.get("responses", {}).get("201", {}).get("content", {})
+    if "application/json" in created:
+        job = created["application/json"]["schema"]
+        created["application/json"]["schema"] = {"oneOf": [job, {"type": "array", "items": job}]}
 
 
 JOB_OPERATIONS = {
@@ -136,15 +210,22 @@ JOB_OPERATIONS = {
     "RetryJob": "api_jobs_retry_create",
     "DeleteJob": "api_jobs_destroy",
 }
+SCHEDULE_OPERATIONS = {
+    "GetSchedule": "api_schedules_retrieve",
+    "UpdateSchedule": "api_schedules_update",
+    "ChangeSchedule": "api_schedules_partial_update",
+    "RunSchedule": "api_schedules_run_create",
+    "DeleteSchedule": "api_schedules_destroy",
+}
 
 
-def _link_created_jobs(result: dict[str, Any]) -> None:
-    """Link the created job to what can be done with it (OpenAPI links, for clients and
+def _link_created(result: dict[str, Any], path: str, operations: dict[str, str]) -> None:
+    """Link a created object to what can be done with it (OpenAPI links, for clients and
     for stateful fuzzing)."""
-    create = result.get("paths", {}).get("/api/jobs/", {}).get("post", {})
+    create = result.get("paths", {}).get(path, {}).get("post", {})
     links = {
         name: {"operationId": operation, "parameters": {"id": "$response.body#/id"}}
-        for name, operation in JOB_OPERATIONS.items()
+        for name, operation in operations.items()
     }
     for code in ("200", "201"):
         if code in create.get("responses", {}):

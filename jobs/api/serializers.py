@@ -1,6 +1,6 @@
 """The job as JSON (the prototype's fields plus the queue's own), and the schedule."""
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django.db import models
 from rest_framework import serializers
@@ -8,7 +8,6 @@ from rest_framework.fields import SkipField
 
 from jobs import lifecycle, schedules, tasks
 from jobs.conf import conf
-from jobs.exceptions import InvalidPayload, UnknownTask
 from jobs.models import Job, JobAttempt, Schedule, Status, Worker
 
 
@@ -27,11 +26,17 @@ class StrictTypeMixin:
 
 
 class StrictCharField(StrictTypeMixin, serializers.CharField):
-    pass
+    # Taken as sent: trimming would make " " blank and "  x" fit a shorter max_length,
+    # both unlike what the schema's minLength and maxLength say.
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
 
 
 class StrictRegexField(StrictTypeMixin, serializers.RegexField):
-    pass
+    def __init__(self, regex: str, **kwargs: Any) -> None:
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(regex, **kwargs)
 
 
 class StrictIntegerField(StrictTypeMixin, serializers.IntegerField):
@@ -158,14 +163,27 @@ class JobSerializer(FastRepresentationMixin, ClosedSerializerMixin, StrictModelS
         help_text="Any JSON value, at most JOBS_MAX_PAYLOAD_BYTES (default 256 KiB) as JSON.",
     )
     task = StrictCharField(required=False, max_length=200)
-    priority = StrictIntegerField(required=False, min_value=-100, max_value=100)
-    max_attempts = StrictIntegerField(required=False, min_value=1, max_value=100)
-    timeout = StrictFloatField(required=False, allow_null=True, min_value=0.1, max_value=86400)
+    priority = StrictIntegerField(
+        required=False,
+        min_value=lifecycle.PRIORITY_RANGE[0],
+        max_value=lifecycle.PRIORITY_RANGE[1],
+    )
+    max_attempts = StrictIntegerField(
+        required=False,
+        min_value=lifecycle.MAX_ATTEMPTS_RANGE[0],
+        max_value=lifecycle.MAX_ATTEMPTS_RANGE[1],
+    )
+    timeout = StrictFloatField(
+        required=False,
+        allow_null=True,
+        min_value=lifecycle.TIMEOUT_RANGE[0],
+        max_value=lifecycle.TIMEOUT_RANGE[1],
+    )
     idempotency_key = StrictCharField(
-        required=False, allow_null=True, allow_blank=True, max_length=200
+        required=False, allow_null=True, allow_blank=True, max_length=lifecycle.MAX_IDEMPOTENCY_KEY
     )
     queue = StrictRegexField(
-        r"^[A-Za-z0-9_.:-]{1,100}$",
+        f"^{lifecycle.QUEUE_NAME.pattern}$",
         required=False,
         error_messages={"invalid": "Use 1-100 letters, digits, '_', '.', ':' or '-'."},
     )
@@ -215,29 +233,8 @@ class JobSerializer(FastRepresentationMixin, ClosedSerializerMixin, StrictModelS
         # A known idempotency key is not an error: create() answers with the existing job.
         validators: list = []
 
-    def validate_payload(self, value: Any) -> Any:
-        try:
-            lifecycle.validate_payload(value)
-        except InvalidPayload as exc:
-            raise serializers.ValidationError(str(exc)) from None
-        return value
-
-    def validate_task(self, value: str) -> str:
-        try:
-            tasks.get(value)
-        except UnknownTask as exc:
-            raise serializers.ValidationError(str(exc)) from None
-        return value
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        """Check the payload against the task's schema, so a bad one never queues."""
-        try:
-            tasks.get(attrs.get("task", "simulate")).validate_payload(attrs.get("payload"))
-        except InvalidPayload as exc:
-            raise serializers.ValidationError({"payload": exc.errors}) from None
-        except UnknownTask:
-            pass  # reported by validate_task
-        return attrs
+    # Types and ranges only: the rules of a new job (a registered task, the payload's
+    # limits and schema) are lifecycle.check_job's, applied by enqueue (InvalidJob: 400).
 
     def create(self, validated_data: dict[str, Any]) -> Job:  # pragma: no cover - unused
         raise NotImplementedError("jobs are created through lifecycle.enqueue")
@@ -307,7 +304,8 @@ class TaskSerializer(serializers.Serializer):
             "priority": spec.priority,
             "max_attempts": spec.max_attempts or conf.MAX_ATTEMPTS,
             "timeout": spec.timeout,
-            "payload_schema": describe_schema(spec.schema),
+            # Exact where the task declares one, else an outline of its serializer.
+            "payload_schema": spec.json_schema() or describe_schema(spec.schema),
         }
 
 
@@ -333,7 +331,9 @@ class WorkerSerializer(serializers.ModelSerializer):
         return [str(pk) for pk in worker.current_jobs().values_list("pk", flat=True)]
 
 
-class ScheduleSerializer(StrictModelSerializer):
+class ScheduleSerializer(ClosedSerializerMixin, StrictModelSerializer):
+    """A recurring job: a cron timetable and the job each fire time creates."""
+
     payload = serializers.JSONField(required=False, allow_null=True, default=None)
 
     class Meta:
@@ -355,9 +355,22 @@ class ScheduleSerializer(StrictModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["id", "last_fire_at", "next_fire_at", "created_at", "updated_at"]
+        # A name another schedule holds is a conflict (409, from schedules.save), not
+        # invalid input.
+        extra_kwargs = {"name": {"validators": []}}
 
     def validate_cron(self, value: str) -> str:
         return " ".join(value.split())
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # The payload is checked against the task: a change states both, so that what
+        # the request says is what is checked (the schema says the same).
+        if self.partial and ("task" in attrs) != ("payload" in attrs):
+            missing = "payload" if "task" in attrs else "task"
+            raise serializers.ValidationError(
+                {missing: ["Send task and payload together, or neither."]}
+            )
+        return attrs
 
     def create(self, validated_data: dict[str, Any]) -> Schedule:
         return schedules.save(Schedule(**validated_data))
@@ -416,21 +429,39 @@ class StatsSerializer(serializers.Serializer):
 
 
 RETRYABLE_STATUSES = [Status.FAILED.value, Status.CANCELLED.value, Status.DONE.value]
-RETRY_SELECTORS = {"ids", "status", "queue", "task"}
+RETRY_FILTERS = ("status", "queue", "task")
+RETRY_SELECTORS = {"ids", *RETRY_FILTERS}
 
 
 class BulkRetrySerializer(ClosedSerializerMixin, serializers.Serializer):
     """Which jobs to requeue: a list of ids, a filter, or "all": true (the failure queue)."""
 
-    ids = serializers.ListField(
-        child=StrictUUIDField(), required=False, min_length=1, max_length=10_000
-    )
+    # The body's alternatives, as validate() tells them apart (AutoSchema adds this).
+    # {"not": {}} is "absent": no value is allowed.
+    request_schema: ClassVar[dict[str, Any]] = {
+        "oneOf": [
+            {
+                "title": "By ids",
+                "required": ["ids"],
+                "properties": {name: {"not": {}} for name in (*RETRY_FILTERS, "all")},
+            },
+            {"title": "By filter", "properties": {"ids": {"not": {}}}},
+        ]
+    }
+
     status = serializers.ChoiceField(choices=RETRYABLE_STATUSES, required=False)
     queue = StrictCharField(required=False, max_length=100)
     task = StrictCharField(required=False, max_length=200)
     all = StrictBooleanField(
         required=False, help_text="true: the whole failure queue (or all jobs of `status`)."
     )
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # At most JOBS_MAX_BULK ids, read when the body is read (and the schema written).
+        ids = serializers.ListField(
+            child=StrictUUIDField(), required=False, min_length=1, max_length=conf.MAX_BULK
+        )
+        return {"ids": ids, **super().get_fields()}
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "ids" in attrs and len(attrs) > 1:
@@ -441,8 +472,6 @@ class BulkRetrySerializer(ClosedSerializerMixin, serializers.Serializer):
                 'Say which jobs to retry: "ids", a filter ("status", "queue", "task"), '
                 'or "all": true for the whole failure queue.'
             )
-        if len(attrs.get("ids", [])) > conf.MAX_BULK:
-            raise serializers.ValidationError(f"At most {conf.MAX_BULK} ids (JOBS_MAX_BULK).")
         return attrs
 
 

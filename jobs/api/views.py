@@ -7,7 +7,12 @@ from typing import Any
 
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound, ValidationError
@@ -33,7 +38,7 @@ from jobs.api.serializers import (
     WorkerSerializer,
 )
 from jobs.conf import conf
-from jobs.exceptions import TransitionRefused, UnknownTask
+from jobs.exceptions import InvalidJob, NameTaken, TransitionRefused
 from jobs.models import Job, Schedule, Status, Worker
 
 logger = logging.getLogger(__name__)
@@ -121,8 +126,6 @@ class JobViewSet(
         serializer.is_valid(raise_exception=True)
         try:
             job, created = lifecycle.enqueue(**serializer.validated_data)
-        except UnknownTask as exc:
-            raise ValidationError({"task": [str(exc)]}) from None
         except TransitionRefused as exc:
             raise Conflict(str(exc)) from None
         if not created and not request.user.has_perm("jobs.view_job"):
@@ -244,8 +247,19 @@ class WorkerViewSet(ListDefaults, viewsets.ReadOnlyModelViewSet):
     filter_backends: list = []
 
 
+SCHEDULE_WRITE = extend_schema(responses={200: ScheduleSerializer, 409: error_response("409")})
+
+
+@extend_schema_view(
+    create=extend_schema(responses={201: ScheduleSerializer, 409: error_response("409")}),
+    update=SCHEDULE_WRITE,
+    partial_update=SCHEDULE_WRITE,
+)
 class ScheduleViewSet(ListDefaults, viewsets.ModelViewSet):
-    """Create, list, change and delete recurring jobs; run one now."""
+    """Create, list, change and delete recurring jobs; run one now.
+
+    A name another schedule has is a 409.
+    """
 
     queryset = Schedule.objects.all()
     serializer_class = ScheduleSerializer
@@ -253,15 +267,28 @@ class ScheduleViewSet(ListDefaults, viewsets.ModelViewSet):
     ordering_fields = ["name", "next_fire_at", "last_fire_at", "created_at"]
     ordering = ["name"]
 
-    @extend_schema(request=None, responses={201: JobSerializer})
+    def perform_create(self, serializer: ScheduleSerializer) -> None:
+        self._save(serializer)
+
+    def perform_update(self, serializer: ScheduleSerializer) -> None:
+        self._save(serializer)
+
+    def _save(self, serializer: ScheduleSerializer) -> None:
+        try:
+            serializer.save()
+        except NameTaken as exc:
+            raise Conflict(str(exc)) from None
+
+    @extend_schema(request=None, responses={201: JobSerializer, 409: error_response("409")})
     @action(detail=True, methods=["post"])
     def run(self, request: Request, pk: str | None = None) -> Response:
         """Queue a job from this schedule now, outside its timetable (201, the job)."""
         schedule = self.get_object()
         try:
             job = schedules.run_now(schedule_id=schedule.pk)
-        except UnknownTask as exc:
-            raise Conflict(str(exc)) from None
+        except InvalidJob as exc:
+            # The request is fine; the stored schedule no longer makes a valid job.
+            raise Conflict(f"This schedule's job is invalid: {exc}") from None
         return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
