@@ -16,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobs import lifecycle, metrics, runner, schedules, stats, tasks
+from jobs import lifecycle, runner, schedules, tasks
 from jobs.api.filters import JobFilter, ScheduleFilter
 from jobs.api.schema import error_response
 from jobs.api.serializers import (
@@ -33,6 +33,7 @@ from jobs.api.serializers import (
 from jobs.conf import conf
 from jobs.exceptions import TransitionRefused, UnknownTask
 from jobs.models import Job, Schedule, Status, Worker
+from jobs.observability import metrics, stats
 
 logger = logging.getLogger(__name__)
 

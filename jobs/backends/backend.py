@@ -3,7 +3,7 @@
 Configure it in ``TASKS``; ``@task`` functions then enqueue ``Job`` rows (task =
 the Task's module path, payload = ``{"args", "kwargs", "backend"}``), which
 ``manage.py runworker`` runs like any other job, and ``get_result()`` reads back
-as a ``TaskResult`` (see ``jobs.task_results`` for the mapping).
+as a ``TaskResult`` (see ``jobs.backends.task_results`` for the mapping).
 
 A worker never imports an arbitrary dotted path from a row: ``resolve`` accepts
 only a path whose module is already imported or belongs to an installed app,
@@ -72,7 +72,8 @@ class JobsBackend(BaseTaskBackend):
             raise InvalidTask(f"Task path must be at most {MAX_TASK_PATH} characters.")
 
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
-        from jobs import lifecycle, task_results
+        from jobs import lifecycle
+        from jobs.backends import task_results
 
         self.validate_task(task)
         payload = {
@@ -103,7 +104,7 @@ class JobsBackend(BaseTaskBackend):
         return getattr(task, "max_attempts", None) or int(self.options.get("MAX_ATTEMPTS", 1))
 
     def get_result(self, result_id: str) -> TaskResult:
-        from jobs import task_results
+        from jobs.backends import task_results
         from jobs.models import Job
 
         try:
@@ -204,7 +205,7 @@ def split_payload(payload: Any) -> tuple[list[Any], dict[str, Any]]:
 
 def _call(task: Task, payload: Any) -> Any:
     """Run ``task`` for the current job, with a ``TaskContext`` if it takes one."""
-    from jobs import task_results
+    from jobs.backends import task_results
 
     args, kwargs = split_payload(payload)
     if not task.takes_context:
@@ -217,7 +218,7 @@ def _call(task: Task, payload: Any) -> Any:
 
 
 def _send(signal: Any, task: Task, job: "Job") -> None:
-    from jobs import task_results
+    from jobs.backends import task_results
     from jobs.models import Job, Status
 
     if signal is task_finished and job.status != Status.DONE:

@@ -29,7 +29,7 @@ from django.tasks import Task, TaskResult, TaskResultStatus, task_backends
 from django.tasks.base import TaskError
 from django.tasks.exceptions import InvalidTask, InvalidTaskBackend
 
-from jobs.backends import split_payload
+from jobs.backends.backend import split_payload
 from jobs.exceptions import (
     AttemptTimedOut,
     JobCancelled,

@@ -9,7 +9,7 @@ it must be set before the process first records (``manage.py serve`` sets one
 when it is unset). Without it, each process only sees its own numbers.
 
 Queue gauges (depth, lag, recent throughput, live workers) come from the
-database on each scrape (``jobs.stats``), so they describe the whole cluster
+database on each scrape (``jobs.observability.stats``), so they describe the whole cluster
 whichever host answers.
 
 ``prometheus_client`` is imported on first use, not at module import: it picks
@@ -88,12 +88,12 @@ def record_attempt(
 
 
 class QueueCollector:
-    """Yield the queue gauges from one ``jobs.stats`` snapshot per scrape."""
+    """Yield the queue gauges from one ``jobs.observability.stats`` snapshot per scrape."""
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
 
-        from jobs import stats
+        from jobs.observability import stats
 
         snap = stats.snapshot()
         jobs = GaugeMetricFamily(

@@ -19,7 +19,7 @@ from typing import Any
 from django.db.models import Count, Min, Q
 from django.utils import timezone
 
-from jobs.admin_list import count_or_estimate
+from jobs.admin.changelist import count_or_estimate
 from jobs.conf import conf
 from jobs.models import ACTIVE_STATUSES, DUE_AT, FINISHED_STATUSES, Job, Status, Worker
 

@@ -18,7 +18,7 @@ bad payload is refused before it is queued. A running task may call
 Only registered names ever run: a job's ``task`` is looked up here, never
 imported. The one exception is a ``django.tasks`` task enqueued through
 ``jobs.backends.JobsBackend``, which ``get`` resolves with the backend's own
-strict rules (see ``jobs.backends.resolve``).
+strict rules (see ``jobs.backends.backend.resolve``).
 """
 
 import time
@@ -121,9 +121,9 @@ def get(name: str) -> TaskSpec:
         return _registry[name]
     except KeyError:
         pass
-    from jobs import backends
+    from jobs.backends import backend
 
-    spec = backends.resolve(name)
+    spec = backend.resolve(name)
     if spec is None:
         known = ", ".join(sorted(_registry))
         raise UnknownTask(f"unknown task {name!r}; registered tasks: {known}")
@@ -203,7 +203,7 @@ def echo(payload: Any) -> Any:
 
 
 # Registered here so every process that imports the registry knows them.
-from jobs import email_task, http_task  # noqa: E402, F401
+from jobs.tasks.builtin import http_request, send_email  # noqa: E402, F401
 
 
 @register("jobs.purge", max_attempts=1)

@@ -30,7 +30,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 _context = multiprocessing.get_context("forkserver")
-_context.set_forkserver_preload(["jobs.boot"])
+_context.set_forkserver_preload(["jobs.worker.boot"])
 
 
 def _die_with_parent() -> None:
@@ -67,7 +67,7 @@ def _child_main(
     from django.db import DatabaseError
 
     from jobs import runner
-    from jobs.worker import skip_health_checks
+    from jobs.worker.loop import skip_health_checks
 
     skip_health_checks()
 

@@ -1,7 +1,7 @@
 """The worker loop.
 
 A ``Worker`` is a supervisor: it claims jobs, hands them to its executor pool
-(``jobs/executor.py``: ``concurrency`` child processes that run the task code),
+(``jobs/worker/executor.py``: ``concurrency`` child processes that run the task code),
 and records each outcome through the lifecycle. Its loop never runs user code,
 so it always gets round to its housekeeping:
 
@@ -44,10 +44,10 @@ from django.utils import timezone
 from jobs import lifecycle, schedules
 from jobs.conf import conf
 from jobs.exceptions import TransitionRefused
-from jobs.executor import Pool
 from jobs.models import Job, Outcome, Status
 from jobs.models import Worker as WorkerRow
 from jobs.notify import Listener
+from jobs.worker.executor import Pool
 
 logger = logging.getLogger(__name__)
 

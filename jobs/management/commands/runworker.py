@@ -3,7 +3,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from jobs.worker import Worker
+from jobs.worker.loop import Worker
 
 
 class Command(BaseCommand):
