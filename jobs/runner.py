@@ -83,7 +83,7 @@ def execute(job: Job, *, worker_id: str, completions: Completions | None = None)
         spec = tasks.get(job.task)
     except UnknownTask as exc:
         return _report_failure(job, worker_id, exc, retry=False)
-    with tasks.running(job, worker_id):
+    with tasks.running(job, worker_id, record_progress=lifecycle.report_progress):
         _hook(spec.started, job)
         try:
             result = _json_safe(spec(job.payload))

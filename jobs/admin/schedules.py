@@ -2,17 +2,29 @@
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from jobs import schedules
+from jobs import schedules, tasks
 from jobs.exceptions import UnknownTask
 from jobs.models import Schedule
 
 
+class ScheduleForm(forms.ModelForm):
+    def clean_task(self) -> str:
+        task = self.cleaned_data["task"]
+        try:
+            tasks.get(task)
+        except UnknownTask as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return task
+
+
 @admin.register(Schedule)
 class ScheduleAdmin(admin.ModelAdmin):
+    form = ScheduleForm
     list_display = [
         "name",
         "cron",

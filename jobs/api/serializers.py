@@ -359,6 +359,13 @@ class ScheduleSerializer(StrictModelSerializer):
     def validate_cron(self, value: str) -> str:
         return " ".join(value.split())
 
+    def validate_task(self, value: str) -> str:
+        try:
+            tasks.get(value)
+        except UnknownTask as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        return value
+
     def create(self, validated_data: dict[str, Any]) -> Schedule:
         return schedules.save(Schedule(**validated_data))
 

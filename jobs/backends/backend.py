@@ -10,7 +10,9 @@ only a path whose module is already imported or belongs to an installed app,
 and that names a ``django.tasks.Task`` declared on a ``JobsBackend``.
 
 This module must not import models at import time: ``@task`` instantiates the
-backend while apps may still be loading.
+backend while apps may still be loading. Hence the function-level imports of
+``jobs.lifecycle``, ``task_results`` and ``jobs.models`` below: start-up order,
+not cycles (``task_results`` never imports this module).
 """
 
 import logging
@@ -32,7 +34,7 @@ from django.tasks.signals import task_enqueued, task_finished, task_started
 from django.utils.json import normalize_json
 
 from jobs import tasks
-from jobs.exceptions import PermanentFailure, UnknownTask
+from jobs.exceptions import UnknownTask
 
 if TYPE_CHECKING:
     from jobs.models import Job
@@ -72,6 +74,7 @@ class JobsBackend(BaseTaskBackend):
             raise InvalidTask(f"Task path must be at most {MAX_TASK_PATH} characters.")
 
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
+        # Not at import time: they import the models (see above).
         from jobs import lifecycle
         from jobs.backends import task_results
 
@@ -104,6 +107,7 @@ class JobsBackend(BaseTaskBackend):
         return getattr(task, "max_attempts", None) or int(self.options.get("MAX_ATTEMPTS", 1))
 
     def get_result(self, result_id: str) -> TaskResult:
+        # Not at import time: the models (see above).
         from jobs.backends import task_results
         from jobs.models import Job
 
@@ -194,20 +198,11 @@ def resolve(path: str) -> tasks.TaskSpec | None:
     )
 
 
-def split_payload(payload: Any) -> tuple[list[Any], dict[str, Any]]:
-    """Return a stored payload's ``(args, kwargs)``. Raises ``PermanentFailure`` if malformed."""
-    if isinstance(payload, dict):
-        args, kwargs = payload.get("args", []), payload.get("kwargs", {})
-        if isinstance(args, list) and isinstance(kwargs, dict):
-            return args, kwargs
-    raise PermanentFailure('a django.tasks payload is {"args": [...], "kwargs": {...}}')
-
-
 def _call(task: Task, payload: Any) -> Any:
     """Run ``task`` for the current job, with a ``TaskContext`` if it takes one."""
-    from jobs.backends import task_results
+    from jobs.backends import task_results  # not at import time: it imports the models
 
-    args, kwargs = split_payload(payload)
+    args, kwargs = task_results.split_payload(payload)
     if not task.takes_context:
         return normalize_json(task.call(*args, **kwargs))
     held = tasks.current()
@@ -218,6 +213,7 @@ def _call(task: Task, payload: Any) -> Any:
 
 
 def _send(signal: Any, task: Task, job: "Job") -> None:
+    # Not at import time: the models (see above).
     from jobs.backends import task_results
     from jobs.models import Job, Status
 

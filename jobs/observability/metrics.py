@@ -17,9 +17,12 @@ its storage from the environment when imported.
 """
 
 import functools
+import os
 import threading
 from collections.abc import Iterator
 from typing import Any
+
+from jobs.observability import stats
 
 # Seconds: from sub-second tasks up to the default ten-minute timeout.
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, float("inf"))
@@ -38,8 +41,6 @@ def _instruments() -> dict[str, Any]:
 
 @functools.cache
 def _make_instruments() -> dict[str, Any]:
-    import os
-
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
         os.makedirs(directory, exist_ok=True)
@@ -93,8 +94,6 @@ class QueueCollector:
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
 
-        from jobs.observability import stats
-
         snap = stats.snapshot()
         jobs = GaugeMetricFamily(
             "jobqueue_jobs",
@@ -144,8 +143,6 @@ def _queue_families(snap: dict[str, Any]) -> Iterator[Any]:
 
 def render(accept: str = "") -> tuple[bytes, str]:
     """Return the metrics page and its content type, for ``GET /metrics``."""
-    import os
-
     from prometheus_client import REGISTRY, CollectorRegistry, exposition, multiprocess
 
     _instruments()  # so the families show up even before anything is recorded

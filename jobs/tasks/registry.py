@@ -1,36 +1,22 @@
-"""The task registry: names a job may run, mapped to callables, and the built-in tasks.
+"""The task registry: names a job may run, mapped to callables and their options.
 
-Register a task with the decorator::
-
-    from jobs.tasks import register
-
-    @register("resize_image", queue="media", max_attempts=5, schema=ResizeSerializer)
-    def resize_image(payload):
-        ...
-
-A task receives the job's payload and returns a JSON-serialisable result. Raise
-``jobs.exceptions.PermanentFailure`` to fail the job without further retries;
-any other exception is retried while attempts remain. ``schema`` (a DRF
-serializer class or a JSON Schema dict) is checked when a job is created, so a
-bad payload is refused before it is queued. A running task may call
-``report_progress(percent, message)``.
+``register`` adds a task (see ``jobs.tasks``); ``get`` looks a name up when a
+job is created and when it runs. A task receives the job's payload and returns
+a JSON-serialisable result. ``schema`` (a DRF serializer class or a JSON Schema
+dict) is checked when a job is created, so a bad payload is refused before it
+is queued.
 
 Only registered names ever run: a job's ``task`` is looked up here, never
 imported. The one exception is a ``django.tasks`` task enqueued through
-``jobs.backends.JobsBackend``, which ``get`` resolves with the backend's own
-strict rules (see ``jobs.backends.backend.resolve``).
+``jobs.backends.JobsBackend``: ``get`` asks the resolvers added with
+``add_resolver`` for names it does not know, and the app adds the backend's
+(``jobs.backends.backend.resolve``, with its own strict rules) at start-up.
 """
 
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from asgiref.sync import sync_to_async
-
-from jobs.conf import conf
 from jobs.exceptions import InvalidPayload, UnknownTask
 
 if TYPE_CHECKING:
@@ -68,7 +54,7 @@ class TaskSpec:
 
 
 def _validate_json_schema(schema: dict[str, Any], payload: Any) -> None:
-    import jsonschema
+    import jsonschema  # only tasks with a JSON Schema need it: not loaded at start-up
 
     validator = jsonschema.validators.validator_for(schema)(schema)
     errors = {}
@@ -80,6 +66,8 @@ def _validate_json_schema(schema: dict[str, Any], payload: Any) -> None:
 
 
 _registry: dict[str, TaskSpec] = {}
+Resolver = Callable[[str], TaskSpec | None]
+_resolvers: list[Resolver] = []
 
 
 def register(
@@ -94,7 +82,7 @@ def register(
 ) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
     """Register the decorated callable as a task (named after the function by default)."""
     if isinstance(schema, dict):
-        import jsonschema
+        import jsonschema  # only tasks with a JSON Schema need it: not loaded at start-up
 
         jsonschema.validators.validator_for(schema).check_schema(schema)
 
@@ -121,94 +109,19 @@ def get(name: str) -> TaskSpec:
         return _registry[name]
     except KeyError:
         pass
-    from jobs.backends import backend
+    for resolve in _resolvers:
+        if (spec := resolve(name)) is not None:
+            return spec
+    known = ", ".join(sorted(_registry))
+    raise UnknownTask(f"unknown task {name!r}; registered tasks: {known}")
 
-    spec = backend.resolve(name)
-    if spec is None:
-        known = ", ".join(sorted(_registry))
-        raise UnknownTask(f"unknown task {name!r}; registered tasks: {known}")
-    return spec
+
+def add_resolver(resolver: Resolver) -> None:
+    """Let ``get`` ask ``resolver`` for a spec of a name not registered (once per resolver)."""
+    if resolver not in _resolvers:
+        _resolvers.append(resolver)
 
 
 def registered() -> dict[str, TaskSpec]:
     """Return all registered tasks by name."""
     return dict(_registry)
-
-
-# -- the job being run, and its progress ---------------------------------------------------
-
-_current: ContextVar[tuple["Job", str] | None] = ContextVar("jobs_current", default=None)
-
-
-@contextmanager
-def running(job: "Job", worker_id: str) -> Iterator[None]:
-    """Make ``job`` (held by ``worker_id``) the current job while the block runs."""
-    token = _current.set((job, worker_id))
-    try:
-        yield
-    finally:
-        _current.reset(token)
-
-
-def current() -> tuple["Job", str] | None:
-    """Return ``(job, worker_id)`` of the job running in this context, or ``None``."""
-    return _current.get()
-
-
-def report_progress(percent: float, message: str = "") -> bool:
-    """Record the running job's progress (0..100) and an optional message.
-
-    Return ``False`` when no job is running in this context or its holder lost
-    it (cancelled, recovered); the task may then stop early. Raises
-    ``ValueError`` for a percentage outside 0..100.
-    """
-    from jobs import lifecycle
-
-    if not 0 <= percent <= 100:
-        raise ValueError(f"progress must be between 0 and 100, not {percent!r}")
-    held = _current.get()
-    if held is None:
-        return False
-    job, worker_id = held
-    return lifecycle.report_progress(
-        job=job, worker_id=worker_id, percent=round(percent), message=message
-    )
-
-
-async def areport_progress(percent: float, message: str = "") -> bool:
-    """Async variant of ``report_progress`` for ``async def`` tasks."""
-    return await sync_to_async(report_progress)(percent, message)
-
-
-# -- built-in tasks -----------------------------------------------------------------------
-
-
-@register("simulate")
-def simulate(payload: Any) -> dict[str, Any]:
-    """Sleep JOBS_SIMULATE_SECONDS, then describe the payload (the prototype's task)."""
-    time.sleep(conf.SIMULATE_SECONDS)
-    return {"processed": payload, "length": len(str(payload)) if payload is not None else 0}
-
-
-@register("noop")
-def noop(payload: Any) -> None:
-    """Return at once; used by benchmarks."""
-    return None
-
-
-@register("echo")
-def echo(payload: Any) -> Any:
-    """Return the payload unchanged."""
-    return payload
-
-
-# Registered here so every process that imports the registry knows them.
-from jobs.tasks.builtin import http_request, send_email  # noqa: E402, F401
-
-
-@register("jobs.purge", max_attempts=1)
-def purge(payload: Any) -> dict[str, int]:
-    """Delete finished jobs past their retention age (the built-in ``jobs.purge`` schedule)."""
-    from jobs import retention
-
-    return retention.purge()

@@ -27,6 +27,11 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+import django
+from django.db import DatabaseError, close_old_connections, connections
+
+from jobs.worker.connections import skip_health_checks
+
 logger = logging.getLogger(__name__)
 
 _context = multiprocessing.get_context("forkserver")
@@ -56,18 +61,13 @@ def _child_main(
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    import django
-
     django.setup()
-    from django.db import close_old_connections, connections
-
     # Use exactly the databases the worker uses (tests point it at a test database).
     for alias, name in db_names.items():
         connections[alias].settings_dict["NAME"] = name
-    from django.db import DatabaseError
-
+    # Imported after django.setup(): this module is unpickled in a fresh child, and the
+    # runner imports the models, which need the app registry.
     from jobs import runner
-    from jobs.worker.loop import skip_health_checks
 
     skip_health_checks()
 
@@ -150,8 +150,6 @@ class Pool:
         timeout_for: Callable[[Any], float | None],
         max_jobs_per_child: int | None = None,
     ) -> None:
-        from django.db import connections
-
         self.size = size
         self.worker_id = worker_id
         self.timeout_for = timeout_for

@@ -38,7 +38,7 @@ from collections.abc import Collection, Sequence
 from types import FrameType
 from typing import Any
 
-from django.db import DatabaseError, close_old_connections, connections
+from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
 from jobs import lifecycle, schedules
@@ -47,19 +47,10 @@ from jobs.exceptions import TransitionRefused
 from jobs.models import Job, Outcome, Status
 from jobs.models import Worker as WorkerRow
 from jobs.notify import Listener
+from jobs.worker.connections import skip_health_checks
 from jobs.worker.executor import Pool
 
 logger = logging.getLogger(__name__)
-
-
-def skip_health_checks() -> None:
-    """Drop Django's per-request connection check (a ``SELECT 1`` before each pass's
-    first query) in worker processes: a broken connection surfaces as a
-    ``DatabaseError``, which the loop catches, and ``close_old_connections`` then
-    replaces the connection."""
-    for connection in connections.all():
-        connection.settings_dict["CONN_HEALTH_CHECKS"] = False
-        connection.health_check_enabled = False
 
 
 class Worker:

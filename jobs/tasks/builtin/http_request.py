@@ -23,7 +23,7 @@ from rest_framework import serializers
 
 from jobs.conf import conf
 from jobs.exceptions import JobsError, PermanentFailure
-from jobs.tasks.registry import register
+from jobs.tasks import register
 
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 MAX_REDIRECTS = 5

@@ -15,7 +15,7 @@ from django.core.mail import EmailMultiAlternatives
 from rest_framework import serializers
 
 from jobs.exceptions import PermanentFailure
-from jobs.tasks.registry import register
+from jobs.tasks import register
 
 
 class Addresses(serializers.ListField):
