@@ -1,3 +1,8 @@
+"""The app's start-up: where registration flows upward into the task registry.
+
+The top of the layers: it may import anything, and nothing in ``jobs`` imports it.
+"""
+
 from importlib import import_module
 
 from django.apps import AppConfig
