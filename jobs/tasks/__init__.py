@@ -14,16 +14,26 @@ A task receives the job's payload and returns a JSON-serialisable result. Raise
 any other exception is retried while attempts remain.
 
 Owns the registry (``registry``: ``register``, ``get``, ``registered``, the
-resolvers of names not registered), the job running in this context and its
-progress reports (``progress``), and the built-in tasks (``builtin``, registered
-by the app at start-up). Sits below ``jobs.lifecycle``, which looks tasks up
-here: it must not import ``jobs.lifecycle`` or anything above it (the runner
-hands the lifecycle's progress writer to ``progress.running``), and nothing
-here but ``builtin`` touches ``jobs.models``.
+resolvers of names not registered, and the job running in this context with its
+progress reports) and the built-in tasks (``builtin``, registered by the app at
+start-up). Sits below ``jobs.lifecycle``, which looks tasks up here: it must not
+import ``jobs.lifecycle`` or anything above it (the runner hands the lifecycle's
+progress writer to ``registry.running``), and nothing here but ``builtin``
+touches ``jobs.models``.
 """
 
-from jobs.tasks.progress import areport_progress, current, report_progress, running
-from jobs.tasks.registry import Hook, TaskSpec, add_resolver, get, register, registered
+from jobs.tasks.registry import (
+    Hook,
+    TaskSpec,
+    add_resolver,
+    areport_progress,
+    current,
+    get,
+    register,
+    registered,
+    report_progress,
+    running,
+)
 
 __all__ = [
     "Hook",

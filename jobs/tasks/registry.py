@@ -1,21 +1,38 @@
 """The task registry: names a job may run, mapped to callables and their options.
 
-``register`` adds a task (see ``jobs.tasks``); ``get`` looks a name up when a
-job is created and when it runs. A task receives the job's payload and returns
-a JSON-serialisable result. ``schema`` (a DRF serializer class or a JSON Schema
-dict) is checked when a job is created, so a bad payload is refused before it
-is queued.
+Register a task with the decorator::
+
+    from jobs.tasks import register
+
+    @register("resize_image", queue="media", max_attempts=5, schema=ResizeSerializer)
+    def resize_image(payload):
+        ...
+
+A task receives the job's payload and returns a JSON-serialisable result. Raise
+``jobs.exceptions.PermanentFailure`` to fail the job without further retries;
+any other exception is retried while attempts remain. ``schema`` (a DRF
+serializer class or a JSON Schema dict) is checked when a job is created, so a
+bad payload is refused before it is queued. A running task may call
+``report_progress(percent, message)``.
 
 Only registered names ever run: a job's ``task`` is looked up here, never
 imported. The one exception is a ``django.tasks`` task enqueued through
-``jobs.backends.JobsBackend``: ``get`` asks the resolvers added with
-``add_resolver`` for names it does not know, and the app adds the backend's
-(``jobs.backends.backend.resolve``, with its own strict rules) at start-up.
+``jobs.backends.JobsBackend``, which ``get`` resolves with the backend's own
+strict rules (see ``jobs.backends.backend.resolve``): the app adds that
+resolver at start-up (``add_resolver``), so this module never imports it.
+
+The runner makes a job current while its task runs (``running``), handing over
+how to record its progress reports: ``jobs.lifecycle.report_progress``, a fenced
+UPDATE. The registry sits below the lifecycle and never imports it.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from asgiref.sync import sync_to_async
 
 from jobs.exceptions import InvalidPayload, UnknownTask
 
@@ -125,3 +142,51 @@ def add_resolver(resolver: Resolver) -> None:
 def registered() -> dict[str, TaskSpec]:
     """Return all registered tasks by name."""
     return dict(_registry)
+
+
+# -- the job being run, and its progress ---------------------------------------------------
+
+# Records one report: (*, job, worker_id, percent, message) -> whether worker_id still holds job.
+Recorder = Callable[..., bool]
+
+_current: ContextVar[tuple["Job", str, Recorder] | None] = ContextVar("jobs_current", default=None)
+
+
+@contextmanager
+def running(job: "Job", worker_id: str, *, record_progress: Recorder) -> Iterator[None]:
+    """Make ``job`` (held by ``worker_id``) the current job while the block runs.
+
+    Its progress reports go to ``record_progress``.
+    """
+    token = _current.set((job, worker_id, record_progress))
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def current() -> tuple["Job", str] | None:
+    """Return ``(job, worker_id)`` of the job running in this context, or ``None``."""
+    held = _current.get()
+    return None if held is None else (held[0], held[1])
+
+
+def report_progress(percent: float, message: str = "") -> bool:
+    """Record the running job's progress (0..100) and an optional message.
+
+    Return ``False`` when no job is running in this context or its holder lost
+    it (cancelled, recovered); the task may then stop early. Raises
+    ``ValueError`` for a percentage outside 0..100.
+    """
+    if not 0 <= percent <= 100:
+        raise ValueError(f"progress must be between 0 and 100, not {percent!r}")
+    held = _current.get()
+    if held is None:
+        return False
+    job, worker_id, record = held
+    return record(job=job, worker_id=worker_id, percent=round(percent), message=message)
+
+
+async def areport_progress(percent: float, message: str = "") -> bool:
+    """Async variant of ``report_progress`` for ``async def`` tasks."""
+    return await sync_to_async(report_progress)(percent, message)
