@@ -1,8 +1,18 @@
+"""The app's start-up: where registration flows upward into the task registry.
+
+The top of the layers: it may import anything, and nothing in ``jobs`` imports it.
+"""
+
 from importlib import import_module
 
 from django.apps import AppConfig
 from django.core import checks
 from django.utils.module_loading import autodiscover_modules
+
+from jobs import tasks
+from jobs.backends import backend
+from jobs.conf import conf
+from jobs.worker.connections import check_sqlite_settings
 
 
 class JobsConfig(AppConfig):
@@ -11,14 +21,14 @@ class JobsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from jobs.conf import conf
-        from jobs.connections import check_sqlite_settings
-
+        """Fill the task registry. Registration flows upward from here: the registry
+        imports none of the code that registers (see the README's Architecture)."""
+        # ``django.tasks`` tasks declared on a JobsBackend run by their module path.
+        tasks.add_resolver(backend.resolve)
+        # The built-in tasks, then every installed app's ``tasks`` module and any module
+        # listed in JOBS_TASK_MODULES. Imported here, not above: they may import models.
+        import_module("jobs.tasks.builtin")
         checks.register(check_sqlite_settings)
-
-        # Register the built-in tasks, every installed app's ``tasks`` module, and any
-        # module listed in JOBS_TASK_MODULES.
-        import_module("jobs.tasks")
         autodiscover_modules("tasks")
         for module in conf.TASK_MODULES:
             import_module(module)

@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 
 
 def _get(name: str, default: Any, cast: type = str) -> Any:
@@ -55,8 +56,6 @@ class _Conf:
     def POLL_INTERVAL(self) -> float:
         """Idle wait between polls: short on SQLite; on PostgreSQL LISTEN/NOTIFY wakes
         workers at once, so polling is only the safety net."""
-        from django.db import connection
-
         return _get("JOBS_POLL_INTERVAL", 0.5 if connection.vendor == "postgresql" else 0.05, float)
 
     @property

@@ -36,7 +36,7 @@ from django.db.models import Case, Count, F, PositiveIntegerField, Q, QuerySet, 
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from jobs import metrics, notify, tasks
+from jobs import notify, tasks
 from jobs.conf import conf
 from jobs.exceptions import (
     InvalidJob,
@@ -46,6 +46,7 @@ from jobs.exceptions import (
     flatten_errors,
 )
 from jobs.models import ACTIVE_STATUSES, Job, JobAttempt, Outcome, ScheduleFire, Status
+from jobs.observability import metrics
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,10 @@
 """The job table and its read-only selectors.
 
 Nothing here changes a job's status: every write of ``Job.status`` lives in
-``jobs/lifecycle.py``.
+``jobs/lifecycle.py``. The models sit just above ``jobs.conf`` and
+``jobs.exceptions`` and import nothing else of the app: which task names exist
+is the registry's business (``jobs.tasks``), checked by the code that takes a
+schedule's input (``jobs.api``, ``jobs.admin``).
 """
 
 import functools
@@ -17,6 +20,8 @@ from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
+
+from jobs.conf import conf
 
 
 class Status(models.TextChoices):
@@ -185,8 +190,6 @@ class WorkerQuerySet(models.QuerySet):
 
 def stale_after() -> timedelta:
     """A worker that has not beaten for a whole lease is presumed dead."""
-    from jobs.conf import conf
-
     return timedelta(seconds=conf.LEASE_SECONDS)
 
 
@@ -254,17 +257,6 @@ def validate_timezone(value: str) -> None:
         raise ValidationError(f"{value!r} is not a known time zone (e.g. UTC, Europe/Paris).")
 
 
-def validate_task(value: str) -> None:
-    """Accept a registered task name. Raises ``ValidationError``."""
-    from jobs import tasks
-    from jobs.exceptions import UnknownTask
-
-    try:
-        tasks.get(value)
-    except UnknownTask as exc:
-        raise ValidationError(str(exc)) from None
-
-
 class Schedule(models.Model):
     """A recurring job: a cron timetable that creates one job per fire time.
 
@@ -281,7 +273,7 @@ class Schedule(models.Model):
         help_text="Five fields (minute hour day month weekday), or six with seconds first.",
     )
     timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
-    task = models.CharField(max_length=200, validators=[validate_task])
+    task = models.CharField(max_length=200)  # a registered name: see jobs.tasks
     payload = models.JSONField(null=True, blank=True)
     queue = models.CharField(
         max_length=100,

@@ -49,7 +49,7 @@ class Listener:
         return self.conn.fileno() if self.conn is not None else None
 
     def _connect(self) -> None:
-        import psycopg
+        import psycopg  # PostgreSQL only: SQLite installs need not have it
 
         settings = connection.settings_dict
         params = {
@@ -74,7 +74,7 @@ class Listener:
         """Return the queues announced since the last call (without waiting)."""
         if self.conn is None:
             return []
-        import psycopg
+        import psycopg  # PostgreSQL only: SQLite installs need not have it
 
         try:
             return [note.payload for note in self.conn.notifies(timeout=0)]

@@ -97,7 +97,7 @@ def execute(
     except UnknownTask as exc:
         _call(returned)
         return _report_failure(job, worker_id, exc, retry=False)
-    with tasks.running(job, worker_id):
+    with tasks.running(job, worker_id, record_progress=lifecycle.report_progress):
         _hook(spec.started, job)
         try:
             result = _json_safe(spec(job.payload))

@@ -16,7 +16,7 @@ os.environ.setdefault("JOBS_TASK_MODULES", "tests.tasks")
 
 # Prometheus multiprocess mode, as deployed: this process and the workers it
 # starts share one directory. Set before prometheus_client is first imported
-# (jobs.metrics imports it lazily).
+# (jobs.observability.metrics imports it lazily).
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="jobqueue-test-metrics-")
     atexit.register(shutil.rmtree, os.environ["PROMETHEUS_MULTIPROC_DIR"], True)

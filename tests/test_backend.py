@@ -18,8 +18,9 @@ from django.tasks.signals import task_enqueued, task_finished, task_started
 from django.utils import timezone
 
 from jobs import lifecycle, runner, tasks
-from jobs.backends import JobsBackend, enqueue_on_commit, load_task
+from jobs.backends import JobsBackend, enqueue_on_commit
 from jobs.backends import task as jobs_task
+from jobs.backends.backend import load_task
 from jobs.models import Job, Status
 from tests import django_tasks as dt
 from tests import portable_tasks

@@ -5,13 +5,13 @@ from collections import Counter
 import pytest
 from django.core import checks
 
-from jobs.connections import (
+from jobs.models import Job, Status
+from jobs.worker.connections import (
     SQLITE_OPTIONS,
     _worker_sqlite_options,
     check_sqlite_settings,
     sqlite_warnings,
 )
-from jobs.models import Job, Status
 
 
 @pytest.mark.slow

@@ -9,7 +9,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs import admin_list, dashboard, lifecycle
+from jobs import lifecycle
+from jobs.admin import changelist, dashboard
 from jobs.models import Job, Status, Worker
 from tests.admin_helpers import CHANGELIST, one_of_each, shown
 from tests.test_lifecycle import put_in
@@ -87,14 +88,14 @@ def test_dashboard_queries_are_bounded(admin_client, make_job, django_assert_max
 def test_paginator_counts_exactly_below_the_estimate_threshold(make_job):
     for _ in range(3):
         make_job()
-    assert admin_list.EstimatedCountPaginator(Job.objects.all(), 50).count == 3
+    assert changelist.EstimatedCountPaginator(Job.objects.all(), 50).count == 3
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="estimates are PostgreSQL's")
 def test_changelist_uses_the_estimate_not_count_on_postgresql(admin_client, make_job, monkeypatch):
     make_job()
     make_job()
-    monkeypatch.setattr(admin_list, "EXACT_COUNT_BELOW", 1)
+    monkeypatch.setattr(changelist, "EXACT_COUNT_BELOW", 1)
     with CaptureQueriesContext(connection) as queries:
         response = admin_client.get(CHANGELIST)
     assert response.status_code == 200
@@ -109,22 +110,22 @@ def test_date_hierarchy_offers_every_day_between_first_and_last(make_job):
     first, last = make_job(), make_job()
     start = timezone.now().replace(hour=12) - timedelta(days=3)
     Job.objects.filter(pk=first.pk).update(created_at=start)
-    days = admin_list._RangeDates(Job.objects.all(), "created_at").datetimes("created_at", "day")
+    days = changelist._RangeDates(Job.objects.all(), "created_at").datetimes("created_at", "day")
     assert [d.date() for d in days] == [(start + timedelta(days=i)).date() for i in range(4)]
-    none = admin_list._RangeDates(Job.objects.none(), "created_at")
+    none = changelist._RangeDates(Job.objects.none(), "created_at")
     assert none.datetimes("created_at", "month") == []
     assert last
 
 
 def test_selected_period_is_an_index_friendly_range():
-    start, end = admin_list.selected_period(
+    start, end = changelist.selected_period(
         {"created_at__year": "2026", "created_at__month": "12"}, "created_at"
     )
     assert (start.isoformat(), end.isoformat()) == (
         "2026-12-01T00:00:00+00:00",
         "2027-01-01T00:00:00+00:00",
     )
-    assert admin_list.selected_period({"created_at__year": "x"}, "created_at") is None
+    assert changelist.selected_period({"created_at__year": "x"}, "created_at") is None
 
 
 # -- the worker registry ---------------------------------------------------------------------

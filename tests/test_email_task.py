@@ -9,8 +9,8 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from jobs import lifecycle, runner
-from jobs.email_task import send_email
 from jobs.models import Job, Status
+from jobs.tasks.builtin.send_email import send_email
 
 pytestmark = pytest.mark.django_db
 

@@ -27,6 +27,7 @@ from django.core.signals import request_started
 from rest_framework.authtoken.models import Token
 
 from jobs import tasks
+from jobs.tasks import registry
 
 ROOT = Path(__file__).resolve().parent.parent
 MIN_CASES = 2000
@@ -47,7 +48,7 @@ def test_schemathesis_finds_no_failures(live_server, token, settings, monkeypatc
     settings.JOBS_HTTP_ALLOWED_HOSTS = ["hooks.invalid"]
     # Only the built-in tasks: the test tasks sleep, write files and fail on purpose.
     builtin = {k: v for k, v in tasks.registered().items() if not k.startswith("test.")}
-    monkeypatch.setattr(tasks, "_registry", builtin)
+    monkeypatch.setattr(registry, "_registry", builtin)
     served: list[str] = []
 
     def count(sender: object, environ: dict, **kwargs: object) -> None:

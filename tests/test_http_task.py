@@ -10,8 +10,8 @@ import pytest
 
 from jobs import lifecycle, runner
 from jobs.exceptions import PermanentFailure
-from jobs.http_task import RetryableHTTPError, http_request
 from jobs.models import Job, Status
+from jobs.tasks.builtin.http_request import RetryableHTTPError, http_request
 
 pytestmark = pytest.mark.django_db
 
@@ -169,7 +169,7 @@ def test_bad_payloads_are_a_400_before_queueing(api, settings, payload, message)
 
 
 def test_allow_all_hosts_is_opt_in(settings):
-    from jobs.http_task import check_url
+    from jobs.tasks.builtin.http_request import check_url
 
     settings.JOBS_HTTP_ALLOWED_HOSTS = []
     with pytest.raises(ValueError, match="not in"):

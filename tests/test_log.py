@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from jobs.log import JsonFormatter
 from jobs.models import Job
+from jobs.observability.log import JsonFormatter
 from tests.conftest import ROOT
 
 TRANSITION_FIELDS = {"job_id", "transition", "status", "task", "queue", "attempt", "worker"}

@@ -92,8 +92,8 @@ def test_live_workers_and_queue_depth_come_from_the_database(client, processes, 
 
 def test_without_a_multiprocess_directory_a_process_serves_its_own(processes):
     code = (
-        "from jobs import lifecycle, metrics; lifecycle.enqueue(task='echo', queue='solo'); "
-        "print(metrics.render()[0].decode())"
+        "from jobs import lifecycle; from jobs.observability import metrics; "
+        "lifecycle.enqueue(task='echo', queue='solo'); print(metrics.render()[0].decode())"
     )
     proc = processes.manage("shell", "-c", code, env={"PROMETHEUS_MULTIPROC_DIR": ""})
     assert proc.wait(timeout=60) == 0, processes.output(proc)
@@ -187,7 +187,7 @@ def test_threads_of_one_process_share_the_instruments(tmp_path):
 import threading
 import django
 django.setup()
-from jobs import metrics
+from jobs.observability import metrics
 barrier, errors = threading.Barrier(16), []
 def record():
     barrier.wait()

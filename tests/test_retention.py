@@ -15,7 +15,7 @@ from django.utils import timezone
 from jobs import lifecycle, retention, runner
 from jobs.conf import parse_age
 from jobs.models import Job, JobAttempt, Schedule, ScheduleFire, Worker
-from jobs.worker import Worker as WorkerLoop
+from jobs.worker.loop import Worker as WorkerLoop
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.django_db

@@ -138,6 +138,14 @@ def test_admin_add_form_validates_and_sets_the_next_fire_time(admin_client_):
     assert Schedule.objects.get(name="x").next_fire_at is not None
 
 
+def test_admin_add_form_refuses_an_unknown_task(admin_client_):
+    """The task name is checked by the admin's form (the model does not know the registry)."""
+    form = {"name": "x", "cron": "*/5 * * * *", "timezone": "UTC", "task": "nope"}
+    response = admin_client_.post("/admin/jobs/schedule/add/", {**form, "payload": "null"})
+    assert response.status_code == 200 and b"unknown task" in response.content
+    assert not Schedule.objects.exists()
+
+
 def test_admin_actions(admin_client_):
     schedule = make()
     url = "/admin/jobs/schedule/"

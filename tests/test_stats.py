@@ -6,9 +6,10 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from jobs import lifecycle, stats
+from jobs import lifecycle
 from jobs.models import Job
 from jobs.models import Worker as WorkerRow
+from jobs.observability import stats
 
 
 def finish(job, *, ok: bool = True, ago: timedelta | None = None) -> None:

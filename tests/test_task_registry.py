@@ -108,9 +108,9 @@ def test_progress_shows_in_the_api(api, make_job):
 def test_progress_from_a_stale_holder_is_refused(make_job):
     job = make_job()
     [claimed] = lifecycle.claim(worker_id="w1")
-    with tasks.running(claimed, "w2"):
+    with tasks.running(claimed, "w2", record_progress=lifecycle.report_progress):
         assert tasks.report_progress(10) is False
-    with tasks.running(claimed, "w1"):
+    with tasks.running(claimed, "w1", record_progress=lifecycle.report_progress):
         assert tasks.report_progress(10, "ten") is True
         with pytest.raises(ValueError):
             tasks.report_progress(101)

@@ -10,7 +10,7 @@ from django.utils import timezone
 from jobs import lifecycle
 from jobs.models import Job, JobAttempt, Outcome, Status
 from jobs.models import Worker as WorkerRow
-from jobs.worker import Worker
+from jobs.worker.loop import Worker
 from tests.conftest import wait_for
 from tests.tcp_proxy import TcpProxy, free_port
 

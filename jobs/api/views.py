@@ -21,7 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobs import lifecycle, metrics, runner, schedules, stats, tasks
+from jobs import lifecycle, runner, schedules, tasks
 from jobs.api.defaults import ApiDefaults, ListDefaults
 from jobs.api.errors import ErrorSerializer, json_error, read_only
 from jobs.api.filters import JobFilter, ScheduleFilter
@@ -40,6 +40,7 @@ from jobs.api.serializers import (
 from jobs.conf import conf
 from jobs.exceptions import InvalidJob, NameTaken, TransitionRefused
 from jobs.models import Job, Schedule, Status, Worker
+from jobs.observability import metrics, stats
 
 logger = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ class Migration(migrations.Migration):
                         default="UTC", max_length=64, validators=[jobs.models.validate_timezone]
                     ),
                 ),
-                ("task", models.CharField(max_length=200, validators=[jobs.models.validate_task])),
+                ("task", models.CharField(max_length=200)),
                 ("payload", models.JSONField(blank=True, null=True)),
                 (
                     "queue",

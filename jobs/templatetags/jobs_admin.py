@@ -5,7 +5,7 @@ from typing import Any
 from django import template
 from django.contrib.admin.templatetags.admin_list import date_hierarchy
 
-from jobs.admin_list import CheapDateHierarchy
+from jobs.admin.changelist import CheapDateHierarchy
 
 register = template.Library()
 

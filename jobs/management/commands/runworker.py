@@ -3,8 +3,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from jobs.log import ensure_console
-from jobs.worker import Worker
+from jobs.observability.log import ensure_console
+from jobs.worker.loop import Worker
 
 
 class Command(BaseCommand):

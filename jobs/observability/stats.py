@@ -13,13 +13,14 @@ Every query reads a bounded part of the table, never all of it:
   read from the partial index on ``finished_at``.
 """
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Min, Q
+from django.db import connections
+from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
 
-from jobs.admin_list import count_or_estimate
 from jobs.conf import conf
 from jobs.models import ACTIVE_STATUSES, DUE_AT, FINISHED_STATUSES, Job, Status, Worker
 
@@ -101,6 +102,35 @@ def _finished_recently(now: datetime, queues: dict[str, dict[str, Any]]) -> dict
             entry["finished"][window][row["status"]] = row[window]
             totals[window][row["status"]] += row[window]
     return totals
+
+
+def estimate_count(queryset: QuerySet) -> int | None:
+    """Return the planner's row estimate for ``queryset`` on PostgreSQL, else ``None``."""
+    connection = connections[queryset.db]
+    if connection.vendor != "postgresql":
+        return None
+    sql, params = queryset.order_by().query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+        plan = cursor.fetchone()[0]
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
+def count_or_estimate(queryset: QuerySet, cap: int) -> tuple[int, bool]:
+    """Count up to ``cap`` rows exactly; past it, use PostgreSQL's estimate. Say which.
+
+    The capped count reads at most ``cap`` rows, so a large result never costs a
+    full ``COUNT(*)``. Other databases count exactly.
+    """
+    queryset = queryset.order_by()
+    if connections[queryset.db].vendor != "postgresql":
+        return queryset.count(), False
+    capped = queryset[:cap].count()
+    if capped < cap:
+        return capped, False
+    return max(estimate_count(queryset) or 0, capped), True
 
 
 def _finished_count(status: str) -> dict[str, Any]:

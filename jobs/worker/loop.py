@@ -1,7 +1,7 @@
 """The worker loop.
 
 A ``Worker`` is a supervisor: it claims jobs, hands them to its executor pool
-(``jobs/executor.py``: ``concurrency`` child processes that run the task code),
+(``jobs/worker/executor.py``: ``concurrency`` child processes that run the task code),
 and records each outcome through the lifecycle. Its loop never runs user code,
 so it always gets round to its housekeeping:
 
@@ -37,7 +37,7 @@ many jobs, ``worker_id`` fixes the id, ``install_signal_handlers=False`` leaves
 signals alone. Started inside a transaction (a ``TestCase``), a worker runs the
 due jobs in its own process and returns (see ``jobs.testing``).
 
-Connections: see ``jobs.connections`` (kept open whatever ``CONN_MAX_AGE`` says).
+Connections: see ``jobs.worker.connections`` (kept open whatever ``CONN_MAX_AGE`` says).
 """
 
 import logging
@@ -57,12 +57,12 @@ from django.utils import timezone
 
 from jobs import lifecycle, retention, runner, schedules
 from jobs.conf import conf
-from jobs.connections import keep_connections
 from jobs.exceptions import TransitionRefused
-from jobs.executor import START_MARK_DELAY, Pool
 from jobs.models import Job, Outcome
 from jobs.models import Worker as WorkerRow
 from jobs.notify import Listener
+from jobs.worker.connections import keep_connections
+from jobs.worker.executor import START_MARK_DELAY, Pool
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from jobs.dashboard import human
+from jobs.admin.dashboard import human
 from jobs.models import Worker
 
 

@@ -36,10 +36,13 @@ from datetime import UTC, datetime
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+import django
+from django.db import DatabaseError, close_old_connections, connections
+
 logger = logging.getLogger(__name__)
 
 _context = multiprocessing.get_context("forkserver")
-_context.set_forkserver_preload(["jobs.boot"])
+_context.set_forkserver_preload(["jobs.worker.boot"])
 
 # A running job's started_at is written by the worker once it has run this long
 # (seconds); a quicker job's is written with its outcome, at no extra cost.
@@ -84,19 +87,15 @@ def _child_main(
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    import django
-
     django.setup()
-    from django.db import close_old_connections, connections
-
     # Use exactly the databases the worker uses (tests point it at a test database).
     for alias, name in db_names.items():
         connections[alias].settings_dict["NAME"] = name
-    from django.db import DatabaseError
-
+    # Imported after django.setup(): this module is unpickled in a fresh child, and the
+    # runner imports the models, which need the app registry.
     from jobs import runner
-    from jobs.connections import keep_connections
-    from jobs.log import ensure_console
+    from jobs.observability.log import ensure_console
+    from jobs.worker.connections import keep_connections
 
     ensure_console()
     keep_connections()
@@ -214,8 +213,6 @@ class Pool:
         timeout_for: Callable[[Any], float | None],
         max_jobs_per_child: int | None = None,
     ) -> None:
-        from django.db import connections
-
         self.size = size
         self.worker_id = worker_id
         self.timeout_for = timeout_for

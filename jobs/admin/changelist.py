@@ -6,14 +6,12 @@ level of the date hierarchy. Each helper here answers the same question from an
 index or from the planner's statistics instead.
 """
 
-import json
 from collections.abc import Iterator
 from datetime import datetime, time, timedelta
 from typing import Any
 
 from django.contrib import admin
 from django.core.paginator import Paginator
-from django.db import connections
 from django.db.models import Max, Min, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
@@ -21,38 +19,10 @@ from django.utils.functional import cached_property
 
 from jobs import tasks
 from jobs.models import Job, Status, Worker
+from jobs.observability.stats import count_or_estimate
 
 # Count at most this many rows exactly; past it, PostgreSQL's estimate stands in.
 EXACT_COUNT_BELOW = 1_000
-
-
-def estimate_count(queryset: QuerySet) -> int | None:
-    """Return the planner's row estimate for ``queryset`` on PostgreSQL, else ``None``."""
-    connection = connections[queryset.db]
-    if connection.vendor != "postgresql":
-        return None
-    sql, params = queryset.order_by().query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
-        plan = cursor.fetchone()[0]
-    if isinstance(plan, str):
-        plan = json.loads(plan)
-    return int(plan[0]["Plan"]["Plan Rows"])
-
-
-def count_or_estimate(queryset: QuerySet, cap: int) -> tuple[int, bool]:
-    """Count up to ``cap`` rows exactly; past it, use PostgreSQL's estimate. Say which.
-
-    The capped count reads at most ``cap`` rows, so a large result never costs a
-    full ``COUNT(*)``. Other databases count exactly.
-    """
-    queryset = queryset.order_by()
-    if connections[queryset.db].vendor != "postgresql":
-        return queryset.count(), False
-    capped = queryset[:cap].count()
-    if capped < cap:
-        return capped, False
-    return max(estimate_count(queryset) or 0, capped), True
 
 
 class EstimatedCountPaginator(Paginator):

@@ -26,12 +26,12 @@ signal) is not archived, so it counts in the job's ``attempts`` but not here.
 
 import builtins
 from collections.abc import Sequence
+from typing import Any
 
 from django.tasks import Task, TaskResult, TaskResultStatus, task_backends
 from django.tasks.base import TaskError
 from django.tasks.exceptions import InvalidTask, InvalidTaskBackend
 
-from jobs.backends import split_payload
 from jobs.exceptions import (
     AttemptTimedOut,
     JobCancelled,
@@ -54,6 +54,15 @@ OUTCOME_ERRORS: dict[str, type[BaseException]] = {
     Outcome.CANCELLED: JobCancelled,
     Outcome.TIMED_OUT: AttemptTimedOut,
 }
+
+
+def split_payload(payload: Any) -> tuple[list[Any], dict[str, Any]]:
+    """Return a stored payload's ``(args, kwargs)``. Raises ``PermanentFailure`` if malformed."""
+    if isinstance(payload, dict):
+        args, kwargs = payload.get("args", []), payload.get("kwargs", {})
+        if isinstance(args, list) and isinstance(kwargs, dict):
+            return args, kwargs
+    raise PermanentFailure('a django.tasks payload is {"args": [...], "kwargs": {...}}')
 
 
 def _path(cls: type) -> str:

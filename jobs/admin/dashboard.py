@@ -1,7 +1,7 @@
 """The queue dashboard: what an operator checks first, from cheap queries only.
 
 Status counts, queue depths and the queue lag are those of ``GET /api/stats``
-(``jobs.stats``: exact up to ``JOBS_STATS_EXACT_LIMIT`` jobs per finished status,
+(``jobs.observability.stats``: exact up to ``JOBS_STATS_EXACT_LIMIT`` jobs per finished status,
 the planner's estimate beyond on PostgreSQL). The per-minute throughput reads only
 the last hour through the ``finished_at`` index.
 """
@@ -16,8 +16,8 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from jobs import stats
 from jobs.models import ACTIVE_STATUSES, Job, Status, Worker
+from jobs.observability import stats
 
 MINUTES = 60
 

@@ -9,7 +9,7 @@ it must be set before the process first records (``manage.py serve`` sets one
 when it is unset). Without it, each process only sees its own numbers.
 
 Queue gauges (depth, lag, recent throughput, live workers) come from the
-database on each scrape (``jobs.stats``), so they describe the whole cluster
+database on each scrape (``jobs.observability.stats``), so they describe the whole cluster
 whichever host answers.
 
 ``prometheus_client`` is imported on first use, not at module import: it picks
@@ -21,9 +21,12 @@ with a 501.
 
 import functools
 import importlib.util
+import os
 import threading
 from collections.abc import Iterator
 from typing import Any
+
+from jobs.observability import stats
 
 # Seconds: from sub-second tasks up to the default ten-minute timeout.
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, float("inf"))
@@ -52,8 +55,6 @@ def _instruments() -> dict[str, Any]:
 
 @functools.cache
 def _make_instruments() -> dict[str, Any]:
-    import os
-
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
         os.makedirs(directory, exist_ok=True)
@@ -106,12 +107,10 @@ def record_attempt(
 
 
 class QueueCollector:
-    """Yield the queue gauges from one ``jobs.stats`` snapshot per scrape."""
+    """Yield the queue gauges from one ``jobs.observability.stats`` snapshot per scrape."""
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
-
-        from jobs import stats
 
         snap = stats.snapshot()
         jobs = GaugeMetricFamily(
@@ -165,8 +164,6 @@ def render(accept: str = "") -> tuple[bytes, str]:
 
     Raises ``MetricsUnavailable`` without ``prometheus_client``.
     """
-    import os
-
     if not enabled():
         raise MetricsUnavailable(
             "Metrics need prometheus_client: install the metrics extra (jobqueue[metrics])."

@@ -3,7 +3,7 @@
 Configure it in ``TASKS``; ``@task`` functions then enqueue ``Job`` rows (task =
 the Task's module path, payload = ``{"args", "kwargs", "backend"}``), which
 ``manage.py runworker`` runs like any other job, and ``get_result()`` reads back
-as a ``TaskResult`` (see ``jobs.task_results`` for the mapping).
+as a ``TaskResult`` (see ``jobs.backends.task_results`` for the mapping).
 
 ``task`` declares a task with the queue's own options (``max_attempts``,
 ``timeout``) without tying the module to this backend: the options are kept here,
@@ -15,7 +15,9 @@ only a path whose module is already imported or belongs to an installed app,
 and that names a ``django.tasks.Task`` declared on a ``JobsBackend``.
 
 This module must not import models at import time: ``@task`` instantiates the
-backend while apps may still be loading.
+backend while apps may still be loading. Hence the function-level imports of
+``jobs.lifecycle``, ``task_results`` and ``jobs.models`` below: start-up order,
+not cycles (``task_results`` never imports this module).
 """
 
 import logging
@@ -39,7 +41,7 @@ from django.tasks.signals import task_enqueued, task_finished, task_started
 from django.utils.json import normalize_json
 
 from jobs import tasks
-from jobs.exceptions import PermanentFailure, UnknownTask
+from jobs.exceptions import UnknownTask
 
 if TYPE_CHECKING:
     from jobs.models import Job
@@ -133,7 +135,9 @@ class JobsBackend(BaseTaskBackend):
             raise InvalidTask(f"Task path must be at most {MAX_TASK_PATH} characters.")
 
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
-        from jobs import lifecycle, task_results
+        # Not at import time: they import the models (see above).
+        from jobs import lifecycle
+        from jobs.backends import task_results
 
         self.validate_task(task)
         payload = {
@@ -164,7 +168,8 @@ class JobsBackend(BaseTaskBackend):
         return options_of(task).max_attempts or int(self.options.get("MAX_ATTEMPTS", 1))
 
     def get_result(self, result_id: str) -> TaskResult:
-        from jobs import task_results
+        # Not at import time: the models (see above).
+        from jobs.backends import task_results
         from jobs.models import Job
 
         try:
@@ -254,20 +259,11 @@ def resolve(path: str) -> tasks.TaskSpec | None:
     )
 
 
-def split_payload(payload: Any) -> tuple[list[Any], dict[str, Any]]:
-    """Return a stored payload's ``(args, kwargs)``. Raises ``PermanentFailure`` if malformed."""
-    if isinstance(payload, dict):
-        args, kwargs = payload.get("args", []), payload.get("kwargs", {})
-        if isinstance(args, list) and isinstance(kwargs, dict):
-            return args, kwargs
-    raise PermanentFailure('a django.tasks payload is {"args": [...], "kwargs": {...}}')
-
-
 def _call(task: Task, payload: Any) -> Any:
     """Run ``task`` for the current job, with a ``TaskContext`` if it takes one."""
-    from jobs import task_results
+    from jobs.backends import task_results  # not at import time: it imports the models
 
-    args, kwargs = split_payload(payload)
+    args, kwargs = task_results.split_payload(payload)
     if not task.takes_context:
         return normalize_json(task.call(*args, **kwargs))
     held = tasks.current()
@@ -278,7 +274,8 @@ def _call(task: Task, payload: Any) -> Any:
 
 
 def _send(signal: Any, task: Task, job: "Job") -> None:
-    from jobs import task_results
+    # Not at import time: the models (see above).
+    from jobs.backends import task_results
     from jobs.models import Job, Status
 
     if signal is task_finished and job.status != Status.DONE:

@@ -1,10 +1,10 @@
-"""The operator's console: jobs, workers and schedules in the Django admin, and the dashboard.
+"""The job admin: the changelist, the change form, the actions and the dashboard page.
 
 Every status change, from the change form or an action, goes through
 ``jobs.lifecycle``: actions are set-based guarded UPDATEs that report how many
 jobs changed and how many were skipped, and why; a refused status edit is a
 form error. The changelist is built to stay fast with millions of rows (see
-``jobs.admin_list``).
+``jobs.admin.changelist``).
 """
 
 import json
@@ -26,9 +26,10 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from jobs import dashboard, lifecycle
-from jobs.admin_forms import EDITABLE_FIELDS, JobAttemptInline, JobForm
-from jobs.admin_list import EstimatedCountPaginator, HasErrorFilter, QueueFilter, TaskFilter
+from jobs import lifecycle
+from jobs.admin import dashboard
+from jobs.admin.changelist import EstimatedCountPaginator, HasErrorFilter, QueueFilter, TaskFilter
+from jobs.admin.forms import EDITABLE_FIELDS, JobAttemptInline, JobForm
 from jobs.conf import conf
 from jobs.exceptions import JobChanged, TransitionRefused
 from jobs.models import Job, Status, Worker
@@ -360,5 +361,3 @@ class JobAdmin(admin.ModelAdmin):
 
 
 admin.site.register(Job, JobAdmin)
-
-from jobs import admin_schedules, admin_workers  # noqa: E402, F401  (register their models)

@@ -10,7 +10,7 @@ from django.forms.models import construct_instance
 from django.http import HttpRequest
 
 from jobs import schedules
-from jobs.admin_forms import add_invalid
+from jobs.admin.forms import add_invalid
 from jobs.exceptions import InvalidInput, InvalidJob
 from jobs.models import Schedule
 

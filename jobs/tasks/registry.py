@@ -1,4 +1,4 @@
-"""The task registry: names a job may run, mapped to callables, and the built-in tasks.
+"""The task registry: names a job may run, mapped to callables and their options.
 
 Register a task with the decorator::
 
@@ -18,10 +18,14 @@ bad payload is refused before it is queued. A running task may call
 Only registered names ever run: a job's ``task`` is looked up here, never
 imported. The one exception is a ``django.tasks`` task enqueued through
 ``jobs.backends.JobsBackend``, which ``get`` resolves with the backend's own
-strict rules (see ``jobs.backends.resolve``).
+strict rules (see ``jobs.backends.backend.resolve``): the app adds that
+resolver at start-up (``add_resolver``), so this module never imports it.
+
+The runner makes a job current while its task runs (``running``), handing over
+how to record its progress reports: ``jobs.lifecycle.report_progress``, a fenced
+UPDATE. The registry sits below the lifecycle and never imports it.
 """
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -30,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
 
-from jobs.conf import conf
 from jobs.exceptions import InvalidPayload, UnknownTask
 
 if TYPE_CHECKING:
@@ -80,7 +83,7 @@ class TaskSpec:
 
 
 def _validate_json_schema(schema: dict[str, Any], payload: Any) -> None:
-    import jsonschema
+    import jsonschema  # only tasks with a JSON Schema need it: not loaded at start-up
 
     validator = jsonschema.validators.validator_for(schema)(schema)
     errors: dict[str, list[str]] = {}
@@ -104,6 +107,8 @@ def _validate_json_schema(schema: dict[str, Any], payload: Any) -> None:
 
 
 _registry: dict[str, TaskSpec] = {}
+Resolver = Callable[[str], TaskSpec | None]
+_resolvers: list[Resolver] = []
 
 
 def register(
@@ -118,7 +123,7 @@ def register(
 ) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
     """Register the decorated callable as a task (named after the function by default)."""
     if isinstance(schema, dict):
-        import jsonschema
+        import jsonschema  # only tasks with a JSON Schema need it: not loaded at start-up
 
         jsonschema.validators.validator_for(schema).check_schema(schema)
 
@@ -145,13 +150,17 @@ def get(name: str) -> TaskSpec:
         return _registry[name]
     except KeyError:
         pass
-    from jobs import backends
+    for resolve in _resolvers:
+        if (spec := resolve(name)) is not None:
+            return spec
+    known = ", ".join(sorted(_registry))
+    raise UnknownTask(f"unknown task {name!r}; registered tasks: {known}")
 
-    spec = backends.resolve(name)
-    if spec is None:
-        known = ", ".join(sorted(_registry))
-        raise UnknownTask(f"unknown task {name!r}; registered tasks: {known}")
-    return spec
+
+def add_resolver(resolver: Resolver) -> None:
+    """Let ``get`` ask ``resolver`` for a spec of a name not registered (once per resolver)."""
+    if resolver not in _resolvers:
+        _resolvers.append(resolver)
 
 
 def registered() -> dict[str, TaskSpec]:
@@ -161,13 +170,19 @@ def registered() -> dict[str, TaskSpec]:
 
 # -- the job being run, and its progress ---------------------------------------------------
 
-_current: ContextVar[tuple["Job", str] | None] = ContextVar("jobs_current", default=None)
+# Records one report: (*, job, worker_id, percent, message) -> whether worker_id still holds job.
+Recorder = Callable[..., bool]
+
+_current: ContextVar[tuple["Job", str, Recorder] | None] = ContextVar("jobs_current", default=None)
 
 
 @contextmanager
-def running(job: "Job", worker_id: str) -> Iterator[None]:
-    """Make ``job`` (held by ``worker_id``) the current job while the block runs."""
-    token = _current.set((job, worker_id))
+def running(job: "Job", worker_id: str, *, record_progress: Recorder) -> Iterator[None]:
+    """Make ``job`` (held by ``worker_id``) the current job while the block runs.
+
+    Its progress reports go to ``record_progress``.
+    """
+    token = _current.set((job, worker_id, record_progress))
     try:
         yield
     finally:
@@ -176,7 +191,8 @@ def running(job: "Job", worker_id: str) -> Iterator[None]:
 
 def current() -> tuple["Job", str] | None:
     """Return ``(job, worker_id)`` of the job running in this context, or ``None``."""
-    return _current.get()
+    held = _current.get()
+    return None if held is None else (held[0], held[1])
 
 
 def report_progress(percent: float, message: str = "") -> bool:
@@ -186,53 +202,15 @@ def report_progress(percent: float, message: str = "") -> bool:
     it (cancelled, recovered); the task may then stop early. Raises
     ``ValueError`` for a percentage outside 0..100.
     """
-    from jobs import lifecycle
-
     if not 0 <= percent <= 100:
         raise ValueError(f"progress must be between 0 and 100, not {percent!r}")
     held = _current.get()
     if held is None:
         return False
-    job, worker_id = held
-    return lifecycle.report_progress(
-        job=job, worker_id=worker_id, percent=round(percent), message=message
-    )
+    job, worker_id, record = held
+    return record(job=job, worker_id=worker_id, percent=round(percent), message=message)
 
 
 async def areport_progress(percent: float, message: str = "") -> bool:
     """Async variant of ``report_progress`` for ``async def`` tasks."""
     return await sync_to_async(report_progress)(percent, message)
-
-
-# -- built-in tasks -----------------------------------------------------------------------
-
-
-@register("simulate")
-def simulate(payload: Any) -> dict[str, Any]:
-    """Sleep JOBS_SIMULATE_SECONDS, then describe the payload (the prototype's task)."""
-    time.sleep(conf.SIMULATE_SECONDS)
-    return {"processed": payload, "length": len(str(payload)) if payload is not None else 0}
-
-
-@register("noop")
-def noop(payload: Any) -> None:
-    """Return at once; used by benchmarks."""
-    return None
-
-
-@register("echo")
-def echo(payload: Any) -> Any:
-    """Return the payload unchanged."""
-    return payload
-
-
-# Registered here so every process that imports the registry knows them.
-from jobs import email_task, http_task  # noqa: E402, F401
-
-
-@register("jobs.purge", max_attempts=1)
-def purge(payload: Any) -> dict[str, int]:
-    """Delete finished jobs past their retention age (the built-in ``jobs.purge`` schedule)."""
-    from jobs import retention
-
-    return retention.purge()
