@@ -53,11 +53,19 @@ def test_a_default_schedule_matches_its_own_schema(api, doc):
         ({"status": "failed", "queue": "mail"}, True),
         ({"ids": ["3f2c1c1e-0000-4000-8000-000000000000"], "status": "failed"}, False),
         ({"ids": ["3f2c1c1e-0000-4000-8000-000000000000"], "queue": "mail"}, False),
+        ({"all": True}, True),
+        ({"all": True, "status": "cancelled"}, True),
+        ({"ids": ["3f2c1c1e-0000-4000-8000-000000000000"], "all": True}, False),
+        ({"all": False}, False),
+        ({}, False),
     ],
 )
 def test_retry_ids_and_filters_exclude_each_other_in_the_schema_as_in_the_server(
     api, doc, body, accepted
 ):
+    """The retry body names its jobs one way (ids, a filter, or "all": true), in the
+    schema as in the server; no body at all is no selection (the body is required)."""
+    assert doc["paths"]["/api/jobs/retry/"]["post"]["requestBody"]["required"] is True
     schema = request_body(doc, "/api/jobs/retry/", "post")
     assert jsonschema.Draft202012Validator(schema).is_valid(body) is accepted
     response = api.post("/api/jobs/retry", body, format="json")
