@@ -88,8 +88,8 @@ def enqueue_many(*, jobs: Iterable[Mapping[str, Any]]) -> list[Job]:
             errors[str(index)] = ["Give a mapping of enqueue()'s arguments."]
             continue
         for name in sorted(set(spec) - {"task", "payload", *OPTIONS}):
-            bulk_only = name == "idempotency_key"  # as in a bulk POST /api/jobs
-            errors[f"{index}.{name}"] = [UNSUPPORTED if bulk_only else "Unknown field."]
+            one_job_only = name == "idempotency_key"  # as in a bulk POST /api/jobs
+            errors[f"{index}.{name}"] = [UNSUPPORTED if one_job_only else "Unknown field."]
         if "task" not in spec:
             errors[f"{index}.task"] = ["This field is required."]
         specs.append({**spec, "run_after": _aware(spec.get("run_after"))})

@@ -149,6 +149,9 @@ def document_requests(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
     schemas["JsonValue"] = JSON_VALUE
     if "BulkRetryRequest" in schemas:
         schemas["BulkRetryRequest"] |= RETRY_SELECTION
+    retry_many = result.get("paths", {}).get("/api/jobs/retry/", {}).get("post", {})
+    if "requestBody" in retry_many:
+        retry_many["requestBody"]["required"] = True  # no body names no jobs: a 400
     for name in ("JobRequest", "ScheduleRequest", "PatchedScheduleRequest"):
         if name in schemas:
             _tie_payload_to_task(schemas[name], together=name.startswith("Patched"))
