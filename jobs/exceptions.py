@@ -88,3 +88,11 @@ class JobCancelled(JobsError):
 
 class AttemptTimedOut(JobsError):
     """An attempt overran the job's timeout and was stopped."""
+
+
+class JobNotFound(JobsError, LookupError):
+    """No job has this id (or it is not a job id at all)."""
+
+    def __init__(self, job_id: object) -> None:
+        super().__init__(f"job {job_id} does not exist")
+        self.job_id = job_id

@@ -325,8 +325,8 @@ def check_job(
 def validate_payload(payload: Any) -> None:
     """Raise ``InvalidPayload`` unless ``payload`` fits ``JOBS_MAX_PAYLOAD_BYTES``.
 
-    Also refused: nesting deeper than ``MAX_PAYLOAD_DEPTH`` and NUL characters,
-    which PostgreSQL cannot store in JSON.
+    Also refused: nesting deeper than ``MAX_PAYLOAD_DEPTH``, NUL characters, which
+    PostgreSQL cannot store in JSON, and values that are not JSON (NaN, a ``datetime``).
     """
     if payload is None:
         return  # the commonest payload, and within every limit
@@ -337,11 +337,17 @@ def validate_payload(payload: Any) -> None:
             raise InvalidPayload(f"The payload is nested deeper than {MAX_PAYLOAD_DEPTH} levels.")
         if isinstance(value, dict):
             stack += [(key, depth) for key in value] + [(v, depth + 1) for v in value.values()]
-        elif isinstance(value, list):
+        elif isinstance(value, list | tuple):  # a tuple is stored as a JSON list
             stack += [(item, depth + 1) for item in value]
         elif isinstance(value, str) and "\x00" in value:
             raise InvalidPayload("The payload contains a NUL character (\\u0000).")
-    size = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+    try:
+        # Strict JSON: a Python caller may pass what no JSON body holds, NaN included,
+        # which PostgreSQL refuses to store.
+        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidPayload(f"The payload is not JSON: {exc}.") from None
+    size = len(text.encode())
     if size > conf.MAX_PAYLOAD_BYTES:
         raise InvalidPayload(
             f"The payload is {size} bytes as JSON; the limit is {conf.MAX_PAYLOAD_BYTES}."

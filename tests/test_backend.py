@@ -99,10 +99,12 @@ def test_unknown_or_malformed_ids_do_not_exist(result_id):
         default_task_backend.get_result(result_id)
 
 
-def test_a_plain_job_is_not_a_task_result(make_job):
-    job = make_job(task="echo", payload={"args": [], "kwargs": {}})
-    with pytest.raises(TaskResultDoesNotExist):
-        default_task_backend.get_result(str(job.pk))
+def test_a_registered_tasks_job_is_a_task_result_of_its_function(make_job):
+    """Its payload is the one argument, even one shaped like a django.tasks payload."""
+    job = make_job(task="echo", payload={"args": [], "kwargs": {}, "backend": "nope"})
+    result = default_task_backend.get_result(str(job.pk))
+    assert (result.args, result.kwargs) == ([job.payload], {})
+    assert (result.task.name, result.backend) == ("echo", "default")
 
 
 def test_get_result_of_another_task_is_a_mismatch():

@@ -58,7 +58,7 @@ def test_a_host_testcase_runs_its_jobs_with_the_testing_helper(tmp_path):
     url = host_url("hostproject", tmp_path) if connection.vendor == "postgresql" else None
     proc = django("test", "shop.tests", "--noinput", "-v", "2", url=url)
     assert proc.returncode == 0, proc.stderr
-    assert "Ran 4 tests" in proc.stderr and "\nOK" in proc.stderr
+    assert "Ran 5 tests" in proc.stderr and "\nOK" in proc.stderr
 
 
 def test_the_same_tasks_import_and_run_under_djangos_immediate_and_dummy_backends():

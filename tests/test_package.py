@@ -222,18 +222,9 @@ def host(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host
     yield host
 
 
-def enqueue_send_email(host: Host, **payload: Any) -> str:
-    """Enqueue the built-in ``send_email`` from Python in the host project; return its job id.
-
-    Today only the internal ``jobs.lifecycle.enqueue`` does this from Python; switch this one
-    function to the public Python API when it exists.
-    """
-    return host.shell(
-        "import json\n"
-        "from jobs import lifecycle\n"
-        f"job, _ = lifecycle.enqueue(task='send_email', payload={payload!r})\n"
-        "print(json.dumps(str(job.pk)))"
-    )
+def enqueue_send_email(host: Host) -> str:
+    """Enqueue the built-in ``send_email`` with the README's Python API block; return its id."""
+    return host.shell(readme_block("python-api") + "import json\nprint(json.dumps(str(job.pk)))")
 
 
 @pytest.mark.slow
@@ -249,9 +240,7 @@ def test_a_new_project_runs_its_task_and_send_email_with_the_worker(host):
     task_id = host.shell(
         "import json\nfrom shop.tasks import add\nprint(json.dumps(add.enqueue(2, 3).id))"
     )
-    email_id = enqueue_send_email(
-        host, to=["ada@example.com"], subject="Your order", body="Shipped today."
-    )
+    email_id = enqueue_send_email(host)
     output = host.manage("runworker", "--once")
     # Without the metrics extra, jobs run without a word about metrics.
     assert "Traceback" not in output and "metrics" not in output, output
@@ -265,11 +254,14 @@ def test_a_new_project_runs_its_task_and_send_email_with_the_worker(host):
     assert result == ["SUCCESSFUL", 5]
     email = host.shell(
         "import json\n"
-        "from jobs.models import Job\n"
-        f"job = Job.objects.get(pk={email_id!r})\n"
-        "print(json.dumps([job.status, job.result]))"
+        "from django.tasks import default_task_backend\n"
+        "import jobs\n"
+        f"job = jobs.get_job(job_id={email_id!r})\n"
+        f"r = default_task_backend.get_result({email_id!r})\n"
+        "print(json.dumps([job.status, job.result, r.status, r.return_value]))"
     )
-    assert email == ["done", {"sent": 1, "to": ["ada@example.com"]}]
+    done = {"sent": 1, "to": ["ada@example.com"]}
+    assert email == ["done", done, "SUCCESSFUL", done]
     (sent,) = (host.site / "sent-mail").iterdir()
     assert "Subject: Your order" in sent.read_text()
 

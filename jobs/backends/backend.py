@@ -3,7 +3,10 @@
 Configure it in ``TASKS``; ``@task`` functions then enqueue ``Job`` rows (task =
 the Task's module path, payload = ``{"args", "kwargs", "backend"}``), which
 ``manage.py runworker`` runs like any other job, and ``get_result()`` reads back
-as a ``TaskResult`` (see ``jobs.backends.task_results`` for the mapping).
+as a ``TaskResult`` (see ``jobs.backends.task_results`` for the mapping). It reads
+the jobs of registered tasks too (``send_email``, queued by the API or
+``jobs.enqueue``): their ``Task`` is the registered function, their one argument
+the payload.
 
 ``task`` declares a task with the queue's own options (``max_attempts``,
 ``timeout``) without tying the module to this backend: the options are kept here,
@@ -177,10 +180,34 @@ class JobsBackend(BaseTaskBackend):
         except ValueError:
             raise TaskResultDoesNotExist(result_id) from None
         job = Job.objects.prefetch_related("history").filter(pk=pk).first()
-        task = load_task(job.task) if job is not None else None
-        if job is None or task is None:
+        if job is None:
             raise TaskResultDoesNotExist(result_id)
-        return task_results.build(job, task=task)
+        task = load_task(job.task)
+        if task is not None:
+            return task_results.build(job, task=task)
+        # A job of a registered task (send_email, ...), queued by the API or jobs.enqueue.
+        return task_results.build(job, task=self._registered_task(job), registered=True)
+
+    def _registered_task(self, job: "Job") -> Task:
+        """``job``'s registered task as a ``Task`` of this backend, whose one argument is
+        the payload. Raises ``TaskResultDoesNotExist`` when there is none."""
+        spec = tasks.registered().get(job.task)
+        try:
+            if spec is None:
+                raise InvalidTask("it is not registered")
+            return self.task_class(
+                func=spec.func,
+                backend=self.alias,
+                priority=job.priority,
+                queue_name=job.queue,
+                run_after=job.run_after,
+            )
+        except InvalidTask as exc:
+            raise TaskResultDoesNotExist(
+                f"{job.pk}: its task {job.task!r} is neither a django.tasks task on a "
+                f"JobsBackend nor a registered task a Task can stand for ({exc}); read the "
+                "job itself with jobs.get_job()"
+            ) from None
 
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
         if apps.is_installed("jobs"):

@@ -134,20 +134,33 @@ def _first_attempt_ok(job: Job) -> bool:
     )
 
 
-def build(job: Job, *, task: Task, history: Sequence[JobAttempt] | None = None) -> TaskResult:
-    """Return ``job`` as a ``TaskResult`` of ``task``; ``history`` defaults to the job's."""
+def build(
+    job: Job,
+    *,
+    task: Task,
+    history: Sequence[JobAttempt] | None = None,
+    registered: bool = False,
+) -> TaskResult:
+    """Return ``job`` as a ``TaskResult`` of ``task``; ``history`` defaults to the job's.
+
+    ``registered``: the job runs a registered task (``send_email``, ...), called with
+    its payload, which is then the one argument (``args == [payload]``).
+    """
     if history is None:
         history = [] if _first_attempt_ok(job) else list(job.history.all())
-    try:
-        args, kwargs = split_payload(job.payload)
-    except PermanentFailure:
-        args, kwargs = [], {}
+    if registered:
+        args, kwargs = [job.payload], {}
+    else:
+        try:
+            args, kwargs = split_payload(job.payload)
+        except PermanentFailure:
+            args, kwargs = [], {}
     worker_ids, errors = _attempts(job, history)
     attempted = job.attempts > 0
     first_start = history[0].started_at if history else None
     # A claimed attempt that has not started leaves the latest start to the one before.
     last_start = job.started_at or (history[-1].started_at if history else None)
-    alias = _alias(job, task)
+    alias = task.backend if registered else _alias(job, task)
     result = TaskResult(
         task=_task_as_enqueued(job, task, alias),
         id=str(job.pk),

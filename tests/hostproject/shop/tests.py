@@ -8,7 +8,8 @@ from django.core.management import call_command
 from django.tasks import TaskResultStatus
 from django.test import TestCase
 
-from jobs import lifecycle
+import jobs
+from jobs.exceptions import InvalidJob
 from jobs.testing import run_jobs
 from shop.tasks import add, attempt, fail_once
 
@@ -43,11 +44,18 @@ class RunJobsTests(TestCase):
         self.assertEqual(result.return_value, 42)
 
     def test_send_email_goes_through_the_projects_mail_settings(self):
-        lifecycle.enqueue(
-            task="send_email",
-            payload={"to": "ada@example.com", "subject": "Your order", "body": "Thanks"},
-        )
+        queued = jobs.send_email(to="ada@example.com", subject="Your order", body="Thanks")
         [job] = run_jobs()
         self.assertEqual(job.result, {"sent": 1, "to": ["ada@example.com"]})
+        self.assertEqual(jobs.get_job(job_id=queued.pk).status, "done")
         [message] = mail.outbox
         self.assertEqual((message.subject, message.from_email), ("Your order", "shop@example.com"))
+
+    def test_the_python_api_refuses_what_the_http_api_refuses(self):
+        with self.assertRaises(InvalidJob) as caught:
+            jobs.send_email(to="not-an-address", subject="Hi", body="")
+        self.assertEqual(list(caught.exception.errors), ["payload.to.0"])
+        with self.assertRaises(InvalidJob) as caught:
+            jobs.http_request(url="https://not-allowed.example/hook")
+        self.assertIn("JOBS_HTTP_ALLOWED_HOSTS", caught.exception.errors["payload.url"][0])
+        self.assertEqual(run_jobs(), [])
