@@ -111,7 +111,7 @@ def test_a_host_worker_logs_and_mails_through_the_hosts_own_settings(host_databa
     worker = django("runworker", "--once", url=host_database)
     assert worker.returncode == 0, worker.stderr
     log = worker.stderr
-    assert "INFO jobs.worker worker=" in log and "started" in log
+    assert "INFO jobs.worker.loop worker=" in log and "started" in log
     assert log.count("transition=succeed status=done") == 2
     assert "ERROR jobs.runner job=" in log and "task=shop.tasks.explode failed" in log
     assert "Traceback (most recent call last)" in log and "RuntimeError: boom" in log
