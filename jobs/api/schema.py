@@ -149,6 +149,10 @@ def document_requests(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
     schemas["JsonValue"] = JSON_VALUE
     if "BulkRetryRequest" in schemas:
         schemas["BulkRetryRequest"] |= RETRY_SELECTION
+    # No body selects nothing (a 400), so the body is required, whatever its fields say.
+    retry = result.get("paths", {}).get("/api/jobs/retry/", {}).get("post", {})
+    if "requestBody" in retry:
+        retry["requestBody"]["required"] = True
     for name in ("JobRequest", "ScheduleRequest", "PatchedScheduleRequest"):
         if name in schemas:
             _tie_payload_to_task(schemas[name], together=name.startswith("Patched"))
