@@ -1,7 +1,7 @@
 """The job table and its read-only selectors.
 
 Nothing here changes a job's status: every write of ``Job.status`` lives in
-``jobs/lifecycle.py``. The models sit just above ``jobs.conf`` and
+``jobs.lifecycle``. The models sit just above ``jobs.conf`` and
 ``jobs.exceptions`` and import nothing else of the app: which task names exist
 is the registry's business (``jobs.tasks``), checked by the code that takes a
 schedule's input (``jobs.api``, ``jobs.admin``).

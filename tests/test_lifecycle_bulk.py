@@ -7,6 +7,7 @@ import pytest
 from django.utils import timezone
 
 from jobs import lifecycle
+from jobs.exceptions import TransitionRefused
 from jobs.models import Job, JobAttempt, Outcome, Status
 from tests.test_lifecycle import ALL, put_in
 
@@ -63,7 +64,7 @@ def test_cancel_many_archives_running_attempts(make_job):
     running.refresh_from_db()
     assert running.lease_expires_at is None and running.finished_at is not None
     # The worker's late report is refused, as for a single cancel.
-    with pytest.raises(lifecycle.TransitionRefused):
+    with pytest.raises(TransitionRefused):
         lifecycle.succeed(job=running, worker_id="w1", result=None)
 
 

@@ -1,150 +1,24 @@
-"""The job as JSON (the prototype's fields plus the queue's own), and the schedule."""
+"""The job as JSON (the prototype's fields plus the queue's own), the schedule, the
+task catalogue, the stats and the bulk retry; built on ``jobs.api.fields``."""
 
 from typing import Any, ClassVar
 
-from django.db import models
 from rest_framework import serializers
-from rest_framework.fields import SkipField
 
 from jobs import lifecycle, schedules, tasks
+from jobs.api.fields import (
+    ClosedSerializerMixin,
+    FastRepresentationMixin,
+    StrictBooleanField,
+    StrictCharField,
+    StrictFloatField,
+    StrictIntegerField,
+    StrictModelSerializer,
+    StrictRegexField,
+    StrictUUIDField,
+)
 from jobs.conf import conf
 from jobs.models import Job, JobAttempt, Schedule, Status, Worker
-
-
-class StrictTypeMixin:
-    """Accept only the JSON type the schema documents: ``5`` is not ``"5"``, nor the reverse."""
-
-    json_types: tuple[type, ...] = (str,)
-
-    def to_internal_value(self, data: Any) -> Any:
-        # bool is an int in Python, but true is no number in JSON.
-        if not isinstance(data, self.json_types) or (
-            isinstance(data, bool) and bool not in self.json_types
-        ):
-            self.fail("invalid")  # type: ignore[attr-defined]
-        return super().to_internal_value(data)  # type: ignore[misc]
-
-
-class StrictCharField(StrictTypeMixin, serializers.CharField):
-    # Taken as sent: trimming would make " " blank and "  x" fit a shorter max_length,
-    # both unlike what the schema's minLength and maxLength say.
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("trim_whitespace", False)
-        super().__init__(**kwargs)
-
-
-class StrictRegexField(StrictTypeMixin, serializers.RegexField):
-    def __init__(self, regex: str, **kwargs: Any) -> None:
-        kwargs.setdefault("trim_whitespace", False)
-        super().__init__(regex, **kwargs)
-
-
-class StrictIntegerField(StrictTypeMixin, serializers.IntegerField):
-    # JSON has one number type: 14.0 is the integer 14 (and 14.5 is refused).
-    json_types = (int, float)
-
-
-class StrictFloatField(StrictTypeMixin, serializers.FloatField):
-    json_types = (int, float)
-
-
-class StrictBooleanField(StrictTypeMixin, serializers.BooleanField):
-    json_types = (bool,)
-
-
-class StrictUUIDField(StrictTypeMixin, serializers.UUIDField):
-    pass
-
-
-# A ModelSerializer whose fields built from the model take only their JSON type. (A
-# comment, not a docstring: the schema would show a docstring as every subclass's own.)
-class StrictModelSerializer(serializers.ModelSerializer):
-    serializer_field_mapping = {
-        **serializers.ModelSerializer.serializer_field_mapping,
-        models.CharField: StrictCharField,
-        models.TextField: StrictCharField,
-        models.IntegerField: StrictIntegerField,
-        models.SmallIntegerField: StrictIntegerField,
-        models.PositiveIntegerField: StrictIntegerField,
-        models.PositiveSmallIntegerField: StrictIntegerField,
-        models.FloatField: StrictFloatField,
-        models.BooleanField: StrictBooleanField,
-        models.UUIDField: StrictUUIDField,
-    }
-
-
-class ClosedSerializerMixin:
-    """Refuse fields a client may not send (unknown or read-only) instead of ignoring them.
-
-    A typo (``"priorty"``) is a 400, not a job silently created without it. The
-    schema says the same: request bodies have ``additionalProperties: false``.
-    """
-
-    def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, dict):
-            writable = self.__dict__.get("_writable")
-            if writable is None:  # once per serializer, not per item of a bulk create
-                fields = self.fields  # type: ignore[attr-defined]
-                writable = {name for name, field in fields.items() if not field.read_only}
-                self.__dict__["_writable"] = writable
-            if unknown := sorted(set(data) - writable):
-                raise serializers.ValidationError(
-                    {name: ["Unknown or read-only field."] for name in unknown}
-                )
-        return super().to_internal_value(data)  # type: ignore[misc]
-
-
-# Field classes whose to_representation returns a value of these exact types unchanged.
-_UNCHANGED: list[tuple[type, tuple[type, ...]]] = [
-    (serializers.BooleanField, (bool,)),
-    (serializers.IntegerField, (int,)),
-    (serializers.FloatField, (float,)),
-    (serializers.CharField, (str,)),
-]
-_ANY = ()  # a non-binary JSONField: every value is returned unchanged
-
-
-class FastRepresentationMixin:
-    """``to_representation`` without DRF's per-field machinery where it changes nothing.
-
-    DRF calls ``get_attribute`` and ``to_representation`` on every field of every
-    object: a good part of the CPU time of a 1,000-job answer. A plain attribute
-    whose value already has the field's output type (a ``str`` for a ``CharField``,
-    anything for a non-binary ``JSONField``) is copied as it is; every other field
-    (dates, UUIDs, choices, nested serializers) still goes through DRF. The output
-    is DRF's, key for key (tests/test_api.py compares them).
-    """
-
-    def _plan(self) -> list[tuple[str, Any, str | None, tuple[type, ...]]]:
-        plan = self.__dict__.get("_representation_plan")
-        if plan is None:
-            plan = []
-            for field in self._readable_fields:  # type: ignore[attr-defined]
-                attr, types = None, _ANY
-                plain = len(field.source_attrs) == 1
-                if plain and isinstance(field, serializers.JSONField) and not field.binary:
-                    attr = field.source_attrs[0]
-                for cls, exact in _UNCHANGED:
-                    if plain and type(field).to_representation is cls.to_representation:
-                        attr, types = field.source_attrs[0], exact
-                plan.append((field.field_name, field, attr, types))
-            self.__dict__["_representation_plan"] = plan
-        return plan
-
-    def to_representation(self, instance: Any) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name, field, attr, types in self._plan():
-            if attr is not None:
-                value = getattr(instance, attr)
-                if value is None or types is _ANY or type(value) in types:
-                    out[name] = value
-                    continue
-            try:
-                value = field.get_attribute(instance)
-            except SkipField:
-                continue
-            out[name] = None if value is None else field.to_representation(value)
-        return out
 
 
 class JobAttemptSerializer(serializers.ModelSerializer):

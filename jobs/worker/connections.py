@@ -6,7 +6,7 @@ the project sets ``CONN_MAX_AGE = 0`` (Django's default, right for web requests,
 ruinous for a worker: two new connections per job). A connection is checked
 only after a database error, by Django's ``close_old_connections()`` (which the
 loops call at the top of every pass): if it no longer works it is dropped and
-the next query reconnects.
+the next query reconnects (after the wait ``db_retry.DatabaseRetry`` sets).
 
 SQLite needs three settings for several processes to share the file: WAL (readers
 beside the writer), a busy timeout (writers wait for each other instead of

@@ -29,8 +29,8 @@ attempt counted). A second signal does that at once. Nothing is left
 The database may come and go: at start the worker waits for it (retrying with
 backoff, logging each retry); a database error in a pass, or while stopping (a
 connection that died unnoticed, say across a pause), drops the connection and
-retries on a new one. Stopping always ends with exit status 0: what cannot be
-handed back is recovered once its lease expires.
+retries on a new one (``db_retry.DatabaseRetry``). Stopping always ends with
+exit status 0: what cannot be handed back is recovered once its lease expires.
 
 Test hooks: ``burst`` returns once no job is due, ``max_jobs`` stops after that
 many jobs, ``worker_id`` fixes the id, ``install_signal_handlers=False`` leaves
@@ -62,13 +62,10 @@ from jobs.models import Job, Outcome
 from jobs.models import Worker as WorkerRow
 from jobs.notify import Listener
 from jobs.worker.connections import keep_connections
+from jobs.worker.db_retry import DatabaseRetry
 from jobs.worker.executor import START_MARK_DELAY, Pool
 
 logger = logging.getLogger(__name__)
-
-# Waiting for an unreachable database: seconds before the first retry, and at most.
-DB_RETRY_BASE = 0.5
-DB_RETRY_MAX = 10.0
 
 
 def _key(job: Job) -> tuple[Any, int]:
@@ -124,7 +121,7 @@ class Worker:
         self._signals = 0
         self._next_recover = 0.0
         self._next_heartbeat = 0.0
-        self._db_failures = 0  # consecutive passes that failed on a database error
+        self._db = DatabaseRetry(self.worker_id, self._stop)
         self._taken: set[tuple[Any, int]] = set()  # attempts the last heartbeat found taken
         self.listener = Listener()
 
@@ -174,9 +171,9 @@ class Worker:
                     idle = not self._step()
                 except DatabaseError as exc:
                     # A restarted or unreachable database: reconnect on the next pass.
-                    self._database_error(exc)
+                    self._db.failed(exc)
                     continue
-                self._db_failures = 0
+                self._db.succeeded()
                 if idle and self.burst:
                     break
             self._drain()
@@ -205,31 +202,11 @@ class Worker:
         while not self._stop.is_set():
             try:
                 self._register()
-                self._db_failures = 0
+                self._db.succeeded()
                 return True
             except DatabaseError as exc:
-                self._database_error(exc)
+                self._db.failed(exc)
         return False
-
-    def _database_error(self, exc: DatabaseError, *, until: float | None = None) -> None:
-        """Log the error, drop a broken connection, and wait with backoff (never past
-        ``until``) before the caller tries again on a new connection."""
-        self._db_failures += 1
-        delay = lifecycle.backoff(self._db_failures, base=DB_RETRY_BASE, cap=DB_RETRY_MAX)
-        if until is not None:
-            delay = max(0.0, min(delay, until - time.monotonic()))
-        logger.warning(
-            "worker=%s database unavailable, retry=%s in %.1fs: %s",
-            self.worker_id,
-            self._db_failures,
-            delay,
-            exc,
-        )
-        close_old_connections()
-        if self._stop.is_set():
-            time.sleep(delay)  # stopping already: the event would not wait
-        else:
-            self._stop.wait(delay)
 
     def _step(self) -> bool:
         """One pass: housekeeping, claim, dispatch, collect. Return False when idle."""
@@ -453,9 +430,9 @@ class Worker:
                     return
                 self._housekeeping()
                 self._collect(min(self._wait_time(idle=False), deadline - time.monotonic()))
-                self._db_failures = 0
+                self._db.succeeded()
             except DatabaseError as exc:
-                self._database_error(exc, until=deadline)
+                self._db.failed(exc, until=deadline)
 
     def _shutdown(self, *, clean: bool) -> None:
         ran, running, unstarted = self.pool.close()

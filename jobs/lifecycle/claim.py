@@ -1,0 +1,195 @@
+"""Claiming jobs and the holder's lease.
+
+``claim`` is the workers' batch claim (one statement, in claim order);
+``claim_for_run`` and ``claim_for_hand`` claim one job by id; ``heartbeat`` renews
+the leases a holder still has, ``mark_started`` records when attempts began and
+``release`` hands unfinished jobs back. Every write but the claims is fenced on
+the holder's attempt (``transitions.held``). Finishing a job belongs to ``complete``.
+"""
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Case, F, PositiveIntegerField, Q, When
+from django.utils import timezone
+
+from jobs.conf import conf
+from jobs.lifecycle.events import log_transition
+from jobs.lifecycle.transitions import MANUAL_HOLDER, PROCESSING, QUEUED, held, refused
+from jobs.models import Job
+
+
+def claim(
+    *,
+    worker_id: str,
+    queues: Sequence[str] | None = None,
+    limit: int = 1,
+    lease_seconds: float | None = None,
+) -> list[Job]:
+    """Claim up to ``limit`` due jobs for ``worker_id``, in claim order.
+
+    One statement selects the due jobs in claim order and marks them processing:
+    ``WITH due AS MATERIALIZED (SELECT ... LIMIT n [FOR UPDATE SKIP LOCKED])
+    UPDATE ... WHERE id IN (SELECT * FROM due) RETURNING ...``. On PostgreSQL,
+    rows another transaction has locked are skipped, never waited on; SQLite
+    serialises writers (the project's SQLite settings open write transactions
+    with BEGIN IMMEDIATE and a busy timeout).
+
+    A claimed job has no ``started_at`` until its attempt starts executing
+    (``runner.execute``): with ``--batch`` it may first wait in an executor's hand.
+    """
+    now = timezone.now()
+    lease = now + timedelta(seconds=lease_seconds or conf.LEASE_SECONDS)
+    fields = list(Job._meta.concrete_fields)
+    adapt = connection.ops.adapt_datetimefield_value
+    with transaction.atomic(), connection.cursor() as cursor:
+        due = Job.objects.claimable(queues=queues, now=now).values("pk")[:limit]
+        if connection.features.has_select_for_update_skip_locked:
+            due = due.select_for_update(skip_locked=True)
+        due_sql, due_params = due.query.sql_with_params()
+        # On PostgreSQL "= ANY(ARRAY(...))" keeps the plan an index lookup per claimed id;
+        # "IN (subquery)" may become a semi join over every queued row.
+        in_due = (
+            "= ANY(ARRAY(SELECT * FROM due))"
+            if connection.vendor == "postgresql"
+            else "IN (SELECT * FROM due)"
+        )
+        # Only identifiers from the model and ORM-compiled SQL go into the text; values
+        # are parameters.
+        # A materialised CTE selects (and locks) the rows once: a plain IN (subquery)
+        # may be re-run by the planner and claim more than ``limit`` rows.
+        sql = (
+            f"WITH due AS MATERIALIZED ({due_sql}) "  # noqa: S608
+            f"UPDATE {Job._meta.db_table} SET status = %s, worker_id = %s, "
+            "lease_expires_at = %s, attempts = attempts + 1, started_at = NULL, "
+            "finished_at = NULL, updated_at = %s "
+            f"WHERE status = %s AND id {in_due} "
+            f"RETURNING {', '.join(connection.ops.quote_name(f.column) for f in fields)}"
+        )
+        params = [PROCESSING, worker_id, adapt(lease), adapt(now), QUEUED]
+        cursor.execute(sql, [*due_params, *params])
+        rows = cursor.fetchall()
+    columns = _columns(fields)
+    claimed = [_from_row(columns, row) for row in rows]
+    # RETURNING keeps no order: restore the claim order.
+    claimed.sort(key=lambda job: (-job.priority, job.run_after or job.created_at))
+    for job in claimed:
+        log_transition(job, "claim")
+    return claimed
+
+
+def _from_row(columns: list[tuple[Any, list[Any]]], row: Sequence[Any]) -> Job:
+    """Build a Job from raw column values, converted as the ORM would convert them."""
+    values = []
+    for (col, converters), value in zip(columns, row, strict=True):
+        for converter in converters:
+            value = converter(value, col, connection)
+        values.append(value)
+    return Job.from_db(connection.alias, [col.target.attname for col, _ in columns], values)
+
+
+def _columns(fields: list[Any]) -> list[tuple[Any, list[Any]]]:
+    """Each field's column expression and its database-to-Python converters."""
+    table = Job._meta.db_table
+    columns = []
+    for model_field in fields:
+        col = model_field.get_col(table)
+        converters = connection.ops.get_db_converters(col)
+        columns.append((col, converters + model_field.get_db_converters(connection)))
+    return columns
+
+
+def claim_for_run(*, job_id: Any, worker_id: str) -> Job:
+    """Claim one job to run it now: a queued job (due or not), or one held by hand.
+
+    Raises ``TransitionRefused`` when a worker holds it or it has finished.
+    """
+    return _claim_one(job_id, worker_id, take_manual=True)
+
+
+def _claim_one(job_id: Any, worker_id: str, *, take_manual: bool) -> Job:
+    """Claim one queued job (due or not) for ``worker_id``; with ``take_manual``, also
+    one held by hand. Raises ``TransitionRefused``."""
+    now = timezone.now()
+    sources = Q(status=QUEUED)
+    if take_manual:
+        sources |= Q(status=PROCESSING, worker_id=MANUAL_HOLDER)
+    updated = Job.objects.filter(sources, pk=job_id).update(
+        # A job claimed by hand already counted its attempt.
+        attempts=Case(
+            When(status=QUEUED, then=F("attempts") + 1),
+            default=F("attempts"),
+            output_field=PositiveIntegerField(),
+        ),
+        status=PROCESSING,
+        worker_id=worker_id,
+        lease_expires_at=now + timedelta(seconds=conf.LEASE_SECONDS),
+        started_at=now,
+        updated_at=now,
+    )
+    if not updated:
+        raise refused(job_id, "claim")
+    job = Job.objects.get(pk=job_id)
+    log_transition(job, "claim")
+    return job
+
+
+def claim_for_hand(*, job_id: Any) -> Job:
+    """Mark a queued job processing by hand (held by ``manual`` under a normal lease)."""
+    return _claim_one(job_id, MANUAL_HOLDER, take_manual=False)
+
+
+def release(*, jobs: Iterable[Job], worker_id: str, started: bool = False) -> int:
+    """Hand claimed jobs back to the queue unfinished; return how many were released.
+
+    A job that never ``started`` gets its attempt back. A started one keeps it, so
+    attempt numbers only grow and keep fencing out the holder that let it go.
+    """
+    now = timezone.now()
+    released = 0
+    for job in jobs:
+        updated = held(job, worker_id).update(
+            status=QUEUED,
+            worker_id=None,
+            lease_expires_at=None,
+            attempts=F("attempts") - (0 if started else 1),
+            updated_at=now,
+        )
+        released += updated
+        if updated:
+            log_transition(job, "release")
+    return released
+
+
+def heartbeat(*, worker_id: str, jobs: Sequence[Job]) -> set[tuple[Any, int]]:
+    """Extend the lease of the jobs ``worker_id`` still holds.
+
+    Return ``(id, attempt)`` of each attempt it still holds: one of ``jobs``
+    whose pair is missing was taken away (cancelled, recovered, moved by hand,
+    deleted, or claimed again as a later attempt).
+    """
+    if not jobs:
+        return set()
+    lease = timezone.now() + timedelta(seconds=conf.LEASE_SECONDS)
+    held = Job.objects.filter(
+        pk__in=[job.pk for job in jobs], status=PROCESSING, worker_id=worker_id
+    )
+    held.update(lease_expires_at=lease)
+    return set(held.values_list("pk", "attempts"))
+
+
+def mark_started(*, worker_id: str, starts: Sequence[tuple[Job, datetime]]) -> int:
+    """Record when attempts ``worker_id`` holds started; return how many it still held.
+
+    ``starts`` pairs each job with its start. For attempts still running: a
+    quicker one's start is recorded with its outcome. Not a status change; fenced
+    like the holder's transitions.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        return sum(
+            held(job, worker_id).update(started_at=started_at, updated_at=now)
+            for job, started_at in starts
+        )

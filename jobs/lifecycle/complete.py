@@ -1,0 +1,173 @@
+"""Finishing an attempt, as its holder: ``succeed``, ``succeed_many``, ``fail`` (requeued
+with backoff while attempts remain, else the failure queue) and ``report_progress``.
+
+Every write is fenced on the holder's attempt, so a holder that lost its lease
+changes nothing. Operators finish jobs through ``operator``, which calls these.
+"""
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from jobs.lifecycle.events import attempt_duration, log_transition, logger
+from jobs.lifecycle.transitions import (
+    DONE,
+    FAILED,
+    PROCESSING,
+    QUEUED,
+    archive,
+    backoff,
+    held,
+    refused,
+)
+from jobs.models import Job, Outcome
+
+
+def succeed(*, job: Job, worker_id: str, result: Any = None) -> None:
+    """Record success of the attempt ``job`` describes. Raises ``TransitionRefused``."""
+    now = timezone.now()
+    if not _mark_done(job, worker_id, result, now):
+        raise refused(job.pk, "succeed")
+    job.result = result
+    log_transition(job, "succeed", outcome="done", duration=attempt_duration(job, now))
+
+
+def _started(job: Job) -> dict[str, Any]:
+    """The attempt's start to record with its outcome, when the caller knows it."""
+    return {"started_at": job.started_at} if job.started_at is not None else {}
+
+
+def _mark_done(job: Job, worker_id: str, result: Any, now: datetime) -> bool:
+    updated = held(job, worker_id).update(
+        status=DONE,
+        result=result,
+        error=None,
+        traceback=None,
+        finished_at=now,
+        lease_expires_at=None,
+        updated_at=now,
+        **_started(job),
+    )
+    if updated:
+        job.status, job.finished_at = DONE, now
+    return bool(updated)
+
+
+def succeed_many(*, worker_id: str, completions: Sequence[tuple[Job, Any]]) -> int:
+    """Record several successes in one transaction; return how many were still held.
+
+    Each is fenced like ``succeed`` (on job, status, worker and attempt); one that
+    was taken away meanwhile is skipped. On PostgreSQL one ``UPDATE ... FROM
+    unnest(arrays)`` writes them all and returns the ids it recorded; elsewhere
+    one statement is executed per job (SQLite has no round trip to save).
+    """
+    if not completions:
+        return 0
+    now = timezone.now()
+    fields = {f.name: f for f in Job._meta.concrete_fields}
+    stamp = fields["finished_at"].get_db_prep_save(now, connection)
+    ids = [fields["id"].get_db_prep_save(job.pk, connection) for job, _ in completions]
+    results = [fields["result"].get_db_prep_save(result, connection) for _, result in completions]
+    held = [job for job, _ in completions]
+    attempts = [job.attempts for job, _ in completions]
+    # When each attempt started (unknown: keep what the row has). Adapted directly:
+    # these are aware datetimes or None, and this runs once per job.
+    adapt = connection.ops.adapt_datetimefield_value
+    starts = [adapt(job.started_at) for job in held]
+    table = connection.ops.quote_name(Job._meta.db_table)
+    done = "status = %s, error = NULL, traceback = NULL, finished_at = %s, "
+    done += "lease_expires_at = NULL, updated_at = %s"
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"UPDATE {table} SET {done}, result = v.result, "  # noqa: S608
+                f"started_at = COALESCE(v.started_at, {table}.started_at) "
+                "FROM unnest(%s::uuid[], %s::integer[], %s::jsonb[], %s::timestamptz[]) "
+                "AS v(id, attempts, result, started_at) "
+                f"WHERE {table}.id = v.id AND {table}.attempts = v.attempts "
+                f"AND {table}.status = %s AND {table}.worker_id = %s RETURNING {table}.id",
+                [DONE, stamp, stamp, ids, attempts, results, starts, PROCESSING, worker_id],
+            )
+            mine = {pk for (pk,) in cursor.fetchall()}
+            recorded = len(mine)
+        else:
+            cursor.executemany(
+                f"UPDATE {table} SET {done}, result = %s, "  # noqa: S608
+                "started_at = COALESCE(%s, started_at) "
+                "WHERE id = %s AND attempts = %s AND status = %s AND worker_id = %s",
+                [
+                    (DONE, stamp, stamp, result, start, pk, attempt, PROCESSING, worker_id)
+                    for pk, attempt, result, start in zip(
+                        ids, attempts, results, starts, strict=True
+                    )
+                ],
+            )
+            recorded = cursor.rowcount
+            mine = None
+    if recorded < len(held):
+        # Some were taken away meanwhile: keep only those this worker recorded.
+        if mine is None:
+            mine = set(
+                Job.objects.filter(
+                    pk__in=[job.pk for job in held], status=DONE, finished_at=now
+                ).values_list("pk", flat=True)
+            )
+        logger.warning(
+            "worker=%s discarded=%s completions no longer held", worker_id, len(held) - len(mine)
+        )
+        held = [job for job in held if job.pk in mine]
+    for job in held:
+        job.status, job.finished_at = DONE, now
+        log_transition(job, "succeed", outcome="done", duration=attempt_duration(job, now))
+    return len(held)
+
+
+def fail(
+    *,
+    job: Job,
+    worker_id: str,
+    error: str,
+    traceback: str | None = None,
+    retry: bool = True,
+    outcome: str = Outcome.FAILED,
+) -> str:
+    """Record a failed attempt: requeue with backoff if attempts remain, else fail.
+
+    Return the new status. Raises ``TransitionRefused`` if ``worker_id`` no longer
+    holds this attempt.
+    """
+    now = timezone.now()
+    requeue = retry and job.attempts < job.max_attempts
+    with transaction.atomic():
+        changes: dict[str, Any] = {
+            "error": error,
+            "traceback": traceback,
+            "lease_expires_at": None,
+            "updated_at": now,
+            **_started(job),
+        }
+        if requeue:
+            run_after = now + timedelta(seconds=backoff(job.attempts))
+            changes |= {"status": QUEUED, "run_after": run_after, "worker_id": None}
+        else:
+            changes |= {"status": FAILED, "finished_at": now}
+        if not held(job, worker_id).update(**changes):
+            raise refused(job.pk, "fail")
+        archive([job], outcome=outcome, now=now, error=error, traceback=traceback)
+    job.status = changes["status"]
+    log_transition(
+        job, "fail", outcome=str(outcome), error=error, duration=attempt_duration(job, now)
+    )
+    return job.status
+
+
+def report_progress(*, job: Job, worker_id: str, percent: int, message: str = "") -> bool:
+    """Record the progress of the attempt ``worker_id`` holds; return whether it still holds it.
+
+    Not a status change: one UPDATE fenced like the holder's transitions, so a
+    stale holder cannot write over the attempt that replaced it.
+    """
+    return bool(held(job, worker_id).update(progress=percent, progress_message=message[:500]))

@@ -1,0 +1,264 @@
+"""Creating jobs: ``enqueue``, ``enqueue_many``, ``enqueue_fire``, and the rules every
+new job must meet (``check_job``, ``validate_payload``), whoever asks for it.
+
+The only code that inserts jobs (and wakes the workers listening for them); it
+must not change a job that already exists.
+"""
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from jobs import notify, tasks
+from jobs.conf import conf
+from jobs.exceptions import InvalidJob, InvalidPayload, TransitionRefused, flatten_errors
+from jobs.lifecycle.events import log_transition
+from jobs.models import ACTIVE_STATUSES, Job, ScheduleFire
+
+
+def enqueue(
+    *,
+    task: str = "simulate",
+    payload: Any = None,
+    queue: str | None = None,
+    priority: int | None = None,
+    run_after: datetime | None = None,
+    max_attempts: int | None = None,
+    timeout: float | None = None,
+    idempotency_key: str | None = None,
+) -> tuple[Job, bool]:
+    """Create a queued job; return ``(job, created)``.
+
+    With an ``idempotency_key`` that an unfinished job already holds, return that
+    job and ``created=False``. Raises ``UnknownTask`` or ``InvalidJob`` (see
+    ``check_job``): nothing is created.
+    """
+    args = {"payload": payload, "queue": queue, "priority": priority, "run_after": run_after}
+    args |= {"max_attempts": max_attempts, "timeout": timeout}
+    spec = check_job(task=task, idempotency_key=idempotency_key, **args)
+    job = _new_job(spec, args, conf.MAX_ATTEMPTS)
+    job.idempotency_key = idempotency_key or None
+    if not job.idempotency_key:
+        _insert([job])
+        log_transition(job, "enqueue")
+        return job, True
+    for _ in range(3):
+        try:
+            _insert([job])
+        except IntegrityError:
+            existing = Job.objects.filter(
+                idempotency_key=job.idempotency_key, status__in=ACTIVE_STATUSES
+            ).first()
+            if existing is not None:
+                return existing, False
+            continue  # the holder finished in between: insert again
+        log_transition(job, "enqueue")
+        return job, True
+    raise TransitionRefused(f"idempotency key {idempotency_key!r} is contended")
+
+
+def enqueue_many(specs: Sequence[dict[str, Any]]) -> list[Job]:
+    """Create many queued jobs in one write, in order; each spec takes ``enqueue``'s arguments
+    (idempotency keys aside).
+
+    All or nothing: raises ``InvalidJob`` naming each bad spec by index (``"3.payload"``).
+    """
+    jobs, errors = [], {}
+    default_attempts = conf.MAX_ATTEMPTS  # read once: settings lookups add up over 1,000s
+    for index, spec in enumerate(specs):
+        try:
+            task = check_job(**spec)
+        except InvalidJob as exc:
+            errors |= {f"{index}.{field}": texts for field, texts in exc.errors.items()}
+            continue
+        jobs.append(_new_job(task, spec, default_attempts))
+    if errors:
+        raise InvalidJob(errors)
+    created = _insert(jobs)
+    for job in created:
+        log_transition(job, "enqueue")
+    return created
+
+
+def _new_job(spec: tasks.TaskSpec, args: Mapping[str, Any], default_attempts: int) -> Job:
+    """Build (unsaved) the job of checked ``enqueue`` arguments: unset options are the task's
+    (``default_attempts``: JOBS_MAX_ATTEMPTS, for a task without its own)."""
+    get = args.get
+    return Job(
+        task=spec.name,
+        payload=get("payload"),
+        queue=get("queue") or spec.queue,
+        priority=spec.priority if get("priority") is None else args["priority"],
+        run_after=get("run_after"),
+        max_attempts=get("max_attempts") or spec.max_attempts or default_attempts,
+        timeout=spec.timeout if get("timeout") is None else args["timeout"],
+    )
+
+
+def _insert(jobs: list[Job]) -> list[Job]:
+    """Insert queued jobs and wake listening workers, in one transaction.
+
+    Rather than ``bulk_create``, whose compiler prepares each column of each row
+    on its own and costs several times the database's work: a column whose value
+    is the very same object in every job (a default, the shared timestamp) is
+    prepared once, the others go through their field's ``get_db_prep_save`` row by
+    row, and the rows go in with ``COPY`` on PostgreSQL, else one INSERT executed
+    per job.
+    """
+    if not jobs:
+        return jobs
+    now = timezone.now()
+    for offset, job in enumerate(jobs):
+        # One microsecond apart: jobs of one call keep their order in the claim
+        # order (FIFO within a priority), whatever order the rows land in.
+        job.created_at = job.updated_at = now + timedelta(microseconds=offset)
+    fields = Job._meta.concrete_fields
+    shared: dict[str, Any] = {}  # attname -> the value prepared once
+    for f in fields:
+        first = getattr(jobs[0], f.attname)
+        if all(getattr(job, f.attname) is first for job in jobs):
+            shared[f.attname] = f.get_db_prep_save(first, connection)
+    rows = [
+        [
+            shared[f.attname]
+            if f.attname in shared
+            else f.get_db_prep_save(getattr(job, f.attname), connection)
+            for f in fields
+        ]
+        for job in jobs
+    ]
+    quote = connection.ops.quote_name
+    into = f"{quote(Job._meta.db_table)} ({', '.join(quote(f.column) for f in fields)})"
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql" and len(jobs) > 1:
+            # COPY streams every row in one command: no statement per row. (On the
+            # driver's cursor, so its errors are wrapped into Django's here.)
+            with connection.wrap_database_errors:
+                with cursor.cursor.copy(f"COPY {into} FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+        else:
+            placeholders = ", ".join(["%s"] * len(fields))
+            cursor.executemany(f"INSERT INTO {into} VALUES ({placeholders})", rows)  # noqa: S608
+        notify.notify(job.queue for job in jobs)
+    for job in jobs:
+        job._state.adding, job._state.db = False, connection.alias
+    return jobs
+
+
+def enqueue_fire(*, schedule_id: int, fire_at: datetime, **job: Any) -> Job | None:
+    """Create the job for one fire time of a schedule, unless that fire time already has one.
+
+    The fire record and the job are inserted in one transaction; the unique
+    ``(schedule, fire_at)`` constraint makes every other attempt at the same fire
+    time, in any process, fail and return ``None``. ``job`` takes ``enqueue``'s
+    arguments (no idempotency key). Raises ``InvalidJob`` (``check_job``).
+    """
+    try:
+        with transaction.atomic():
+            fire = ScheduleFire.objects.create(schedule_id=schedule_id, fire_at=fire_at)
+            created, _ = enqueue(**job)
+            fire.job = created
+            fire.save(update_fields=["job"])
+    except IntegrityError:
+        return None
+    return created
+
+
+# The ranges of a job's options (the API's schema documents the same).
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+PRIORITY_RANGE = (-100, 100)
+MAX_ATTEMPTS_RANGE = (1, 100)
+TIMEOUT_RANGE = (0.1, 86400.0)
+MAX_IDEMPOTENCY_KEY = 200
+MAX_PAYLOAD_DEPTH = 100
+
+
+def check_job(
+    *,
+    task: str = "simulate",
+    payload: Any = None,
+    queue: str | None = None,
+    priority: int | None = None,
+    run_after: datetime | None = None,
+    max_attempts: int | None = None,
+    timeout: float | None = None,
+    idempotency_key: str | None = None,
+) -> tasks.TaskSpec:
+    """Check the job ``enqueue`` would create from these arguments; return its task.
+
+    The one set of rules for a new job, whoever asks for it (the API, the admin, a
+    schedule, ``django.tasks``, Python code): a registered task; a payload within
+    ``validate_payload``'s limits that its task's schema accepts; each option in
+    range. ``None`` (or an empty queue) stands for the task's default. Raises
+    ``UnknownTask``, else ``InvalidJob`` naming every field at fault.
+    """
+    if not isinstance(task, str):
+        raise InvalidJob({"task": ["Give a task name (a string)."]})
+    spec = tasks.get(task)
+    errors: dict[str, list[str]] = {}
+    try:
+        validate_payload(payload)
+        spec.validate_payload(payload)
+    except InvalidPayload as exc:
+        errors |= flatten_errors(exc.errors, "payload")
+    if queue and not (isinstance(queue, str) and QUEUE_NAME.fullmatch(queue)):
+        errors["queue"] = ["Use 1-100 letters, digits, '_', '.', ':' or '-'."]
+    for name, value, kinds, (low, high) in (
+        ("priority", priority, int, PRIORITY_RANGE),
+        ("max_attempts", max_attempts, int, MAX_ATTEMPTS_RANGE),
+        ("timeout", timeout, (int, float), TIMEOUT_RANGE),
+    ):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high
+        ):
+            errors[name] = [f"Use a number from {low} to {high}."]
+    if run_after is not None and not isinstance(run_after, datetime):
+        errors["run_after"] = ["Give a datetime, or None for now."]
+    if idempotency_key and not (
+        isinstance(idempotency_key, str) and len(idempotency_key) <= MAX_IDEMPOTENCY_KEY
+    ):
+        errors["idempotency_key"] = [f"Use a string of at most {MAX_IDEMPOTENCY_KEY} characters."]
+    if errors:
+        raise InvalidJob(errors)
+    return spec
+
+
+def validate_payload(payload: Any) -> None:
+    """Raise ``InvalidPayload`` unless ``payload`` fits ``JOBS_MAX_PAYLOAD_BYTES``.
+
+    Also refused: nesting deeper than ``MAX_PAYLOAD_DEPTH``, NUL characters, which
+    PostgreSQL cannot store in JSON, and values that are not JSON (NaN, a ``datetime``).
+    """
+    if payload is None:
+        return  # the commonest payload, and within every limit
+    stack = [(payload, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_PAYLOAD_DEPTH:
+            raise InvalidPayload(f"The payload is nested deeper than {MAX_PAYLOAD_DEPTH} levels.")
+        if isinstance(value, dict):
+            stack += [(key, depth) for key in value] + [(v, depth + 1) for v in value.values()]
+        elif isinstance(value, list | tuple):  # a tuple is stored as a JSON list
+            stack += [(item, depth + 1) for item in value]
+        elif isinstance(value, str) and "\x00" in value:
+            raise InvalidPayload("The payload contains a NUL character (\\u0000).")
+    try:
+        # Strict JSON: a Python caller may pass what no JSON body holds, NaN included,
+        # which PostgreSQL refuses to store.
+        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidPayload(f"The payload is not JSON: {exc}.") from None
+    size = len(text.encode())
+    if size > conf.MAX_PAYLOAD_BYTES:
+        raise InvalidPayload(
+            f"The payload is {size} bytes as JSON; the limit is {conf.MAX_PAYLOAD_BYTES}."
+        )
+
+
+# -- claiming and the holder's transitions ------------------------------------------------

@@ -1,0 +1,82 @@
+"""What every transition tells the world: one log line and the metrics counters.
+
+Every lifecycle module logs on the one ``jobs.lifecycle`` logger defined here (the
+README documents its lines and JSON keys). At the bottom of the package with
+``transitions``: it reads the job it is given and writes nothing; a metrics failure
+must never undo or hide a transition that is already committed.
+"""
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from jobs.models import Job
+from jobs.observability import metrics
+
+# "jobs.lifecycle", whichever module logs: the README documents this logger.
+logger = logging.getLogger(__package__)
+
+
+def attempt_duration(job: Job, now: datetime) -> float | None:
+    """Seconds from the attempt's start to ``now``; None when its start is unknown."""
+    return round((now - job.started_at).total_seconds(), 6) if job.started_at else None
+
+
+def log_transition(job: Job, verb: str, **fields: Any) -> None:
+    """Log one line for a transition and count it in the metrics.
+
+    The fields are in the message as ``key=value`` and on the record as extras
+    (``job_id``, ``transition``, ``status``, ``task``, ``queue``, ``attempt``,
+    ``worker``, and ``outcome``, ``duration``, ``error`` when known), which the
+    JSON log format writes as keys.
+    """
+    _count_transition(job, verb, fields)
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    fields = {key: value for key, value in fields.items() if value is not None}
+    extra = {
+        "job_id": str(job.pk),
+        "transition": verb,
+        "status": job.status,
+        "task": job.task,
+        "queue": job.queue,
+        "attempt": job.attempts,
+        "worker": job.worker_id,
+        **fields,
+    }
+    logger.info(
+        "job=%s transition=%s status=%s task=%s queue=%s attempt=%s worker=%s%s",
+        job.pk,
+        verb,
+        job.status,
+        job.task,
+        job.queue,
+        job.attempts,
+        job.worker_id,
+        "".join(f" {key}={value}" for key, value in fields.items()),
+        extra=extra,
+    )
+
+
+def _count_transition(job: Job, verb: str, fields: dict[str, Any]) -> None:
+    if verb == "enqueue":
+        _count_safely(metrics.record_enqueued, task=job.task, queue=job.queue)
+    elif fields.get("outcome"):
+        _count_safely(
+            metrics.record_attempt,
+            task=job.task,
+            queue=job.queue,
+            outcome=fields["outcome"],
+            status=job.status,
+            duration=fields.get("duration"),
+        )
+
+
+def _count_safely(record: Callable[..., None], **kwargs: Any) -> None:
+    # A metrics problem (an unwritable multiprocess directory, ...) must never
+    # undo or hide a transition that is already committed.
+    try:
+        record(**kwargs)
+    except Exception:
+        logger.exception("metrics not recorded: %s", kwargs)

@@ -1,0 +1,48 @@
+"""Recovering jobs whose holder died.
+
+``recover`` requeues (or fails, out of attempts) processing jobs whose lease
+expired and archives their attempts as lost; the workers' supervisors call it
+periodically. It must not touch a job whose lease is still live.
+"""
+
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from jobs.lifecycle.events import log_transition
+from jobs.lifecycle.transitions import FAILED, QUEUED, archive, held
+from jobs.models import Job, Outcome
+
+
+def recover(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Requeue (or fail, when out of attempts) processing jobs whose lease expired.
+
+    Return how many were recovered.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        expired = list(
+            Job.objects.lease_expired(now=now).select_for_update(skip_locked=True)[:limit]
+        )
+        recovered = []
+        for job in expired:
+            requeue = job.attempts < job.max_attempts
+            changes: dict[str, Any] = {
+                "error": "worker lost",
+                "traceback": None,
+                "lease_expires_at": None,
+                "updated_at": now,
+            }
+            if requeue:
+                changes |= {"status": QUEUED, "worker_id": None, "run_after": None}
+            else:
+                changes |= {"status": FAILED, "finished_at": now}
+            if held(job, job.worker_id).update(**changes):
+                recovered.append(job)
+                job.status = changes["status"]
+        archive(recovered, outcome=Outcome.LOST, now=now, error="worker lost")
+    for job in recovered:
+        log_transition(job, "recover", outcome=Outcome.LOST.value)
+    return len(recovered)

@@ -1,0 +1,164 @@
+"""What runs inside an executor child: ``child_main`` takes batches of jobs from its
+pipe and runs each with ``runner.execute``, telling its worker through shared memory
+(``Progress``) which job it runs and since when.
+
+The child side of ``jobs.worker.executor``, which spawns it and reads ``Progress``.
+It never claims a job nor decides when to stop: it runs what it is handed, skips
+what it is told to skip, and exits when its pipe closes or its worker says so.
+Children ignore SIGINT/SIGTERM and die with their forkserver (``_die_with_parent``).
+"""
+
+import ctypes
+import ctypes.util
+import logging
+import signal
+import time
+from collections import deque
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from typing import Any
+
+import django
+from django.db import DatabaseError, close_old_connections, connections
+
+logger = logging.getLogger(__name__)
+
+
+class Progress:
+    """Indexes into a slot's shared array of doubles.
+
+    Written by the child: ``STARTED``, the sequence number of the job it started
+    last (-1: none); ``SINCE``, when, on the monotonic clock; ``SINCE_WALL``,
+    when, as a Unix time; ``RETURNED``, the sequence number of the last job whose
+    task code returned (its outcome is being, or has been, recorded: nothing
+    left to stop). Written by the worker: ``NOTICES``, how many skip notices it
+    has sent, so the child reads its pipe between jobs only when one is there.
+    """
+
+    STARTED, SINCE, SINCE_WALL, RETURNED, NOTICES = range(5)
+    INITIAL = (-1.0, 0.0, 0.0, -1.0, 0.0)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when its parent (the forkserver) dies.
+
+    The forkserver exits when the worker dies, so a task never outlives a
+    ``kill -9``-ed worker: its job is recovered, not raced by an orphan.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        logger.debug("PR_SET_PDEATHSIG unavailable; orphaned executors finish their job")
+
+
+def child_main(
+    conn: Connection,
+    progress: Any,
+    worker_id: str,
+    db_names: dict[str, str],
+    max_jobs: int | None,
+) -> None:
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    django.setup()
+    # Use exactly the databases the worker uses (tests point it at a test database).
+    for alias, name in db_names.items():
+        connections[alias].settings_dict["NAME"] = name
+    # Imported after django.setup(): this module is unpickled in a fresh child, and the
+    # runner imports the models, which need the app registry.
+    from jobs import runner
+    from jobs.observability.log import ensure_console
+    from jobs.worker.connections import keep_connections
+
+    ensure_console()
+    keep_connections()
+
+    completions = runner.Completions(worker_id)
+    reports: list[tuple[Any, str]] = []  # (job id, status) of jobs run, not yet reported
+    skip: set[Any] = set()  # ids of this batch's jobs the worker took back
+    inbox: deque[Any] = deque()  # batches (or the stop message) read while reading notices
+
+    def report() -> None:
+        if reports:
+            conn.send(("ran", reports[:]))
+            reports.clear()
+
+    def flush() -> None:
+        report()
+        done = [job.pk for job, _ in completions.pending]
+        try:
+            completions.flush()
+        except DatabaseError as exc:
+            # Not recorded: the worker hands these jobs back to run again.
+            logger.warning("worker=%s could not record %s successes: %s", worker_id, len(done), exc)
+            completions.pending = []
+            close_old_connections()
+            conn.send(("unrecorded", done))
+            return
+        conn.send(("flushed", done))
+
+    def returned() -> None:  # called by the runner before it records the outcome
+        progress[Progress.RETURNED] = progress[Progress.STARTED]
+
+    notices = 0.0  # skip notices read so far
+
+    def read_notices() -> None:
+        nonlocal notices
+        if progress[Progress.NOTICES] == notices:
+            return  # none sent: no system call
+        notices = progress[Progress.NOTICES]
+        while conn.poll():
+            message = conn.recv()
+            if isinstance(message, tuple):  # ("skip", ids)
+                skip.update(message[1])
+            else:
+                inbox.append(message)
+
+    ran = 0  # also the sequence number of the next job, as the worker counts them
+    while max_jobs is None or ran < max_jobs:
+        if completions.pending and not inbox and not conn.poll():
+            flush()  # nothing in hand: record what is done now
+        report()
+        try:
+            jobs = inbox.popleft() if inbox else conn.recv()
+        except EOFError:
+            break
+        if jobs is None:
+            break
+        if isinstance(jobs, tuple):  # a notice about a batch already finished
+            continue
+        skip.clear()  # notices sent before this batch were about earlier ones
+        close_old_connections()
+        for job in jobs:
+            read_notices()
+            if job.pk in skip:
+                reports.append((job.pk, "skipped"))
+                ran += 1
+                continue
+            started = time.monotonic()
+            wall = time.time()
+            job.started_at = datetime.fromtimestamp(wall, UTC)
+            # Shared memory, no message: the worker sees which job runs, and since
+            # when. The sequence number goes last, so it never pairs with a stale start.
+            progress[Progress.SINCE], progress[Progress.SINCE_WALL] = started, wall
+            progress[Progress.STARTED] = ran
+            try:
+                status = runner.execute(
+                    job, worker_id=worker_id, completions=completions, returned=returned
+                )
+            except DatabaseError as exc:
+                logger.warning("job=%s outcome unrecorded: %s", job.pk, exc)
+                close_old_connections()
+                status = "unrecorded"
+            reports.append((job.pk, status))
+            # Quick successes are recorded, and reported, in groups; a slow job is not
+            # worth waiting for company, and anything else is reported at once.
+            if completions.due() or time.monotonic() - started >= completions.max_delay:
+                flush()
+            elif status != "processing":
+                report()
+            ran += 1
+    if completions.pending or reports:
+        flush()
