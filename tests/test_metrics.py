@@ -114,6 +114,21 @@ def test_a_bulk_create_counts_every_job(api, client):
 
 
 @pytest.mark.django_db
+def test_a_metrics_file_another_process_is_creating_is_no_error(api, client):
+    """A process creating its metrics file leaves it empty for an instant; /metrics read
+    it then and answered 500 (struct.error). An empty file holds no samples: skipped."""
+    queue = f"e-{uuid.uuid4().hex[:8]}"
+    assert api.post("/api/jobs", {"task": "echo", "queue": queue}, format="json").status_code == 201
+    empty = os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "counter_999999999.db")
+    open(empty, "wb").close()
+    try:
+        samples = scrape(client)
+    finally:
+        os.remove(empty)
+    assert sample(samples, "jobqueue_jobs_enqueued_total", task="echo", queue=queue) == 1
+
+
+@pytest.mark.django_db
 class TestAccess:
     def test_open_without_a_token(self, client):
         assert client.get("/metrics").status_code == 200

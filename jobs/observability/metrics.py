@@ -19,11 +19,13 @@ and ``render`` raises ``MetricsUnavailable``, which ``GET /metrics`` answers
 with a 501.
 """
 
+import contextlib
 import functools
+import glob
 import importlib.util
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from jobs.observability import stats
@@ -175,12 +177,30 @@ def render(accept: str = "") -> tuple[bytes, str]:
     registry = CollectorRegistry()
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
-        multiprocess.MultiProcessCollector(registry, path=directory)
+        registry.register(_ProcessFiles(directory, multiprocess.MultiProcessCollector.merge))
     else:
         registry.register(_Forward(REGISTRY))
     registry.register(QueueCollector())
     encoder, content_type = exposition.choose_encoder(accept)
     return encoder(registry), content_type
+
+
+class _ProcessFiles:
+    """Every process's metric files (prometheus_client's multiprocess mode), empty ones left
+    out: a process creating its file leaves it empty for an instant, and reading it then
+    raised ``struct.error`` (a 500 from ``/metrics``). An empty file holds no samples."""
+
+    def __init__(self, directory: str, merge: Callable[..., Any]) -> None:
+        self.directory = directory
+        self.merge = merge
+
+    def collect(self) -> Any:
+        files = []
+        for path in glob.glob(os.path.join(self.directory, "*.db")):
+            with contextlib.suppress(FileNotFoundError):  # a dead process's, just removed
+                if os.path.getsize(path):
+                    files.append(path)
+        return self.merge(files, accumulate=True)
 
 
 class _Forward:
