@@ -219,6 +219,8 @@ def host(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host
     commands = readme_block("commands").splitlines()
     assert commands == ["python manage.py migrate", "python manage.py runworker"]
     host.manage("migrate")
+    # The README's settings leave nothing for the app's own checks to warn about.
+    assert "jobs.W" not in host.manage("check")
     yield host
 
 
