@@ -112,6 +112,13 @@ def anon(db: None) -> Any:
     return APIClient()
 
 
+def run_python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter from the repository root, with exactly ``env``."""
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
 def database_url() -> str:
     """The URL of the database the tests run on, for worker subprocesses."""
     from django.db import connection

@@ -5,14 +5,12 @@ pages and errors wherever ``jobs.api.urls`` is mounted."""
 import base64
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 from rest_framework.authtoken.models import Token
 
 from jobs import lifecycle
-from tests.conftest import ROOT, database_url
+from tests.conftest import database_url, run_python
 
 # Run in a process whose settings have no REST_FRAMEWORK at all: DRF binds its defaults to the
 # view classes at import, so only a fresh process shows what a host project would serve.
@@ -59,14 +57,7 @@ def test_a_project_without_rest_framework_settings_gets_the_same_api(user):
         "DATABASE_URL": database_url(),
         "JOBS_WRITE_RATE": "3/minute",  # the form post counts too: the third write is refused
     }
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE.format(token=token)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_python(PROBE.format(token=token), env)
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout.strip().splitlines()[-1])
 

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from jobs import lifecycle
 from jobs.models import Job
-from tests.conftest import wait_for
+from tests.conftest import run_python, wait_for
 
 
 def scrape(client, **headers) -> dict[tuple[str, frozenset], float]:
@@ -193,11 +193,6 @@ def test_serve_adds_up_gunicorn_and_worker_processes(processes):
 
 def test_threads_of_one_process_share_the_instruments(tmp_path):
     """Threaded gunicorn workers record their first transitions at the same moment."""
-    import subprocess
-    import sys
-
-    from tests.conftest import ROOT
-
     code = """
 import threading
 import django
@@ -222,9 +217,7 @@ print(errors or "ok")
         "DJANGO_SETTINGS_MODULE": "jobqueue.settings",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
     }
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
+    done = run_python(code, env)
     assert done.stdout.strip() == "ok", done.stdout + done.stderr
 
 
@@ -246,24 +239,15 @@ print(response.status_code, response["Content-Type"], response.content.decode())
 def test_without_prometheus_client_jobs_run_quietly_and_metrics_answers_501():
     """prometheus_client is an optional extra: without it no transition logs a traceback."""
     import json
-    import subprocess
-    import sys
 
-    from tests.conftest import ROOT, database_url
+    from tests.conftest import database_url
 
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "jobqueue.settings",
         "DATABASE_URL": database_url(),
     }
-    done = subprocess.run(
-        [sys.executable, "-c", NO_PROMETHEUS],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_python(NO_PROMETHEUS, env)
     assert done.returncode == 0, done.stderr
     status, answer = done.stdout.strip().splitlines()[-2:]
     assert status == "done"

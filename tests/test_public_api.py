@@ -6,8 +6,6 @@ built-in task reads back through ``django.tasks``' ``get_result``.
 """
 
 import math
-import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,7 +20,7 @@ from jobs import cancel, enqueue, enqueue_many, get_job, http_request, retry, se
 from jobs.exceptions import InvalidJob, JobNotFound, TransitionRefused, UnknownTask
 from jobs.models import Job
 from jobs.testing import run_jobs
-from tests.conftest import ROOT
+from tests.conftest import run_python
 
 pytestmark = pytest.mark.django_db
 
@@ -341,9 +339,7 @@ def test_importing_jobs_imports_no_models_before_django_is_set_up():
         "try:\n    jobs.nothing_here\nexcept AttributeError:\n    print('ok')\n"
     )
     env = {"DJANGO_SETTINGS_MODULE": "jobqueue.settings", "PATH": "/usr/bin:/bin"}
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
+    done = run_python(code, env)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
 
