@@ -60,7 +60,14 @@ class _Conf:
 
     @property
     def BATCH_SIZE(self) -> int:
-        return _get("JOBS_BATCH_SIZE", 1, int)
+        """The most jobs a worker claims per executor per round trip (``--batch``)."""
+        return _get("JOBS_BATCH_SIZE", 100, int)
+
+    @property
+    def HAND_BACK_AFTER(self) -> float:
+        """Seconds a job runs before the jobs waiting behind it in its executor's
+        hand go back to the queue; batches grow only while they finish within it."""
+        return _get("JOBS_HAND_BACK_AFTER", 0.05, float)
 
     @property
     def TIMEOUT(self) -> float:

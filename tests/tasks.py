@@ -40,6 +40,15 @@ def append(payload: dict[str, Any]) -> str:
     return payload["line"]
 
 
+@register("test.stamp")
+def stamp(payload: dict[str, Any]) -> str:
+    """Append "payload['line'] <Unix time the task began>" to the file payload['path']."""
+    began = time.time()
+    with open(payload["path"], "a") as handle:
+        handle.write(f"{payload['line']} {began}\n")
+    return payload["line"]
+
+
 @register("test.unserialisable")
 def unserialisable(payload: Any) -> object:
     """Return something JSON cannot hold."""

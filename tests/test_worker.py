@@ -163,7 +163,9 @@ class TestWorkerProcesses:
         marker, gate, runs = tmp_path / "m", tmp_path / "gate", tmp_path / "runs"
         first = make_job(task="test.gate", payload={"marker": str(marker), "gate": str(gate)})
         waiting = make_job(task="test.append", payload={"path": str(runs), "line": 1})
-        processes.worker("--batch", "2", env={"JOBS_LEASE_SECONDS": "1"})
+        # Kept in hand behind the running job, not handed back to the queue.
+        env = {"JOBS_LEASE_SECONDS": "1", "JOBS_HAND_BACK_AFTER": "60"}
+        processes.worker("--batch", "2", env=env)
         wait_for(marker.exists)
         assert status_of(waiting) == Status.PROCESSING  # claimed with the first
         cancelled_at = timezone.now()
@@ -177,6 +179,46 @@ class TestWorkerProcesses:
         wait_for(lambda: status_of(later) == Status.DONE)
         assert (status_of(first), status_of(waiting)) == (Status.DONE, Status.CANCELLED)
         assert not runs.exists()
+
+    def test_a_long_job_does_not_hold_the_quick_ones_behind_it(
+        self, processes, make_job, tmp_path
+    ):
+        """One executor claims a long job and the 50 quick ones behind it in one batch
+        (runworker's defaults); once the long one has run a moment, the quick ones go
+        back to the queue, and a second worker runs them all while it still runs. No
+        job reads as started before its task began."""
+        marker, gate, stamps = tmp_path / "m", tmp_path / "gate", tmp_path / "stamps"
+        long = make_job(
+            task="test.gate", payload={"marker": str(marker), "gate": str(gate)}, priority=1
+        )
+        quick = [
+            make_job(task="test.stamp", payload={"path": str(stamps), "line": i})
+            for i in range(50)
+        ]
+        first = processes.worker("--worker-id", "first")
+        wait_for(marker.exists)
+        began_long = marker.stat().st_mtime
+        # Taken back from the executor's hand: only the long job is still held.
+        held = Job.objects.filter(worker_id="first", status=Status.PROCESSING)
+        wait_for(lambda: list(held.values_list("pk", flat=True)) == [long.pk])
+        processes.worker("--worker-id", "second")
+        done = Job.objects.filter(pk__in=[j.pk for j in quick], status=Status.DONE)
+        wait_for(lambda: done.count() == 50)
+        assert status_of(long) == Status.PROCESSING  # all 50 ran while it ran
+        gate.write_text("open")
+        assert set(done.values_list("worker_id", flat=True)) == {"second"}
+        assert set(done.values_list("attempts", flat=True)) == {1}  # handed back unstarted
+        released = processes.output(first).count("transition=release")
+        assert released == 50, processes.output(first)
+        wait_for(lambda: status_of(long) == Status.DONE)
+        long.refresh_from_db()
+        assert long.worker_id == "first"
+        assert began_long - 0.5 <= long.started_at.timestamp() <= began_long
+        began = dict(line.split() for line in stamps.read_text().splitlines())
+        assert len(began) == 50
+        for job in done:
+            task_began = float(began[str(job.payload["line"])])
+            assert task_began - 0.5 <= job.started_at.timestamp() <= task_began
 
     def test_kill_9_mid_job_is_recovered_and_completed_once(self, processes, make_job, tmp_path):
         env = {"JOBS_LEASE_SECONDS": "1"}

@@ -32,11 +32,15 @@ class Progress:
     when, as a Unix time; ``RETURNED``, the sequence number of the last job whose
     task code returned (its outcome is being, or has been, recorded: nothing
     left to stop). Written by the worker: ``NOTICES``, how many skip notices it
-    has sent, so the child reads its pipe between jobs only when one is there.
+    has sent, so the child reads its pipe between jobs only when one is there;
+    ``LIMIT``, the last sequence number the child may start (the worker lowers it
+    to hand back the jobs waiting behind a long one). ``LIMIT`` and ``STARTED``
+    change only under the slot's lock, so a job is either started or handed back.
     """
 
-    STARTED, SINCE, SINCE_WALL, RETURNED, NOTICES = range(5)
-    INITIAL = (-1.0, 0.0, 0.0, -1.0, 0.0)
+    STARTED, SINCE, SINCE_WALL, RETURNED, NOTICES, LIMIT = range(6)
+    NO_LIMIT = float("inf")
+    INITIAL = (-1.0, 0.0, 0.0, -1.0, 0.0, NO_LIMIT)
 
 
 def _die_with_parent() -> None:
@@ -52,9 +56,24 @@ def _die_with_parent() -> None:
         logger.debug("PR_SET_PDEATHSIG unavailable; orphaned executors finish their job")
 
 
+def _start(progress: Any, lock: Any, sequence: int) -> bool:
+    """Mark job ``sequence`` started, unless the worker handed it back (``LIMIT``).
+
+    Shared memory, no message: the worker sees which job runs, and since when.
+    The sequence number goes last, so it never pairs with a stale start.
+    """
+    with lock:
+        if sequence > progress[Progress.LIMIT]:
+            return False
+        progress[Progress.SINCE], progress[Progress.SINCE_WALL] = time.monotonic(), time.time()
+        progress[Progress.STARTED] = sequence
+    return True
+
+
 def child_main(
     conn: Connection,
     progress: Any,
+    lock: Any,
     worker_id: str,
     db_names: dict[str, str],
     max_jobs: int | None,
@@ -133,17 +152,12 @@ def child_main(
         close_old_connections()
         for job in jobs:
             read_notices()
-            if job.pk in skip:
+            if job.pk in skip or not _start(progress, lock, ran):
                 reports.append((job.pk, "skipped"))
                 ran += 1
                 continue
-            started = time.monotonic()
-            wall = time.time()
-            job.started_at = datetime.fromtimestamp(wall, UTC)
-            # Shared memory, no message: the worker sees which job runs, and since
-            # when. The sequence number goes last, so it never pairs with a stale start.
-            progress[Progress.SINCE], progress[Progress.SINCE_WALL] = started, wall
-            progress[Progress.STARTED] = ran
+            started = progress[Progress.SINCE]
+            job.started_at = datetime.fromtimestamp(progress[Progress.SINCE_WALL], UTC)
             try:
                 status = runner.execute(
                     job, worker_id=worker_id, completions=completions, returned=returned

@@ -16,6 +16,12 @@ is taken away while it waits in a child's hand (cancelled, recovered, stopping)
 is skipped: the worker sends the child a ``("skip", ids)`` notice, which the
 child reads before starting each job.
 
+Jobs never wait long behind a slow one: once a job has run for
+``JOBS_HAND_BACK_AFTER`` seconds, the worker takes back the jobs waiting behind
+it (``hand_back``) and releases them to the queue for any worker. It lowers the
+child's ``Progress.LIMIT`` under the slot's lock, the lock the child takes to
+start a job, so each of them was either started before or never will be.
+
 Because the task runs in a process of its own, the worker can enforce a timeout
 on code that never returns (``while True: pass``, a blocking C call) or stop a
 cancelled job: it kills the child and starts a fresh one. ``max_jobs_per_child``
@@ -25,6 +31,7 @@ decides when they stop. The child's side is ``jobs.worker.child``.
 
 import logging
 import multiprocessing
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,10 +62,14 @@ class Slot:
     process: Any
     conn: Connection
     progress: Any  # shared doubles, indexed by Progress
+    lock: Any  # guards Progress.STARTED and Progress.LIMIT
     jobs: deque = field(default_factory=deque)
     unrecorded: dict = field(default_factory=dict)
     head: int = 0  # sequence number of jobs[0]
     skipped: set = field(default_factory=set)  # ids the child was told to skip
+    handed_back: set = field(default_factory=set)  # ids released while in the child's hand
+    submitted: float = 0.0  # when (monotonic) the slot got its jobs
+    size: int = 0  # how many it got
 
 
 class Pool:
@@ -79,6 +90,9 @@ class Pool:
         # Jobs that ran but whose outcome a child failed to record: the worker hands
         # them back (they run again).
         self.lost: list[Any] = []
+        # (jobs handed over, seconds until the child was through them) of each batch
+        # a child finished since the worker last looked; it sizes the next batches.
+        self.batches: list[tuple[int, float]] = []
 
     def start(self) -> None:
         self.slots = [self._spawn(index) for index in range(self.size)]
@@ -86,15 +100,16 @@ class Pool:
     def _spawn(self, index: int) -> Slot:
         parent, child = _context.Pipe()
         progress = _context.RawArray("d", Progress.INITIAL)
+        lock = _context.Lock()
         process = _context.Process(
             target=child_main,
-            args=(child, progress, self.worker_id, self.db_names, self.max_jobs_per_child),
+            args=(child, progress, lock, self.worker_id, self.db_names, self.max_jobs_per_child),
             name=f"jobs-executor-{index}",
             daemon=True,
         )
         process.start()
         child.close()
-        return Slot(index=index, process=process, conn=parent, progress=progress)
+        return Slot(index=index, process=process, conn=parent, progress=progress, lock=lock)
 
     def idle(self) -> list[Slot]:
         return [slot for slot in self.slots if not slot.jobs]
@@ -104,7 +119,12 @@ class Pool:
 
     def held(self) -> list[Any]:
         """Every job handed to a child whose outcome is not recorded yet."""
-        return [job for s in self.slots for job in (*s.jobs, *s.unrecorded.values())]
+        return [
+            job
+            for s in self.slots
+            for job in (*s.jobs, *s.unrecorded.values())
+            if job.pk not in s.handed_back
+        ]
 
     def submit(self, slot: Slot, jobs: list[Any]) -> None:
         """Hand ``jobs`` to the idle ``slot`` (replacing its child if it has retired)."""
@@ -113,6 +133,10 @@ class Pool:
             slot = self.slots[slot.index] = self._spawn(slot.index)
         slot.jobs.extend(jobs)
         slot.skipped.clear()
+        slot.handed_back.clear()
+        slot.submitted, slot.size = time.monotonic(), len(jobs)
+        # The child has reported every earlier job: none of them can start any more.
+        slot.progress[Progress.LIMIT] = Progress.NO_LIMIT
         slot.conn.send(jobs)
 
     def _position(self, slot: Slot) -> int:
@@ -144,8 +168,19 @@ class Pool:
         return slot.progress[Progress.SINCE]
 
     def unstarted(self, slot: Slot) -> list[Any]:
-        """Jobs handed to the slot's child that it has not started."""
-        return list(slot.jobs)[max(self._position(slot) + 1, 0) :]
+        """Jobs handed to the slot's child that it has not started (nor handed back)."""
+        rest = list(slot.jobs)[max(self._position(slot) + 1, 0) :]
+        return [job for job in rest if job.pk not in slot.handed_back]
+
+    def hand_back(self, slot: Slot) -> list[Any]:
+        """Take back the jobs waiting behind the one the slot's child runs now: after
+        this the child can start none of them (it reports them ``skipped``, and the
+        worker ignores those reports). Return them, for the caller to release."""
+        with slot.lock:
+            slot.progress[Progress.LIMIT] = slot.progress[Progress.STARTED]
+            waiting = self.unstarted(slot)
+        slot.handed_back.update(job.pk for job in waiting)
+        return waiting
 
     @staticmethod
     def started_at(slot: Slot) -> datetime:
@@ -210,6 +245,10 @@ class Pool:
             for job_id, status in message[1]:
                 job = slot.jobs.popleft()
                 slot.head += 1
+                if not slot.jobs:
+                    self.batches.append((slot.size, time.monotonic() - slot.submitted))
+                if job_id in slot.handed_back:
+                    continue  # released when it was handed back
                 if status == "processing":  # success queued for a grouped write
                     slot.unrecorded[job_id] = job
                 elif status == "unrecorded":
@@ -235,7 +274,7 @@ class Pool:
         position, job, _ = running
         if job.started_at is None:
             job.started_at = self.started_at(slot)
-        return [*slot.unrecorded.values(), *jobs[:position]], job, jobs[position + 1 :]
+        return [*slot.unrecorded.values(), *jobs[:position]], job, self.unstarted(slot)
 
     def replace(self, slot: Slot) -> tuple[list[Any], Any, list[Any]]:
         """Kill the slot's child and start a fresh one.

@@ -93,7 +93,9 @@ class Worker:
         host = socket.gethostname()
         self.worker_id = worker_id or lifecycle.new_worker_id(f"{host}-{os.getpid()}")
         self.poll_interval = conf.POLL_INTERVAL if poll_interval is None else poll_interval
-        self.batch = max(1, batch or conf.BATCH_SIZE)
+        self.batch = max(1, batch or conf.BATCH_SIZE)  # the most per executor
+        self._size = self.batch  # jobs per executor in the next claim (see _resize)
+        self.hand_back_after = conf.HAND_BACK_AFTER
         self.concurrency = max(1, concurrency)
         self.max_jobs = max_jobs
         self.shutdown_timeout = (
@@ -113,6 +115,7 @@ class Worker:
         )
         self.processed = 0
         self._buffer: deque[Job] = deque()
+        self._returning: list[Job] = []  # handed back from an executor, to release
         self._stop = threading.Event()
         # A byte here wakes the loop from waiting on its executors (see stop()).
         self._wake_r, self._wake_w = os.pipe()
@@ -247,7 +250,7 @@ class Worker:
             jobs = lifecycle.claim(
                 worker_id=self.worker_id,
                 queues=self.queues,
-                limit=min(self.batch * len(idle), wanted),
+                limit=min(self._size * len(idle), wanted),
             )
             self._buffer.extend(jobs)
             claimed = len(jobs)
@@ -271,8 +274,11 @@ class Worker:
             deadline = self.pool.deadline(slot)
             # Not started yet as far as the worker can see: look again shortly.
             times.append(deadline - now if deadline is not None else 0.05)
-            if (job := self.pool.in_task(slot)) is not None and job.started_at is None:
-                times.append(self.pool.since(slot) + START_MARK_DELAY - now)  # _mark_started
+            if (job := self.pool.in_task(slot)) is not None:
+                if job.started_at is None:
+                    times.append(self.pool.since(slot) + START_MARK_DELAY - now)  # _mark_started
+                if self.pool.unstarted(slot):
+                    times.append(self.pool.since(slot) + self.hand_back_after - now)
         if self.pool.idle():
             times.append(self.poll_interval if idle else 0.0)
         return max(0.0, min(times))
@@ -300,6 +306,32 @@ class Worker:
             self._hand_back(before, rest)
         self._stop_taken()
         self._mark_started()
+        self._hand_back_waiting()
+        self._resize()
+
+    def _hand_back_waiting(self) -> None:
+        """Release the jobs waiting in an executor's hand behind one that has run for
+        ``hand_back_after`` seconds: another worker (or executor) takes them."""
+        now = time.monotonic()
+        for slot in self.pool.busy():
+            long = now - self.pool.since(slot) >= self.hand_back_after
+            if long and self.pool.in_task(slot) is not None and self.pool.unstarted(slot):
+                self._returning += self.pool.hand_back(slot)
+                self._size = 1
+        if self._returning:
+            lifecycle.release(jobs=self._returning, worker_id=self.worker_id, started=False)
+            self._returning = []
+
+    def _resize(self) -> None:
+        """Size the next claim from the batches executors finished: double it while a
+        whole batch runs within ``hand_back_after`` (up to ``batch``), halve it when
+        one takes longer; one at a time after a job was handed back."""
+        for size, seconds in self.pool.batches:
+            if seconds >= self.hand_back_after:
+                self._size = max(1, self._size // 2)
+            elif size >= self._size:
+                self._size = min(self.batch, self._size * 2)
+        self.pool.batches.clear()
 
     def _hand_back(self, ran: list[Job], unstarted: list[Job]) -> None:
         """Requeue jobs a stopped child left: ones that ran (their success unrecorded)
@@ -411,6 +443,9 @@ class Worker:
     # -- stopping -------------------------------------------------------------------------
 
     def _release_buffer(self) -> None:
+        if self._returning:
+            lifecycle.release(jobs=self._returning, worker_id=self.worker_id, started=False)
+            self._returning = []
         if self._buffer:
             lifecycle.release(jobs=list(self._buffer), worker_id=self.worker_id, started=False)
             self._buffer.clear()
