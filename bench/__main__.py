@@ -1,6 +1,6 @@
 """Run the benchmarks: ``python -m bench [GROUP ...] [--db sqlite|postgres] [--output PATH]``.
 
-Groups: drain, host, latency, enqueue, scale, memory (default: all). Each measurement
+Groups: drain, host, latency, enqueue, mixed, scale, memory (default: all). Each measurement
 runs in a process of its own against a fresh database and prints one JSON line;
 this runner echoes them. A full run (every group, both databases) writes
 docs/benchmarks.md; a partial one writes only with ``--output``.
@@ -17,8 +17,11 @@ from typing import Any
 from bench import report
 from bench.common import ROOT, drop_templates, emit
 
-DRAINS = [(1, 1), (2, 1), (4, 1), (1, 2)]  # (worker processes, concurrency)
-HOST_RUNS = [(1, 2000), (100, 5000)]  # (batch, jobs): runworker's default, the drain rows' batch
+# (worker processes, concurrency, --batch): runworker's defaults (no --batch), and
+# the batch the drain rows used before it was the default, for the history.
+DRAINS = [(1, 1, None), (2, 1, None), (4, 1, None), (1, 2, None), (1, 1, 100)]
+HOST_RUNS = [(None, 5000), (1, 2000)]  # (batch, jobs): runworker's default, one job per claim
+MIXED = ["default", "no-hand-back", "batch-1"]
 
 
 def plan(groups: list[str], dbs: list[str]) -> list[list[str]]:
@@ -26,24 +29,21 @@ def plan(groups: list[str], dbs: list[str]) -> list[list[str]]:
     steps: list[list[str]] = []
     for db in dbs:
         if "drain" in groups:
-            for workers, concurrency in DRAINS:
+            for workers, concurrency, batch in DRAINS:
                 steps.append(
-                    [
-                        "bench.drain",
-                        db,
-                        "--workers",
-                        str(workers),
-                        "--concurrency",
-                        str(concurrency),
-                    ]
+                    ["bench.drain", db, "--workers", str(workers)]
+                    + ["--concurrency", str(concurrency)]
+                    + (["--batch", str(batch)] if batch else [])
                 )
         if "host" in groups:
             steps += [
-                ["bench.host", db, "--batch", str(batch), "--jobs", str(jobs)]
+                ["bench.host", db, "--jobs", str(jobs), *(["--batch", str(batch)] if batch else [])]
                 for batch, jobs in HOST_RUNS
             ]
     for group, module in [("latency", "bench.latency"), ("enqueue", "bench.enqueue")]:
         steps += [[module, db] for db in dbs if group in groups]
+    if "mixed" in groups:
+        steps += [["bench.mixed", db, "--variant", variant] for db in dbs for variant in MIXED]
     if "scale" in groups:
         steps += [["bench.scale", db] for db in ("postgres", "sqlite") if db in dbs]
     if "memory" in groups:
@@ -79,7 +79,7 @@ def rerender(log: Path, output: Path) -> None:
 
 
 def main() -> None:
-    groups = ["drain", "host", "latency", "enqueue", "scale", "memory"]
+    groups = ["drain", "host", "latency", "enqueue", "mixed", "scale", "memory"]
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("groups", nargs="*", help=f"any of {', '.join(groups)} (default: all)")
     parser.add_argument("--db", choices=["sqlite", "postgres"], action="append")

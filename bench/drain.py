@@ -1,11 +1,12 @@
 """Drain throughput: W worker processes run pre-enqueued no-op jobs.
 
-    python -m bench.drain sqlite|postgres [--workers 1] [--jobs 5000] [--batch 100]
+    python -m bench.drain sqlite|postgres [--workers 1] [--jobs 5000] [--batch N]
         [--concurrency 1] [--repeat 3]
 
 Queues ``--jobs`` noop jobs, runs ``--workers`` ``runworker --once`` processes
-until they exit, checks the outcome; ``--repeat`` times on one fresh database
-(each round's jobs told apart by their creation time). Prints one JSON line with
+(with ``--batch N`` only if given: runworker's default otherwise) until they
+exit, checks the outcome; ``--repeat`` times on one fresh database (each
+round's jobs told apart by their creation time). Prints one JSON line with
 the median round: the wall-clock rate (worker start to last exit, process
 start-up included) and the drain rate from the database's own timestamps (first
 ``started_at`` to last ``finished_at``), plus the best drain rate. A 5,000-job
@@ -35,10 +36,13 @@ def round_(url: str, workers: int, jobs: int, args: list[str]) -> tuple[float, f
     return elapsed, window
 
 
-def run(kind: str, workers: int, jobs: int, batch: int, concurrency: int, repeat: int) -> dict:
+def run(
+    kind: str, workers: int, jobs: int, batch: int | None, concurrency: int, repeat: int
+) -> dict:
     url = database_url(kind, f"drain_{workers}_{concurrency}")
     setup(url)
-    args = ["--once", "--batch", str(batch), "--concurrency", str(concurrency)]
+    args = ["--once", "--concurrency", str(concurrency)]
+    args += ["--batch", str(batch)] if batch else []
     rounds = sorted((round_(url, workers, jobs, args) for _ in range(repeat)), key=lambda r: r[1])
     wall, window = rounds[len(rounds) // 2]  # the median by drain time
     from django.db import connection
@@ -51,7 +55,7 @@ def run(kind: str, workers: int, jobs: int, batch: int, concurrency: int, repeat
             "db": kind,
             "workers": workers,
             "concurrency": concurrency,
-            "batch": batch,
+            "batch": batch or "default",
             "jobs": jobs,
             "rounds": repeat,
             "wall_s": round(wall, 3),
@@ -69,7 +73,7 @@ def main() -> None:
     parser.add_argument("db", choices=["sqlite", "postgres"])
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=5000)
-    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--batch", type=int, help="runworker --batch (default: none given)")
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()

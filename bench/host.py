@@ -1,6 +1,6 @@
 """Drain rate under a host project's settings, next to this repository's settings.
 
-    python -m bench.host sqlite|postgres [--jobs 2000] [--batch 1] [--repeat 3]
+    python -m bench.host sqlite|postgres [--jobs 2000] [--batch N] [--repeat 3]
 
 A project that installs jobqueue keeps Django's defaults: ``CONN_MAX_AGE = 0``,
 SQLite without WAL, busy timeout or IMMEDIATE transactions, no LOGGING
@@ -36,7 +36,7 @@ def _rollback_journal(url: str) -> None:
         raise SystemExit(f"could not leave WAL mode: journal_mode={mode}")
 
 
-def round_(url: str, side: str, jobs: int, batch: int) -> float:
+def round_(url: str, side: str, jobs: int, batch: int | None) -> float:
     """Queue and drain ``jobs`` under ``side``'s settings; return the drain rate (jobs/s)."""
     from django.utils import timezone
 
@@ -46,17 +46,16 @@ def round_(url: str, side: str, jobs: int, batch: int) -> float:
     enqueue_noops(jobs)
     if side == "host" and url.startswith("sqlite:///"):
         _rollback_journal(url)
-    workers = start_workers(
-        1, url, "--once", "--batch", str(batch), DJANGO_SETTINGS_MODULE=SETTINGS[side]
-    )
+    flags = ["--batch", str(batch)] if batch else []  # none: runworker's default
+    workers = start_workers(1, url, "--once", *flags, DJANGO_SETTINGS_MODULE=SETTINGS[side])
     wait_all(workers)
     check_outcome(jobs, created_at__gte=mark)
     window, _ = drain_window(created_at__gte=mark)
     return jobs / window
 
 
-def run(kind: str, jobs: int, batch: int, repeat: int) -> list[dict]:
-    url = database_url(kind, f"host_{batch}")
+def run(kind: str, jobs: int, batch: int | None, repeat: int) -> list[dict]:
+    url = database_url(kind, f"host_{batch or 'default'}")
     setup(url)
     rates: dict[str, list[float]] = {side: [] for side in SETTINGS}
     for _ in range(repeat):
@@ -73,7 +72,7 @@ def run(kind: str, jobs: int, batch: int, repeat: int) -> list[dict]:
                 "bench": "host",
                 "db": kind,
                 "settings": side,
-                "batch": batch,
+                "batch": batch or "default",
                 "jobs": jobs,
                 "rounds": repeat,
                 "drain_jobs_per_s": round(medians[side]),
@@ -93,7 +92,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("db", choices=["sqlite", "postgres"])
     parser.add_argument("--jobs", type=int, default=2000)
-    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--batch", type=int, help="runworker --batch (default: none given)")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     run(args.db, args.jobs, args.batch, args.repeat)

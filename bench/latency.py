@@ -52,7 +52,7 @@ def run(kind: str, samples: int) -> dict:
     from jobs.conf import conf
     from jobs.models import Worker
 
-    workers = start_workers(1, url, "--batch", "100")
+    workers = start_workers(1, url)  # runworker's defaults
     try:
         wait_for(Worker.objects.exists, timeout=60)
         time.sleep(1.0)  # settle: executor children up, first idle poll done

@@ -2,7 +2,7 @@
 
     python -m bench.memory sqlite|postgres [--first 1000] [--total 100000]
 
-Starts one long-running ``runworker --batch 100``, queues ``--first`` jobs,
+Starts one long-running ``runworker`` (its defaults), queues ``--first`` jobs,
 waits until they are done and reads VmRSS of the worker and of every process
 below it (forkserver, executor children) from /proc; then queues the rest up
 to ``--total``, waits again and reads RSS again.
@@ -83,7 +83,7 @@ def run(kind: str, first: int, total: int) -> dict:
     def done(n: int) -> bool:
         return Job.objects.filter(status="done").count() >= n
 
-    worker = start_workers(1, url, "--batch", "100")[0]
+    worker = start_workers(1, url)[0]
     try:
         enqueue(0, first)
         wait_for(lambda: done(first), timeout=120, interval=0.2)

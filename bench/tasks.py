@@ -1,4 +1,5 @@
-"""A task for benchmarks that must see double runs: ``bench.mark`` logs each run to a file.
+"""Tasks for benchmarks: ``bench.mark`` logs each run to a file (to see double runs),
+``bench.sleep`` takes a while.
 
 Loaded through ``JOBS_TASK_MODULES=bench.tasks``. Each run appends its payload
 (a job number) as one line to ``BENCH_MARK_FILE`` with a single ``O_APPEND``
@@ -7,6 +8,7 @@ twice means the job ran twice, even when its row ends ``done`` with one attempt.
 """
 
 import os
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,12 @@ def mark(payload: Any) -> None:
         os.write(fd, f"{payload}\n".encode())
     finally:
         os.close(fd)
+
+
+@register("bench.sleep")
+def sleep(payload: Any) -> None:
+    """Sleep ``payload`` seconds: a job that takes a while (the mixed workload)."""
+    time.sleep(float(payload))
 
 
 def runs(path: Path) -> dict[str, int]:
