@@ -11,7 +11,11 @@ so it always gets round to its housekeeping:
   done, failed or queued, deleted) is stopped: its child is killed if it runs
   the task, told to skip it if it has not started it;
 - it records ``started_at`` of a job still running after a moment (a quicker
-  job's start is recorded with its outcome);
+  job's start is recorded with its outcome), and hands the jobs waiting behind a
+  job running longer than ``JOBS_HAND_BACK_AFTER`` back to the queue;
+- it sizes each claim by how fast the last batches ran (``_resize``): up to
+  ``batch`` jobs per executor while whole batches finish within
+  ``JOBS_HAND_BACK_AFTER``, fewer as they slow down, one after a hand-back;
 - it kills a child whose job overran its ``timeout`` and records a timed-out
   attempt (retried like any failure), then starts a fresh child;
 - every ``recover_interval`` seconds it recovers jobs whose lease expired, from

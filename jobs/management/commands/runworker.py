@@ -19,7 +19,11 @@ class Command(BaseCommand):
         )
         parser.add_argument("--concurrency", type=int, default=1, help="Jobs run at once.")
         parser.add_argument("--poll-interval", type=float, help="Idle wait in seconds.")
-        parser.add_argument("--batch", type=int, help="Jobs claimed per round trip.")
+        parser.add_argument(
+            "--batch",
+            type=int,
+            help="The most jobs claimed per executor per round trip (JOBS_BATCH_SIZE, 100).",
+        )
         parser.add_argument("--max-jobs", type=int, help="Exit after running this many jobs.")
         parser.add_argument(
             "--max-jobs-per-child", type=int, help="Replace an executor after this many jobs."
