@@ -2,11 +2,12 @@
 
     python -m bench.scale sqlite|postgres [--rows 1000000] [--jobs 5000]
 
-On one fresh database: drain ``--jobs`` noop jobs with one worker (``--once``,
-runworker's defaults) on the empty table (best of two), then load ``--rows`` done jobs with one
-``INSERT ... SELECT`` (``generate_series`` on PostgreSQL, a recursive CTE on
-SQLite), ``ANALYZE``, and drain ``--jobs`` new ones again (best of two). Prints one JSON line
-with both drain rates (database timestamps) and their ratio.
+Two fresh databases: one gets ``--rows`` done jobs with one ``INSERT ... SELECT``
+(``generate_series`` on PostgreSQL, a recursive CTE on SQLite) and is settled as a
+long-lived one is, the other stays empty. Then ``--rounds`` times, alternating
+(so the machine's load hits both alike), ``--jobs`` noop jobs are drained by one
+worker (``--once``, runworker's defaults) on each. Prints one JSON line with the
+best drain rate of each (database timestamps) and their ratio.
 """
 
 import argparse
@@ -38,10 +39,20 @@ FROM (SELECT i, strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now', '-2 days',
 """
 
 
+def use(url: str) -> None:
+    """Point this process's default connection at the database ``url``."""
+    import dj_database_url
+    from django.db import connection
+
+    connection.close()
+    connection.settings_dict["NAME"] = dj_database_url.parse(url)["NAME"]
+
+
 def drain(url: str, jobs: int) -> float:
     """Queue ``jobs`` noops, drain them with one worker; return the DB-timestamp rate."""
     from django.utils import timezone
 
+    use(url)
     from bench.outcome import check_outcome, drain_window, enqueue_noops
 
     mark = timezone.now()
@@ -74,28 +85,32 @@ def load(rows: int) -> float:
     return time.perf_counter() - started
 
 
-def run(kind: str, rows: int, jobs: int) -> dict:
-    url = database_url(kind, "scale")
+def run(kind: str, rows: int, jobs: int, rounds: int) -> dict:
+    url, empty_url = database_url(kind, "scale"), database_url(kind, "scale_empty")
     setup(url)
     from django.db import connection
 
     from jobs.models import Job
 
-    # Best of two each: the machine is shared, and noise is larger than the effect.
-    empty = max(drain(url, jobs) for _ in range(2))
     load_s = load(rows)
-    full = max(drain(url, jobs) for _ in range(2))
+    # Alternating, best of each: the machine is shared, and noise is larger than the effect.
+    empty, full = 0.0, 0.0
+    for _ in range(rounds):
+        empty = max(empty, drain(empty_url, jobs))
+        full = max(full, drain(url, jobs))
     preloaded = Job.objects.filter(worker_id="preload", status="done").count()
     if preloaded != rows:
         raise SystemExit(f"expected {rows} preloaded done jobs, found {preloaded}")
     connection.close()
     drop_database(url)
+    drop_database(empty_url)
     return emit(
         {
             "bench": "scale",
             "db": kind,
             "finished_rows": rows,
             "jobs": jobs,
+            "rounds": rounds,
             "load_s": round(load_s, 1),
             "empty_drain_jobs_per_s": round(empty),
             "full_drain_jobs_per_s": round(full),
@@ -109,8 +124,9 @@ def main() -> None:
     parser.add_argument("db", choices=["sqlite", "postgres"])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--jobs", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    run(args.db, args.rows, args.jobs)
+    run(args.db, args.rows, args.jobs, args.rounds)
 
 
 if __name__ == "__main__":
