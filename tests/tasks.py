@@ -40,6 +40,18 @@ def append(payload: dict[str, Any]) -> str:
     return payload["line"]
 
 
+@register("test.record")
+def record(payload: dict[str, Any]) -> str:
+    """Touch payload['marker'] if given, sleep payload['seconds'], then append
+    "<payload['line']> <time>" to the file payload['path']: one line per execution."""
+    if marker := payload.get("marker"):
+        Path(marker).touch()
+    time.sleep(float(payload.get("seconds", 0)))
+    with open(payload["path"], "a") as handle:
+        handle.write(f"{payload['line']} {time.time()}\n")
+    return payload["line"]
+
+
 @register("test.unserialisable")
 def unserialisable(payload: Any) -> object:
     """Return something JSON cannot hold."""
