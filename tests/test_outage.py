@@ -1,12 +1,15 @@
-"""Database outages, end to end: the real server and a worker on a private PostgreSQL
-cluster that is stopped and started again during a burst of creates.
+"""Database outages: requests answer 503 (retry later), never 500; outcomes a worker
+could not record while the database was down are recorded once it is back.
 
-Clients get 201 or 503 (the JSON error shape, ``Retry-After``), never a 500 or a
-reset; every 201 has its job; successes the worker could not record while the
-database was down are recorded once it is back, so no job runs twice.
+In-process tests point the connection at a port where nothing listens (PostgreSQL
+runs only: a real connection failure, no mock). End to end: the real server and a
+worker on a private PostgreSQL cluster that is stopped and started again during a
+burst of creates. Clients get 201 or 503 (the JSON error shape, ``Retry-After``),
+never a 500 or a reset; every 201 has its job; no job runs twice.
 """
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -18,6 +21,7 @@ import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +30,108 @@ import pytest
 from tests.conftest import ROOT, wait_for
 from tests.pg_cluster import PgCluster
 
-# Ports of this test: the private cluster, the server.
+# Ports of these tests: the private cluster, the server, one where nothing listens.
 PG_PORT = 8341
 WEB_PORT = 8342
+NOTHING_PORT = 8349
 CLIENTS = 8
+
+
+@pytest.fixture
+def postgres(transactional_db: None) -> None:
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("a connection failure is a PostgreSQL matter (run with DATABASE_URL)")
+
+
+@contextmanager
+def database_down() -> Iterator[None]:
+    """Make the next connection fail as if the server were down: nothing listens there."""
+    from django.db import connection
+
+    port = connection.settings_dict["PORT"]
+    connection.close()
+    connection.settings_dict["PORT"] = str(NOTHING_PORT)
+    try:
+        yield
+    finally:
+        connection.close()
+        connection.settings_dict["PORT"] = port
+
+
+def test_connection_failures_are_unavailable_and_query_errors_are_not(postgres):
+    from django.db import DatabaseError, connection
+
+    from jobs.exceptions import database_unavailable
+
+    with pytest.raises(DatabaseError) as refused, database_down():
+        connection.ensure_connection()
+    assert database_unavailable(refused.value)
+    with pytest.raises(DatabaseError) as bad, connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM no_such_table")
+    assert not database_unavailable(bad.value)
+    with pytest.raises(DatabaseError) as killed, connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+    assert database_unavailable(killed.value)
+    connection.close()
+
+
+def assert_unavailable(response: Any) -> None:
+    assert response.status_code == 503, response.content
+    assert response["Retry-After"] == "2"
+    body = json.loads(response.content)
+    assert body["code"] == "database_unavailable" and "retry" in body["detail"].lower()
+
+
+def test_api_calls_answer_503_with_retry_after_while_the_database_is_down(postgres, api, caplog):
+    """Token lookup, permission checks and views alike: a 503 in the error shape, logged
+    as one WARNING line each without a traceback; 200s again once it is back."""
+    job = api.post("/api/jobs", {"payload": 1}, format="json").json()
+    caplog.set_level(logging.INFO)
+    with database_down():
+        answers = [
+            api.get("/api/jobs"),
+            api.post("/api/jobs", {"payload": 2}, format="json"),
+            api.get(f"/api/jobs/{job['id']}"),
+            api.post(f"/api/jobs/{job['id']}/cancel"),
+        ]
+    for response in answers:
+        assert_unavailable(response)
+    problems = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [(r.name, r.levelname, r.exc_info) for r in problems] == [
+        ("django.request", "WARNING", None)
+    ] * len(answers)
+    assert "Database unavailable: GET /api/jobs:" in problems[0].getMessage()
+    assert api.get(f"/api/jobs/{job['id']}").status_code == 200
+
+
+def test_the_admin_shows_a_readable_page_while_the_database_is_down(postgres, client, user):
+    client.force_login(user)
+    with database_down():
+        response = client.get("/admin/jobs/job/")
+    assert response.status_code == 503 and response["Retry-After"] == "2"
+    assert "Database unavailable" in response.content.decode()
+    assert client.get("/admin/jobs/job/").status_code == 200
+
+
+def test_the_500_handler_answers_503_for_an_unreachable_database_only(postgres, rf):
+    """For errors raised outside a view (a middleware's query): 503 for an outage, the
+    usual 500 page for anything else."""
+    from django.db import DatabaseError, connection
+
+    from jobs.unavailable import server_error
+
+    try:
+        with database_down():
+            connection.ensure_connection()
+    except DatabaseError:
+        assert server_error(rf.get("/admin/")).status_code == 503
+        assert_unavailable(server_error(rf.get("/api/jobs")))
+    try:
+        raise ValueError("a bug")
+    except ValueError:
+        assert server_error(rf.get("/admin/")).status_code == 500
 
 
 @pytest.fixture
