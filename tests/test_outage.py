@@ -134,6 +134,38 @@ def test_the_500_handler_answers_503_for_an_unreachable_database_only(postgres, 
         assert server_error(rf.get("/admin/")).status_code == 500
 
 
+def test_outcomes_an_outage_kept_are_recorded_once_the_database_answers(postgres, make_job):
+    """Successes, failures and progress the worker's executor could not write while the
+    database was down wait in ``Completions`` and are written (fenced) once it is back:
+    nothing runs again, and a job taken away meanwhile is not overwritten."""
+    from django.db import DatabaseError
+
+    from jobs import lifecycle, runner
+    from jobs.models import Job
+
+    ok = make_job(task="echo", payload="ok")
+    failing = make_job(task="test.fail", payload="no")
+    reporting = make_job(task="test.progress")
+    cancelled = make_job(task="echo", payload="taken away")
+    claimed = lifecycle.claim(worker_id="w", limit=4)
+    completions = runner.Completions("w")
+    with database_down():
+        statuses = [runner.execute(job, worker_id="w", completions=completions) for job in claimed]
+        assert statuses == ["processing"] * 4
+        with pytest.raises(DatabaseError):
+            completions.flush()
+        assert completions.waiting() and completions.retry_in() is not None
+    lifecycle.cancel(job_id=cancelled.pk)
+    assert sorted(completions.flush(), key=str) == sorted([j.pk for j in claimed], key=str)
+    assert not completions.waiting() and completions.retry_in() is None
+    rows = Job.objects.in_bulk([j.pk for j in claimed])
+    assert (rows[ok.pk].status, rows[ok.pk].result) == ("done", "ok")
+    assert rows[failing.pk].status == "queued" and "failed on 'no'" in rows[failing.pk].error
+    assert rows[reporting.pk].status == "done"
+    assert (rows[reporting.pk].progress, rows[reporting.pk].progress_message) == (50, "half way")
+    assert rows[cancelled.pk].status == "cancelled"
+
+
 @pytest.fixture
 def cluster() -> Iterator[PgCluster]:
     pg = PgCluster(PG_PORT)
