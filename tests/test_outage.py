@@ -106,6 +106,14 @@ def test_api_calls_answer_503_with_retry_after_while_the_database_is_down(postgr
     assert api.get(f"/api/jobs/{job['id']}").status_code == 200
 
 
+def test_health_answers_503_with_one_warning_line(postgres, client, caplog):
+    with database_down():
+        response = client.get("/health")
+    assert response.status_code == 503 and response.json()["database"] == "unreachable"
+    problems = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [(r.levelname, r.exc_info) for r in problems] == [("WARNING", None)]
+
+
 def test_the_admin_shows_a_readable_page_while_the_database_is_down(postgres, client, user):
     client.force_login(user)
     with database_down():
