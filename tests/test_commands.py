@@ -8,6 +8,7 @@ import subprocess
 import time
 import urllib.request
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -156,3 +157,29 @@ def test_a_second_signal_from_the_user_stops_at_once(processes):
     assert time.monotonic() - started < 20
     job.refresh_from_db()
     assert (job.status, job.attempts) == (Status.QUEUED, 1), processes.output(proc)
+
+
+@pytest.mark.slow
+def test_the_web_server_and_workers_stop_when_serve_is_killed(processes):
+    """They run in sessions of their own, so they get a SIGTERM when serve dies (even by
+    SIGKILL) rather than living on without it."""
+    port = 8345
+    serve = processes.manage("serve", "--port", str(port), "--web-workers", "1")
+    worker = wait_for(lambda: WorkerRow.objects.values_list("pid", flat=True).first(), timeout=60)
+    wait_for(lambda: listening(port), timeout=30)
+    os.kill(serve.pid, signal.SIGKILL)
+    serve.wait()
+
+    def gone() -> bool:
+        try:  # exited (a zombie until its new parent reaps it), and the port closed
+            exited = Path(f"/proc/{worker}/stat").read_text().split(")")[1].split()[0] == "Z"
+        except FileNotFoundError:
+            exited = True
+        return exited and not listening(port)
+
+    wait_for(gone, timeout=30)
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
