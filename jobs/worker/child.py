@@ -5,6 +5,9 @@ pipe and runs each with ``runner.execute``, telling its worker through shared me
 The child side of ``jobs.worker.executor``, which spawns it and reads ``Progress``.
 It never claims a job nor decides when to stop: it runs what it is handed, skips
 what it is told to skip, and exits when its pipe closes or its worker says so.
+An outcome it cannot write while the database is unreachable stays in its
+``runner.Completions`` and is retried until written (the worker, which still holds
+the job, keeps renewing its lease); it reports the job ``"flushed"`` then.
 Children ignore SIGINT/SIGTERM and die with their forkserver (``_die_with_parent``).
 """
 
