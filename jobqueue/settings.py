@@ -83,6 +83,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so it sees every answer Django builds for /api/ paths (see jobs/api/errors.py).
     "jobs.api.errors.ApiErrorMiddleware",
+    # A database that cannot be reached: 503 with Retry-After, not 500 (jobs/unavailable.py).
+    "jobs.unavailable.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

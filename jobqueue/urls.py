@@ -13,6 +13,9 @@ swagger_ui = SpectacularSwaggerView.as_view(url_name="schema", http_method_names
 # (the default, "/", is no page here).
 admin.site.site_url = reverse_lazy("docs")
 
+# An unreachable database raised outside a view is a 503 too, not a 500.
+handler500 = "jobs.unavailable.server_error"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("jobs.api.urls")),

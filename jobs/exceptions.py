@@ -1,5 +1,13 @@
 """Errors raised by the queue's core, independent of HTTP or the admin."""
 
+from django.db import InterfaceError, OperationalError
+
+try:
+    from psycopg import OperationalError as PgOperationalError
+    from psycopg import errors as pg_errors
+except ImportError:  # the "postgres" extra is not installed: no PostgreSQL connection
+    PgOperationalError = pg_errors = None  # type: ignore[assignment,misc]
+
 
 class JobsError(Exception):
     """Base class for the queue's own errors."""
@@ -96,3 +104,27 @@ class JobNotFound(JobsError, LookupError):
     def __init__(self, job_id: object) -> None:
         super().__init__(f"job {job_id} does not exist")
         self.job_id = job_id
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot be reached right now, rather than
+    refusing a query: the connection failed, was lost or closed, or the server is
+    shutting down, starting up or full. Retrying later is the answer to these.
+
+    Matched by class (Django's wrapper, then the driver's error it wraps).
+    """
+    if isinstance(exc, InterfaceError):  # the connection is closed or unusable
+        return True
+    if not isinstance(exc, OperationalError) or PgOperationalError is None:
+        return False
+    cause = exc.__cause__
+    if type(cause) is PgOperationalError:  # no SQLSTATE: no connection, or it broke
+        return True
+    return isinstance(
+        cause,
+        pg_errors.ConnectionException  # SQLSTATE class 08
+        | pg_errors.AdminShutdown
+        | pg_errors.CrashShutdown
+        | pg_errors.CannotConnectNow
+        | pg_errors.TooManyConnections,
+    )

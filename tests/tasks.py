@@ -8,7 +8,7 @@ from typing import Any
 from django.db.backends.signals import connection_created
 
 from jobs.exceptions import PermanentFailure
-from jobs.tasks import register
+from jobs.tasks import register, report_progress
 
 
 @register("test.fail")
@@ -47,6 +47,25 @@ def stamp(payload: dict[str, Any]) -> str:
     with open(payload["path"], "a") as handle:
         handle.write(f"{payload['line']} {began}\n")
     return payload["line"]
+
+
+@register("test.record")
+def record(payload: dict[str, Any]) -> str:
+    """Touch payload['marker'] if given, sleep payload['seconds'], then append
+    "<payload['line']> <time>" to the file payload['path']: one line per execution."""
+    if marker := payload.get("marker"):
+        Path(marker).touch()
+    time.sleep(float(payload.get("seconds", 0)))
+    with open(payload["path"], "a") as handle:
+        handle.write(f"{payload['line']} {time.time()}\n")
+    return payload["line"]
+
+
+@register("test.progress")
+def progress(payload: Any) -> str:
+    """Report 50% ("half way"), then succeed."""
+    report_progress(50, "half way")
+    return "reported"
 
 
 @register("test.unserialisable")

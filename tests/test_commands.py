@@ -4,18 +4,21 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import time
 import urllib.request
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 
+from jobs import lifecycle
 from jobs.models import Job, Status
 from jobs.models import Worker as WorkerRow
-from tests.conftest import wait_for
+from tests.conftest import ROOT, database_url, wait_for
 
 
 @pytest.mark.django_db
@@ -92,3 +95,91 @@ def test_serve_restarts_a_worker_that_dies_and_keeps_serving(processes, user):
     assert "restarting" in processes.output(serve)
     serve.send_signal(signal.SIGTERM)
     assert serve.wait(timeout=30) == 0, processes.output(serve)
+
+
+def start_make_run(processes, port: int, env: dict[str, str]) -> subprocess.Popen:
+    """``make run`` in its own process group (as a terminal's job is), output to a file."""
+    log = processes.log_dir / "make-run.log"
+    with open(log, "w") as handle:
+        proc = subprocess.Popen(
+            ["make", "--no-print-directory", "run", f"PORT={port}"],
+            cwd=ROOT,
+            env={**os.environ, "DATABASE_URL": database_url(), "PYTHONUNBUFFERED": "1", **env},
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    proc.log = log  # type: ignore[attr-defined]
+    processes.started.append(proc)
+    return proc
+
+
+def start_running(processes, how: str, port: int, seconds: int) -> tuple[subprocess.Popen, Job]:
+    """Start ``serve`` (or ``make run``) with a job of ``seconds`` running in its worker."""
+    env = {"JOBS_TASK_MODULES": "tests.tasks", "JOBS_SIMULATE_SECONDS": str(seconds)}
+    if how == "make":
+        proc = start_make_run(processes, port, env)
+    else:
+        proc = processes.manage("serve", "--port", str(port), "--web-workers", "1", env=env)
+    job = lifecycle.enqueue(task="simulate", payload="shut down gently")[0]
+    wait_for(lambda: Job.objects.filter(pk=job.pk, started_at__isnull=False).exists(), timeout=90)
+    return proc, job
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["serve", "make"])
+def test_one_sigterm_to_the_process_group_lets_the_running_job_finish(processes, how):
+    """One SIGTERM to the whole process group (what a terminal's Ctrl-C or `kill -TERM -PGID`
+    does) is one graceful stop: the worker is signalled once, by serve, and its running
+    job finishes; the web server and the worker exit 0."""
+    proc, job = start_running(processes, how, 8343, seconds=3)
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=60)
+    output = processes.output(proc)
+    assert "Stopped (exit codes [0, 0])." in output, output
+    assert "stopping now" not in output, output
+    job.refresh_from_db()
+    assert job.status == Status.DONE, output
+    if how == "serve":
+        assert proc.returncode == 0
+
+
+@pytest.mark.slow
+def test_a_second_signal_from_the_user_stops_at_once(processes):
+    """A second signal, a moment after the first, stops the running job now: it goes
+    back to the queue (its attempt counted) instead of finishing."""
+    proc, job = start_running(processes, "serve", 8344, seconds=60)
+    started = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(1.5)
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=30) == 0, processes.output(proc)
+    assert time.monotonic() - started < 20
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == (Status.QUEUED, 1), processes.output(proc)
+
+
+@pytest.mark.slow
+def test_the_web_server_and_workers_stop_when_serve_is_killed(processes):
+    """They run in sessions of their own, so they get a SIGTERM when serve dies (even by
+    SIGKILL) rather than living on without it."""
+    port = 8345
+    serve = processes.manage("serve", "--port", str(port), "--web-workers", "1")
+    worker = wait_for(lambda: WorkerRow.objects.values_list("pid", flat=True).first(), timeout=60)
+    wait_for(lambda: listening(port), timeout=30)
+    os.kill(serve.pid, signal.SIGKILL)
+    serve.wait()
+
+    def gone() -> bool:
+        try:  # exited (a zombie until its new parent reaps it), and the port closed
+            exited = Path(f"/proc/{worker}/stat").read_text().split(")")[1].split()[0] == "Z"
+        except FileNotFoundError:
+            exited = True
+        return exited and not listening(port)
+
+    wait_for(gone, timeout=30)
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0

@@ -11,6 +11,11 @@ DRF's own exceptions pass through ``exception_handler``; everything Django answe
 by itself (unknown URLs, oversized bodies, server errors, with ``DEBUG`` on or off)
 is rewritten by ``ApiErrorMiddleware``, so an API client never gets an HTML page
 or a traceback.
+
+A database that cannot be reached (down, restarting, refusing connections) is not
+a bug: wherever it shows in a request (authentication, permissions, the view), the
+answer is a 503 ``database_unavailable`` with ``Retry-After``, logged as one
+WARNING line without a traceback (``database_unavailable``).
 """
 
 from collections.abc import Callable
@@ -22,12 +27,13 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.utils.log import log_response
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from jobs.exceptions import InvalidInput, flatten_errors
+from jobs.exceptions import InvalidInput, database_unavailable, flatten_errors
 
 API_PREFIX = "/api/"
 READ_METHODS = ("GET", "HEAD")
@@ -39,12 +45,35 @@ CODES = {
     413: "too_large",
     500: "internal_server_error",
 }
+# Seconds a client waits before retrying a 503: a restarting database is back in a few.
+RETRY_AFTER = 2
 
 
 class PayloadTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = "The request body is too large."
     default_code = "too_large"
+
+
+class DatabaseUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The database is unavailable for a moment: retry after Retry-After seconds."
+    default_code = "database_unavailable"
+
+
+def log_unavailable(request: HttpRequest, response: HttpResponse, exc: BaseException) -> None:
+    """Log a 503 for an unreachable database: one WARNING line, no traceback (and keep
+    Django from logging the answer again as an error)."""
+    response["Retry-After"] = str(RETRY_AFTER)
+    log_response(
+        "Database unavailable: %s %s: %s",
+        request.method,
+        request.path,
+        " ".join(str(exc).split()),
+        response=response,
+        request=request,
+        level="warning",
+    )
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -90,6 +119,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     elif isinstance(exc, InvalidInput):
         # The core's own refusal of a job or schedule: invalid input, field by field.
         exc = exceptions.ValidationError(exc.errors)
+    elif database_unavailable(exc):
+        response = drf_exception_handler(DatabaseUnavailable(), context)
+        response.data = error_body(DatabaseUnavailable())
+        log_unavailable(context["request"], response, exc)
+        return response
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(exc, exceptions.APIException):
         response.data = error_body(exc)

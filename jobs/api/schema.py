@@ -28,6 +28,8 @@ ERRORS = {
     "413": "The request body (or the payload) is too large.",
     "415": "The request body's media type is not accepted.",
     "429": "Too many writes: wait `Retry-After` seconds.",
+    "503": "The database cannot be reached for a moment (code `database_unavailable`): "
+    "retry after `Retry-After` seconds.",
 }
 
 
@@ -44,7 +46,7 @@ class AutoSchema(SpectacularAutoSchema):
     """Add the common error answers to every operation."""
 
     def _error_codes(self) -> list[str]:
-        codes = ["401", "403", "406"]
+        codes = ["401", "403", "406", "503"]
         writes = self.method in {"POST", "PUT", "PATCH", "DELETE"}
         has_body = self.method in {"POST", "PUT", "PATCH"}
         if has_body or self.get_filter_backends() or self._get_paginator():

@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 
 from jobs import lifecycle, runner, schedules, tasks
 from jobs.api.defaults import ApiDefaults, ListDefaults
-from jobs.api.errors import ErrorSerializer, json_error, read_only
+from jobs.api.errors import ErrorSerializer, json_error, log_unavailable, read_only
 from jobs.api.filters import JobFilter, ScheduleFilter
 from jobs.api.schema import error_response
 from jobs.api.serializers import (
@@ -38,7 +38,7 @@ from jobs.api.serializers import (
     WorkerSerializer,
 )
 from jobs.conf import conf
-from jobs.exceptions import InvalidJob, NameTaken, TransitionRefused
+from jobs.exceptions import InvalidJob, NameTaken, TransitionRefused, database_unavailable
 from jobs.models import Job, Schedule, Status, Worker
 from jobs.observability import metrics, stats
 
@@ -338,8 +338,12 @@ def health(request: HttpRequest) -> HttpResponse:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
             cursor.fetchone()
-    except Exception:
+    except Exception as exc:
         # Public endpoint: the reason goes to the log, not to whoever asks.
-        logger.exception("health check: database unreachable")
-        return JsonResponse({"status": "error", "database": "unreachable"}, status=503)
+        response = JsonResponse({"status": "error", "database": "unreachable"}, status=503)
+        if database_unavailable(exc):
+            log_unavailable(request, response, exc)  # an outage: one line, no traceback
+        else:
+            logger.exception("health check: database unreachable")
+        return response
     return JsonResponse({"status": "ok", "database": connection.vendor})

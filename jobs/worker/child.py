@@ -5,6 +5,9 @@ pipe and runs each with ``runner.execute``, telling its worker through shared me
 The child side of ``jobs.worker.executor``, which spawns it and reads ``Progress``.
 It never claims a job nor decides when to stop: it runs what it is handed, skips
 what it is told to skip, and exits when its pipe closes or its worker says so.
+An outcome it cannot write while the database is unreachable stays in its
+``runner.Completions`` and is retried until written (the worker, which still holds
+the job, keeps renewing its lease); it reports the job ``"flushed"`` then.
 Children ignore SIGINT/SIGTERM and die with their forkserver (``_die_with_parent``).
 """
 
@@ -22,6 +25,10 @@ import django
 from django.db import DatabaseError, close_old_connections, connections
 
 logger = logging.getLogger(__name__)
+
+# How long a stopping child keeps trying to record what an outage kept (seconds); its
+# worker waits 5 s before killing it.
+FINAL_FLUSH_SECONDS = 4.0
 
 
 class Progress:
@@ -106,17 +113,31 @@ def child_main(
 
     def flush() -> None:
         report()
-        done = [job.pk for job, _ in completions.pending]
+        if completions.retry_in():
+            return  # the database was unreachable a moment ago: wait for the retry time
         try:
-            completions.flush()
+            settled = completions.flush()
         except DatabaseError as exc:
-            # Not recorded: the worker hands these jobs back to run again.
-            logger.warning("worker=%s could not record %s successes: %s", worker_id, len(done), exc)
-            completions.pending = []
             close_old_connections()
-            conn.send(("unrecorded", done))
-            return
-        conn.send(("flushed", done))
+            if (delay := completions.retry_in()) is not None:
+                # Kept: recorded once the database answers; the worker renews the leases.
+                logger.warning(
+                    "worker=%s database unavailable, outcomes kept, retry=%s in %.1fs: %s",
+                    worker_id,
+                    completions.outages,
+                    delay,
+                    " ".join(str(exc).split()),
+                )
+            else:  # not an outage: the worker hands these jobs back to run again
+                dropped = completions.drop()
+                logger.warning(
+                    "worker=%s could not record %s outcomes: %s", worker_id, len(dropped), exc
+                )
+                conn.send(("unrecorded", dropped))
+            settled = completions.settled
+            completions.settled = []
+        if settled:
+            conn.send(("flushed", settled))
 
     def returned() -> None:  # called by the runner before it records the outcome
         progress[Progress.RETURNED] = progress[Progress.STARTED]
@@ -137,9 +158,12 @@ def child_main(
 
     ran = 0  # also the sequence number of the next job, as the worker counts them
     while max_jobs is None or ran < max_jobs:
-        if completions.pending and not inbox and not conn.poll():
+        if completions.waiting() and not inbox and not conn.poll():
             flush()  # nothing in hand: record what is done now
         report()
+        # During a database outage: retry the kept outcomes until written or new jobs come.
+        while completions.waiting() and not inbox and not conn.poll(completions.retry_in() or 0):
+            flush()
         try:
             jobs = inbox.popleft() if inbox else conn.recv()
         except EOFError:
@@ -174,5 +198,9 @@ def child_main(
             elif status != "processing":
                 report()
             ran += 1
-    if completions.pending or reports:
+    # Stopping: a last try for outcomes kept during an outage (the worker waits 5 s).
+    deadline = time.monotonic() + FINAL_FLUSH_SECONDS
+    flush()
+    while completions.waiting() and time.monotonic() < deadline:
+        time.sleep(min(completions.retry_in() or 0, max(0.0, deadline - time.monotonic())))
         flush()

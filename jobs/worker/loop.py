@@ -61,7 +61,7 @@ from django.utils import timezone
 
 from jobs import lifecycle, retention, runner, schedules
 from jobs.conf import conf
-from jobs.exceptions import TransitionRefused
+from jobs.exceptions import TransitionRefused, database_unavailable
 from jobs.models import Job, Outcome
 from jobs.models import Worker as WorkerRow
 from jobs.notify import Listener
@@ -290,9 +290,9 @@ class Worker:
     def _collect(self, timeout: float) -> None:
         finished, (ran, unstarted) = self.pool.wait(timeout, wake=self._wakers())
         self._consume_wakeups()
-        if self.pool.lost:
-            lost, self.pool.lost = self.pool.lost, []
-            lifecycle.release(jobs=lost, worker_id=self.worker_id, started=True)
+        if self.pool.lost:  # cleared once released: a database error keeps them for next time
+            lifecycle.release(jobs=self.pool.lost, worker_id=self.worker_id, started=True)
+            self.pool.lost = []
         for job, status in finished:
             if status == "skipped":  # taken away, or stopping: never started
                 unstarted.append(job)
@@ -388,7 +388,9 @@ class Worker:
             retention.purge_dead_workers()  # rows of workers killed without a clean exit
         try:
             schedules.tick()  # rate-limited inside; cheap when nothing is due
-        except Exception:
+        except Exception as exc:
+            if database_unavailable(exc):
+                raise  # an outage, not a broken schedule: the loop waits it out
             logger.exception("worker=%s schedule tick failed", self.worker_id)
             close_old_connections()
 
@@ -455,9 +457,10 @@ class Worker:
             self._buffer.clear()
 
     def _drain(self) -> None:
-        """Hand back claimed jobs not started; let running jobs finish, up to
-        ``shutdown_timeout`` seconds. A database error (a connection that died
-        unnoticed) is retried on a new connection within the same time."""
+        """Hand back claimed jobs not started; let running jobs finish and their
+        outcomes be recorded, up to ``shutdown_timeout`` seconds. A database error (a
+        connection that died unnoticed) is retried on a new connection within the
+        same time."""
         deadline = time.monotonic() + self.shutdown_timeout
         for slot in self.pool.busy():
             self.pool.skip(slot, self.pool.unstarted(slot))
@@ -465,10 +468,11 @@ class Worker:
             try:
                 close_old_connections()
                 self._release_buffer()
-                if not self.pool.busy():
+                if not self.pool.held():  # nothing running, no outcome left to record
                     return
                 self._housekeeping()
-                self._collect(min(self._wait_time(idle=False), deadline - time.monotonic()))
+                idle = not self.pool.busy()  # only outcomes to wait for: their report wakes it
+                self._collect(min(self._wait_time(idle=idle), deadline - time.monotonic()))
                 self._db.succeeded()
             except DatabaseError as exc:
                 self._db.failed(exc, until=deadline)

@@ -1,3 +1,5 @@
+import ctypes
+import ctypes.util
 import os
 import shutil
 import signal
@@ -18,6 +20,58 @@ from jobs.lifecycle import backoff
 RESTART_BASE = 1.0
 RESTART_MAX = 60.0
 RESTART_RESET_AFTER = 60.0
+# Signals this close to the first are the same user action, delivered twice: once by
+# the process group (Ctrl-C, `kill -TERM -PGID`) and once relayed (make forwards SIGTERM).
+SAME_ACTION = 1.0
+PR_SET_PDEATHSIG = 1
+
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+
+
+_LIBC = _libc()
+
+
+def spawn(argv: list[str]) -> subprocess.Popen:
+    """Start a child in a session of its own, which gets SIGTERM if ``serve`` dies.
+
+    In its own session, a signal to ``serve``'s process group (Ctrl-C in a terminal,
+    ``kill -TERM -PGID``) does not reach it: ``serve`` alone signals its children,
+    once per user action, so one Ctrl-C is one graceful stop.
+    """
+    parent = os.getpid()
+
+    def die_with_serve() -> None:  # in the child, before exec
+        if _LIBC is not None:
+            _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # serve died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    # Fixed argv built from our own options, never from user input.
+    return subprocess.Popen(argv, start_new_session=True, preexec_fn=die_with_serve)  # noqa: S603
+
+
+class StopRequests:
+    """User actions asking ``serve`` to stop: the first means "finish", the second "now".
+
+    A signal within ``SAME_ACTION`` seconds of the first is the same action delivered
+    twice (by the process group and by ``make``), not a second one.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first = 0.0
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        now = time.monotonic()
+        if self.count == 1 and now - self.first < SAME_ACTION:
+            return
+        self.count += 1
+        self.first = self.first or now
 
 
 class Restarting:
@@ -31,7 +85,7 @@ class Restarting:
 
     def _start(self) -> subprocess.Popen:
         self.started = time.monotonic()
-        return subprocess.Popen(self.argv)  # noqa: S603  (our own fixed argv)
+        return spawn(self.argv)
 
     def check(self) -> None:
         """Restart the process if it exited and its backoff has passed."""
@@ -57,7 +111,8 @@ class Restarting:
 class Command(BaseCommand):
     help = (
         "Serve the API and admin with gunicorn and run workers beside it (a worker that "
-        "dies is restarted, with backoff); SIGINT/SIGTERM stops them all."
+        "dies is restarted, with backoff). SIGINT/SIGTERM stops them all gracefully (the "
+        "workers finish their running jobs); a second one, a second or more later, at once."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -109,8 +164,7 @@ class Command(BaseCommand):
             str(int(options["shutdown_timeout"])),
         ]
         worker = [sys.executable, "manage.py", "runworker"]
-        # Fixed argv built from our own options, never from user input.
-        server = subprocess.Popen(web)  # noqa: S603
+        server = spawn(web)
         workers = [
             Restarting(worker, f"worker {n + 1}", self.stdout.write)
             for n in range(options["workers"])
@@ -119,31 +173,41 @@ class Command(BaseCommand):
             f"Serving http://{options['host']}:{options['port']}/ (API /api/jobs, admin /admin/, "
             f"docs /docs) with {options['workers']} worker(s). Ctrl-C stops."
         )
-        stopping = False
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            nonlocal stopping
-            stopping = True
-
-        signal.signal(signal.SIGINT, on_signal)
-        signal.signal(signal.SIGTERM, on_signal)
+        stop = StopRequests()
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
         # Only the web server's exit ends everything; workers are restarted.
-        while not stopping and server.poll() is None:
+        while not stop.count and server.poll() is None:
             for supervised in workers:
                 supervised.check()
             time.sleep(0.2)
         children = [server, *filter(None, (w.running() for w in workers))]
+        self._stop(children, stop, options["shutdown_timeout"])
+        codes = [child.returncode for child in children]
+        self.stdout.write(f"Stopped (exit codes {codes}).")
+        if not stop.count:
+            sys.exit(1)
+
+    def _stop(self, children: list[subprocess.Popen], stop: StopRequests, timeout: float) -> None:
+        """Ask the children to finish (SIGTERM: gunicorn and workers stop gracefully); on a
+        second stop request, ask again (gunicorn's SIGINT and a worker's second signal mean
+        now); SIGKILL whatever still runs after ``timeout`` seconds."""
+        server = children[0]
         for child in children:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + options["shutdown_timeout"]
-        for child in children:
-            try:
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-        codes = [child.returncode for child in children]
-        self.stdout.write(f"Stopped (exit codes {codes}).")
-        if not stopping:
-            sys.exit(1)
+        hurried = False  # two requests already: the loop below asks again at once
+        deadline = time.monotonic() + timeout
+        while any(child.poll() is None for child in children):
+            if time.monotonic() >= deadline:
+                for child in children:
+                    if child.poll() is None:
+                        child.kill()
+                        child.wait()
+                break
+            if stop.count > 1 and not hurried:
+                hurried = True
+                for child in children:
+                    if child.poll() is None:
+                        child.send_signal(signal.SIGINT if child is server else signal.SIGTERM)
+            time.sleep(0.05)
