@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 
 
@@ -13,7 +14,19 @@ def _get(name: str, default: Any, cast: type = str) -> Any:
     if hasattr(settings, name):
         return getattr(settings, name)
     raw = os.environ.get(name)
-    return default if raw is None or raw == "" else cast(raw)
+    if raw is None or raw == "":
+        return default
+    try:
+        return cast(raw)
+    except ValueError:
+        kind = {int: "an integer", float: "a number"}.get(cast, "valid")
+        raise ImproperlyConfigured(f"{name}={raw!r}: must be {kind}") from None
+
+
+def _positive(name: str, value: Any) -> Any:
+    if not value > 0:
+        raise ImproperlyConfigured(f"{name}={value!r}: must be above 0")
+    return value
 
 
 def _bool(raw: str) -> bool:
@@ -61,13 +74,13 @@ class _Conf:
     @property
     def BATCH_SIZE(self) -> int:
         """The most jobs a worker claims per executor per round trip (``--batch``)."""
-        return _get("JOBS_BATCH_SIZE", 100, int)
+        return _positive("JOBS_BATCH_SIZE", _get("JOBS_BATCH_SIZE", 100, int))
 
     @property
     def HAND_BACK_AFTER(self) -> float:
         """Seconds a job runs before the jobs waiting behind it in its executor's
         hand go back to the queue; batches grow only while they finish within it."""
-        return _get("JOBS_HAND_BACK_AFTER", 0.05, float)
+        return _positive("JOBS_HAND_BACK_AFTER", _get("JOBS_HAND_BACK_AFTER", 0.05, float))
 
     @property
     def TIMEOUT(self) -> float:

@@ -183,3 +183,19 @@ def test_the_web_server_and_workers_stop_when_serve_is_killed(processes):
 def listening(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--batch", "0"], {}, "argument --batch: 0 is below 1"),
+        (["--concurrency", "x"], {}, "argument --concurrency: 'x' is not a whole number"),
+        ([], {"JOBS_BATCH_SIZE": "abc"}, "JOBS_BATCH_SIZE='abc': must be an integer"),
+        ([], {"JOBS_HAND_BACK_AFTER": "0"}, "JOBS_HAND_BACK_AFTER=0.0: must be above 0"),
+    ],
+)
+def test_runworker_refuses_bad_options_and_settings_by_name(processes, args, env, message):
+    worker = processes.worker("--once", *args, env=env)
+    assert worker.wait(timeout=60) != 0
+    output = processes.output(worker)
+    assert message in output and "Traceback" not in output

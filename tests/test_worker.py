@@ -289,6 +289,26 @@ class TestPostgresWakeupAndRestarts:
         # Polling would take ten minutes; only the notification can run it this soon.
         wait_for(lambda: status_of(job) == Status.DONE, timeout=30)
 
+    def test_jobs_put_back_in_the_queue_wake_idle_workers(self, make_job):
+        """A job released (handed back from an executor's hand, or by a stopping
+        worker) is announced like a new one, at commit."""
+        import select
+
+        from jobs.notify import Listener
+
+        make_job(task="echo", queue="woken")
+        [claimed] = lifecycle.claim(worker_id="w", limit=1)
+        listener = Listener()
+        try:
+            fd = listener.fileno()
+            assert fd is not None and listener.drain() == []
+            assert lifecycle.release(jobs=[claimed], worker_id="w") == 1
+            select.select([fd], [], [], 10)
+            assert listener.drain() == ["woken"]
+        finally:
+            listener.close()
+        assert (claimed.status, claimed.attempts) == (Status.QUEUED, 0)
+
     def test_sigterm_after_its_connections_died_unnoticed_exits_0(
         self, processes, make_job, tmp_path
     ):

@@ -15,6 +15,7 @@ from django.db import connection, transaction
 from django.db.models import Case, F, PositiveIntegerField, Q, When
 from django.utils import timezone
 
+from jobs import notify
 from jobs.conf import conf
 from jobs.lifecycle.events import log_transition
 from jobs.lifecycle.transitions import MANUAL_HOLDER, PROCESSING, QUEUED, held, refused
@@ -146,21 +147,27 @@ def release(*, jobs: Iterable[Job], worker_id: str, started: bool = False) -> in
 
     A job that never ``started`` gets its attempt back. A started one keeps it, so
     attempt numbers only grow and keep fencing out the holder that let it go.
+    Idle workers are woken (PostgreSQL NOTIFY at commit), as for a new job.
     """
     now = timezone.now()
-    released = 0
-    for job in jobs:
-        updated = held(job, worker_id).update(
-            status=QUEUED,
-            worker_id=None,
-            lease_expires_at=None,
-            attempts=F("attempts") - (0 if started else 1),
-            updated_at=now,
-        )
-        released += updated
-        if updated:
-            log_transition(job, "release")
-    return released
+    back = []
+    with transaction.atomic():
+        for job in jobs:
+            if held(job, worker_id).update(
+                status=QUEUED,
+                worker_id=None,
+                lease_expires_at=None,
+                attempts=F("attempts") - (0 if started else 1),
+                updated_at=now,
+            ):
+                back.append(job)
+        if back:
+            notify.notify(job.queue for job in back)
+    for job in back:
+        job.status, job.worker_id, job.lease_expires_at = QUEUED, None, None
+        job.attempts -= 0 if started else 1
+        log_transition(job, "release")
+    return len(back)
 
 
 def heartbeat(*, worker_id: str, jobs: Sequence[Job]) -> set[tuple[Any, int]]:

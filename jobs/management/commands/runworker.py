@@ -1,10 +1,22 @@
+import argparse
 import sys
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from jobs.observability.log import ensure_console
 from jobs.worker.loop import Worker
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is below 1")
+    return value
 
 
 class Command(BaseCommand):
@@ -17,16 +29,22 @@ class Command(BaseCommand):
             dest="queues",
             help="Queue to serve (repeatable). Default: all queues.",
         )
-        parser.add_argument("--concurrency", type=int, default=1, help="Jobs run at once.")
+        parser.add_argument(
+            "--concurrency", type=_at_least_one, default=1, help="Jobs run at once."
+        )
         parser.add_argument("--poll-interval", type=float, help="Idle wait in seconds.")
         parser.add_argument(
             "--batch",
-            type=int,
+            type=_at_least_one,
             help="The most jobs claimed per executor per round trip (JOBS_BATCH_SIZE, 100).",
         )
-        parser.add_argument("--max-jobs", type=int, help="Exit after running this many jobs.")
         parser.add_argument(
-            "--max-jobs-per-child", type=int, help="Replace an executor after this many jobs."
+            "--max-jobs", type=_at_least_one, help="Exit after running this many jobs."
+        )
+        parser.add_argument(
+            "--max-jobs-per-child",
+            type=_at_least_one,
+            help="Replace an executor after this many jobs.",
         )
         parser.add_argument(
             "--shutdown-timeout",
@@ -40,7 +58,20 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         undo_logging = ensure_console()
-        worker = Worker(
+        try:
+            worker = self._worker(options)
+        except ImproperlyConfigured as exc:
+            undo_logging()
+            raise CommandError(str(exc)) from None
+        try:
+            worker.run()
+        except KeyboardInterrupt:
+            sys.exit(1)
+        finally:
+            undo_logging()
+
+    def _worker(self, options: dict[str, Any]) -> Worker:
+        return Worker(
             queues=options["queues"],
             worker_id=options["worker_id"],
             poll_interval=options["poll_interval"],
@@ -51,9 +82,3 @@ class Command(BaseCommand):
             shutdown_timeout=options["shutdown_timeout"],
             burst=options["once"],
         )
-        try:
-            worker.run()
-        except KeyboardInterrupt:
-            sys.exit(1)
-        finally:
-            undo_logging()
