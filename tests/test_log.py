@@ -75,7 +75,13 @@ def test_worker_logs_json_lines(processes, make_job):
     by_job = {(line.get("job_id"), line.get("transition")): line for line in lines}
     succeeded = by_job[(str(ok.pk), "succeed")]
     failed = by_job[(str(bad.pk), "fail")]
-    worker_id = by_job[(str(ok.pk), "claim")]["worker"]
+    # A worker's claim is one line for the batch, naming its jobs.
+    (claim,) = [line for line in lines if line.get("transition") == "claim"]
+    assert claim["job_ids"] == [str(ok.pk), str(bad.pk)] and claim["count"] == 2
+    assert claim["message"].startswith(
+        f"transition=claim status=processing worker={claim['worker']}"
+    )
+    worker_id = claim["worker"]
     assert succeeded["worker"] == failed["worker"] == worker_id
     assert (succeeded["outcome"], failed["outcome"], failed["status"]) == (
         "done",

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from jobs import notify
 from jobs.conf import conf
-from jobs.lifecycle.events import log_transition
+from jobs.lifecycle.events import log_claim, log_transition
 from jobs.lifecycle.transitions import MANUAL_HOLDER, PROCESSING, QUEUED, held, refused
 from jobs.models import Job
 
@@ -76,8 +76,7 @@ def claim(
     claimed = [_from_row(columns, row) for row in rows]
     # RETURNING keeps no order: restore the claim order.
     claimed.sort(key=lambda job: (-job.priority, job.run_after or job.created_at))
-    for job in claimed:
-        log_transition(job, "claim")
+    log_claim(claimed, worker_id)
     return claimed
 
 
