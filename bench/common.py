@@ -120,15 +120,26 @@ def manage(*args: str, url: str, **extra: str) -> subprocess.CompletedProcess:
     )
 
 
-def start_workers(n: int, url: str, *args: str, **extra: str) -> list[subprocess.Popen]:
-    return [
-        subprocess.Popen(
-            [sys.executable, "manage.py", "runworker", *args],
-            cwd=ROOT,
-            env=env_for(url, **extra),
-        )
-        for _ in range(n)
-    ]
+def start_workers(
+    n: int, url: str, *args: str, log: Path | None = None, **extra: str
+) -> list[subprocess.Popen]:
+    """Start ``n`` runworker processes; with ``log``, their output is appended to that file
+    (as a service's goes to a file or the journal)."""
+    out = open(log, "a") if log else None  # the children write to it
+    try:
+        return [
+            subprocess.Popen(
+                [sys.executable, "manage.py", "runworker", *args],
+                cwd=ROOT,
+                env=env_for(url, **extra),
+                stdout=out,
+                stderr=out,
+            )
+            for _ in range(n)
+        ]
+    finally:
+        if out:
+            out.close()
 
 
 def wait_all(procs: list[subprocess.Popen], timeout: float = 600) -> None:

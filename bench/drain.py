@@ -4,9 +4,10 @@
         [--concurrency 1] [--repeat 3]
 
 Queues ``--jobs`` noop jobs, runs ``--workers`` ``runworker --once`` processes
-(with ``--batch N`` only if given: runworker's default otherwise) until they
-exit, checks the outcome; ``--repeat`` times on one fresh database (each
-round's jobs told apart by their creation time). Prints one JSON line with
+(with ``--batch N`` only if given: runworker's default otherwise; logging at
+INFO, the default, to a file) until they exit, checks the outcome; ``--repeat``
+times on one fresh database (each round's jobs told apart by their creation
+time). Prints one JSON line with
 the median round: the wall-clock rate (worker start to last exit, process
 start-up included) and the drain rate from the database's own timestamps (first
 ``started_at`` to last ``finished_at``), plus the best drain rate. A 5,000-job
@@ -14,7 +15,9 @@ drain lasts about a second, so a single round on a shared machine is noisy.
 """
 
 import argparse
+import tempfile
 import time
+from pathlib import Path
 
 from bench.common import database_url, drop_database, emit, start_workers, wait_all
 from bench.django_env import setup
@@ -29,7 +32,9 @@ def round_(url: str, workers: int, jobs: int, args: list[str]) -> tuple[float, f
     mark = timezone.now()
     enqueue_noops(jobs)
     started = time.perf_counter()
-    wait_all(start_workers(workers, url, *args))
+    # The default log level (INFO: a line per claim and per outcome), written to a file.
+    with tempfile.NamedTemporaryFile(suffix=".log") as log:
+        wait_all(start_workers(workers, url, *args, log=Path(log.name), JOBS_LOG_LEVEL="INFO"))
     elapsed = time.perf_counter() - started
     check_outcome(jobs, created_at__gte=mark)
     window, _ = drain_window(created_at__gte=mark)

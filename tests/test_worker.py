@@ -218,6 +218,48 @@ class TestWorkerProcesses:
             task_began = float(began[str(job.payload["line"])])
             assert task_began - 0.5 <= job.started_at.timestamp() <= task_began
 
+    def test_quick_successes_are_recorded_while_a_long_job_after_them_runs(
+        self, processes, make_job, tmp_path
+    ):
+        """Successes recorded in groups never wait for the end of a long job that
+        follows them in the executor's hand."""
+        marker, gate = tmp_path / "m", tmp_path / "gate"
+        quick = [make_job(task="echo", payload=i, priority=2) for i in range(3)]
+        long = make_job(
+            task="test.gate", payload={"marker": str(marker), "gate": str(gate)}, priority=1
+        )
+        processes.worker()
+        wait_for(marker.exists)
+        done = Job.objects.filter(pk__in=[job.pk for job in quick], status=Status.DONE)
+        wait_for(lambda: done.count() == 3)
+        assert status_of(long) == Status.PROCESSING
+        assert sorted(done.values_list("result", flat=True)) == [0, 1, 2]
+        gate.write_text("open")
+        wait_for(lambda: status_of(long) == Status.DONE)
+
+    def test_no_job_is_held_behind_a_long_one_in_a_backlog(self, processes, make_job, tmp_path):
+        """In a backlog the worker claims the next batch while its executor runs the
+        last: those jobs, too, go back to the queue once a long job has started."""
+        marker, gate = tmp_path / "m", tmp_path / "gate"
+        lifecycle.enqueue_many([{"task": "noop", "priority": 2} for _ in range(150)])
+        long = make_job(
+            task="test.gate", payload={"marker": str(marker), "gate": str(gate)}, priority=1
+        )
+        quick = lifecycle.enqueue_many([{"task": "echo", "payload": i} for i in range(150)])
+        processes.worker("--worker-id", "first")
+        wait_for(marker.exists)
+        held = Job.objects.filter(worker_id="first", status=Status.PROCESSING)
+        wait_for(lambda: list(held.values_list("pk", flat=True)) == [long.pk])
+        processes.worker("--worker-id", "second")
+        done = Job.objects.filter(pk__in=[job.pk for job in quick], status=Status.DONE)
+        wait_for(lambda: done.count() == 150)
+        assert status_of(long) == Status.PROCESSING  # all ran while it ran
+        assert set(done.values_list("worker_id", flat=True)) == {"second"}
+        gate.write_text("open")
+        wait_for(lambda: status_of(long) == Status.DONE)
+        assert not Job.objects.exclude(status=Status.DONE).exists()
+        assert set(Job.objects.values_list("attempts", flat=True)) == {1}
+
     def test_kill_9_mid_job_is_recovered_and_completed_once(self, processes, make_job, tmp_path):
         env = {"JOBS_LEASE_SECONDS": "1"}
         job = make_job(

@@ -15,6 +15,7 @@ import ctypes
 import ctypes.util
 import logging
 import signal
+import threading
 import time
 from collections import deque
 from datetime import UTC, datetime
@@ -61,6 +62,54 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         logger.debug("PR_SET_PDEATHSIG unavailable; orphaned executors finish their job")
+
+
+class _Recorder:
+    """Records quick successes while the next job's task runs, so that a success
+    never waits for a long job that follows it: a thread of the executor, with a
+    database connection of its own, opened the first time it is needed.
+
+    ``guard`` keeps the thread and the executor's loop apart: the loop holds it
+    except while task code runs, and the thread takes it only then, after the
+    successes have waited ``max_delay``.
+    """
+
+    def __init__(self, pending: Any, max_delay: float, record: Any) -> None:
+        self.guard = threading.Lock()
+        self.guard.acquire()
+        self.released = False
+        self.wake = threading.Event()
+        self.pending = pending  # () -> bool: successes waiting
+        self.max_delay = max_delay
+        self.record = record
+        self.thread: threading.Thread | None = None
+
+    def task_starts(self) -> None:
+        if self.pending():
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="recorder", daemon=True)
+                self.thread.start()
+            self.wake.set()
+        self.released = True
+        self.guard.release()
+
+    def task_returned(self) -> None:
+        if self.released:
+            self.guard.acquire()
+            self.released = False
+
+    def _run(self) -> None:
+        while True:
+            self.wake.wait()
+            self.wake.clear()
+            time.sleep(self.max_delay)
+            if self.guard.acquire(blocking=False):  # a task still runs
+                try:
+                    self.record()
+                except Exception:
+                    logger.exception("recording successes while a task runs failed")
+                finally:
+                    self.guard.release()
 
 
 def _start(progress: Any, lock: Any, sequence: int) -> bool:
@@ -139,8 +188,23 @@ def child_main(
         if settled:
             conn.send(("flushed", settled))
 
+    def record_while_running() -> None:
+        """Write the waiting successes (only those: failures, progress and outages are
+        the loop's) from the recorder thread."""
+        if completions.failures or completions.progress or completions.outages:
+            return
+        if completions.pending and completions.due():
+            try:
+                flush()
+            finally:
+                connections.close_all()  # this thread's: reopened when next needed
+
+    recorder = _Recorder(lambda: bool(completions.pending), completions.max_delay, None)
+    recorder.record = record_while_running
+
     def returned() -> None:  # called by the runner before it records the outcome
         progress[Progress.RETURNED] = progress[Progress.STARTED]
+        recorder.task_returned()
 
     notices = 0.0  # skip notices read so far
 
@@ -182,6 +246,7 @@ def child_main(
                 continue
             started = progress[Progress.SINCE]
             job.started_at = datetime.fromtimestamp(progress[Progress.SINCE_WALL], UTC)
+            recorder.task_starts()
             try:
                 status = runner.execute(
                     job, worker_id=worker_id, completions=completions, returned=returned
@@ -190,6 +255,8 @@ def child_main(
                 logger.warning("job=%s outcome unrecorded: %s", job.pk, exc)
                 close_old_connections()
                 status = "unrecorded"
+            finally:
+                recorder.task_returned()
             reports.append((job.pk, status))
             # Quick successes are recorded, and reported, in groups; a slow job is not
             # worth waiting for company, and anything else is reported at once.

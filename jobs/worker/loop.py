@@ -120,6 +120,7 @@ class Worker:
         self.processed = 0
         self._buffer: deque[Job] = deque()
         self._returning: list[Job] = []  # handed back from an executor, to release
+        self._more = False  # the last claim took all it asked for: more may be due
         self._stop = threading.Event()
         # A byte here wakes the loop from waiting on its executors (see stop()).
         self._wake_r, self._wake_w = os.pipe()
@@ -246,16 +247,20 @@ class Worker:
         self.listener.drain()
 
     def _fill(self) -> int:
-        """Claim jobs for idle slots and hand them over; return how many were claimed."""
+        """Claim jobs for idle slots and hand them over; return how many were claimed.
+
+        While every executor is busy with quick jobs and the last claim came back
+        full, claim the next batch ahead: the claim's round trip then overlaps the
+        executors' work instead of following it.
+        """
         idle = self.pool.idle()
         wanted = self._room()
         claimed = 0
-        if idle and not self._buffer and wanted > 0:
-            jobs = lifecycle.claim(
-                worker_id=self.worker_id,
-                queues=self.queues,
-                limit=min(self._size * len(idle), wanted),
-            )
+        ahead = not idle and self._more and self._size > 1
+        if (idle or ahead) and not self._buffer and wanted > 0:
+            limit = min(self._size * len(idle or self.pool.busy()), wanted)
+            jobs = lifecycle.claim(worker_id=self.worker_id, queues=self.queues, limit=limit)
+            self._more = len(jobs) == limit
             self._buffer.extend(jobs)
             claimed = len(jobs)
         share = max(1, -(-len(self._buffer) // max(1, len(idle))))  # ceil: spread evenly
@@ -319,8 +324,14 @@ class Worker:
         now = time.monotonic()
         for slot in self.pool.busy():
             long = now - self.pool.since(slot) >= self.hand_back_after
-            if long and self.pool.in_task(slot) is not None and self.pool.unstarted(slot):
+            if not long or self.pool.in_task(slot) is None:
+                continue
+            if self.pool.unstarted(slot):
                 self._returning += self.pool.hand_back(slot)
+                self._size = 1
+            if self._buffer:  # claimed ahead for quick jobs
+                self._returning += self._buffer
+                self._buffer.clear()
                 self._size = 1
         if self._returning:
             lifecycle.release(jobs=self._returning, worker_id=self.worker_id, started=False)
