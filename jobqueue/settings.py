@@ -190,7 +190,7 @@ REST_FRAMEWORK = {
 }
 
 _API_AUTHENTICATION = [
-    "rest_framework.authentication.TokenAuthentication",
+    "jobs.api.authentication.TokenAuthentication",
     "rest_framework.authentication.SessionAuthentication",
 ]
 if env_bool("JOBS_API_BASIC_AUTH"):

@@ -3,12 +3,13 @@
 import base64
 
 import pytest
+from django.contrib.auth.backends import ModelBackend
 from rest_framework.authtoken.models import Token
 from rest_framework.request import Request
 from rest_framework.test import APIRequestFactory
 
 from jobs import lifecycle
-from jobs.api.authentication import TLSBasicAuthentication
+from jobs.api.authentication import TLSBasicAuthentication, TokenAuthentication
 from jobs.models import Job, Status
 from tests.admin_helpers import page_form
 
@@ -148,6 +149,97 @@ def test_a_revoked_token_no_longer_works(make_user, client_for):
     assert client.get("/api/jobs").status_code == 200
     Token.objects.filter(user=user).delete()
     assert client.get("/api/jobs").status_code == 401
+
+
+def test_a_deactivated_user_is_refused_on_the_next_request(make_user, client_for):
+    user = make_user("add")
+    client = client_for(user)
+    assert client.post("/api/jobs", {"task": "echo"}, format="json").status_code == 201
+    user.is_active = False
+    user.save()
+    response = client.post("/api/jobs", {"task": "echo"}, format="json")
+    assert response.status_code == 401
+    assert response.json()["detail"] == "User inactive or deleted."
+
+
+def test_an_unknown_token_is_refused(anon):
+    anon.credentials(HTTP_AUTHORIZATION="Token not-a-key")
+    response = anon.post("/api/jobs", {"task": "echo"}, format="json")
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Invalid token.", "code": "authentication_failed"}
+
+
+def test_a_permission_taken_away_counts_from_the_next_request(make_user, client_for):
+    """Permissions are read with the token on every request: nothing is kept between them."""
+    from django.contrib.auth.models import Group, Permission
+
+    user = make_user("add")
+    client = client_for(user)
+    post = lambda: client.post("/api/jobs", {"task": "echo"}, format="json").status_code  # noqa: E731
+    assert post() == 201
+    add = Permission.objects.get(codename="add_job")
+    user.user_permissions.remove(add)
+    assert post() == 403
+    group = Group.objects.create(name="submitters")
+    group.permissions.add(add)
+    user.groups.add(group)
+    assert post() == 201
+    group.permissions.remove(add)
+    assert post() == 403
+    group.permissions.add(add)
+    assert post() == 201
+    user.groups.remove(group)
+    assert post() == 403
+
+
+def _token_user(user):
+    """The user as TokenAuthentication gives it to a request with ``user``'s token."""
+    request = APIRequestFactory().get("/", HTTP_AUTHORIZATION=f"Token {user.auth_token.key}")
+    return Request(request, authenticators=[TokenAuthentication()]).user
+
+
+def test_token_requests_read_the_permissions_with_the_token(
+    make_user, client_for, django_assert_num_queries
+):
+    """One query for the token, its user and their permissions; none for the check itself."""
+    from django.contrib.auth.models import Group, Permission
+
+    user = make_user("view")
+    group = Group.objects.create(name="adders")
+    group.permissions.add(Permission.objects.get(codename="add_job"))
+    user.groups.add(group)
+    client = client_for(user)
+    with django_assert_num_queries(1):
+        assert client.get("/api/tasks").status_code == 200
+    authed = _token_user(user)
+    assert ModelBackend().get_user_permissions(authed) == {"jobs.view_job"}
+    assert ModelBackend().get_group_permissions(authed) == {"jobs.add_job"}
+    assert authed.get_all_permissions() == {"jobs.view_job", "jobs.add_job"}
+
+
+def test_superusers_and_other_backends_keep_djangos_own_permission_checks(
+    user, client_for, make_user, settings
+):
+    from django.contrib.auth.models import Permission
+
+    assert client_for(user).post("/api/jobs", {"task": "echo"}, format="json").status_code == 201
+    assert client_for(user).get("/api/jobs").status_code == 200
+    assert _token_user(user).get_all_permissions() == {
+        f"{p.content_type.app_label}.{p.codename}" for p in Permission.objects.all()
+    }
+    settings.AUTHENTICATION_BACKENDS = ["tests.test_permissions.NoJobsBackend"]
+    adder = make_user("add")
+    assert client_for(adder).post("/api/jobs", {"task": "echo"}, format="json").status_code == 403
+
+
+class NoJobsBackend(ModelBackend):
+    """A backend that takes the job permissions away: the API must ask it."""
+
+    def get_all_permissions(self, user_obj, obj=None):
+        return {p for p in super().get_all_permissions(user_obj, obj) if not p.endswith("_job")}
+
+    def has_perm(self, user_obj, perm, obj=None):
+        return perm in self.get_all_permissions(user_obj, obj)
 
 
 @pytest.mark.parametrize(("secure", "allowed"), [(True, True), (False, False)])
