@@ -84,14 +84,17 @@ class ClosedSerializerMixin:
     schema says the same: request bodies have ``additionalProperties: false``.
     """
 
+    def _writable(self) -> set[str]:
+        writable = self.__dict__.get("_writable_names")
+        if writable is None:  # once per serializer, not per item of a bulk create
+            fields = self.fields  # type: ignore[attr-defined]
+            writable = {name for name, field in fields.items() if not field.read_only}
+            self.__dict__["_writable_names"] = writable
+        return writable
+
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
-            writable = self.__dict__.get("_writable")
-            if writable is None:  # once per serializer, not per item of a bulk create
-                fields = self.fields  # type: ignore[attr-defined]
-                writable = {name for name, field in fields.items() if not field.read_only}
-                self.__dict__["_writable"] = writable
-            if unknown := sorted(set(data) - writable):
+            if unknown := sorted(set(data) - self._writable()):
                 raise serializers.ValidationError(
                     {name: ["Unknown or read-only field."] for name in unknown}
                 )
@@ -168,10 +171,15 @@ class SharedFieldsMixin:
         if kwargs.keys() - {"data"}:
             raise TypeError("shared() takes an instance or data only")
         serializer = cls(instance, **kwargs)
-        prototype = cls.__dict__.get("_shared_prototype")  # one per class, not inherited
-        if prototype is None:
+        shared = cls.__dict__.get("_shared")  # one per class, not inherited
+        if shared is None:
             prototype = cls()
-            prototype.fields  # noqa: B018  (built here, once)
-            cls._shared_prototype = prototype  # type: ignore[attr-defined]
-        serializer.__dict__["fields"] = prototype.fields  # DRF's cached property
+            prototype.fields  # noqa: B018  (DRF's cached property: built here, once)
+            # What the other mixins derive from the fields alone is worked out once too.
+            for derive in ("_writable", "_plan"):
+                getattr(prototype, derive, lambda: None)()
+            names = ("fields", "_writable_names", "_representation_plan")
+            shared = {name: vars(prototype)[name] for name in names if name in vars(prototype)}
+            cls._shared = shared  # type: ignore[attr-defined]
+        serializer.__dict__.update(shared)
         return serializer
