@@ -115,7 +115,10 @@ DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
         conn_max_age=int(os.environ.get("DJANGO_CONN_MAX_AGE", "600")),
-        conn_health_checks=True,
+        # Each request's first query is preceded by a check of a reused connection
+        # (one round trip, "SELECT 1"): a connection the database dropped is replaced
+        # instead of failing that request. DJANGO_CONN_HEALTH_CHECKS=off saves it.
+        conn_health_checks=env_bool("DJANGO_CONN_HEALTH_CHECKS", default=True),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
