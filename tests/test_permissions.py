@@ -370,3 +370,31 @@ def test_a_known_idempotency_key_shows_the_job_only_to_who_may_view_it(make_user
     assert again.status_code == 200
     assert again.json()["id"] == job_id and again.json()["payload"] == {"card": "4111-secret"}
     assert Job.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_token_request_survives_a_dropped_database_connection(make_user, client_for):
+    """The token query checks a reused connection itself: a dropped one is replaced."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs a server that can drop a connection (pg_terminate_backend)")
+    assert connection.health_check_enabled is not False  # the service's setting
+    client = client_for(make_user("add"))
+    assert client.post("/api/jobs", {"task": "echo"}, format="json").status_code == 201
+    import psycopg
+
+    s = connection.settings_dict
+    pid = connection.connection.info.backend_pid
+    with psycopg.connect(
+        dbname=s["NAME"],
+        user=s["USER"],
+        host=s["HOST"] or None,
+        port=s["PORT"] or None,
+        password=s["PASSWORD"] or None,
+        autocommit=True,
+    ) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+    assert client.post("/api/jobs", {"task": "echo"}, format="json").status_code == 201
+    assert connection.connection.info.backend_pid != pid
+    assert Job.objects.count() == 2

@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission, PermissionsMixin
-from django.db import connections, router
+from django.db import InterfaceError, OperationalError, connections, router
 from django.db.models import OuterRef, Subquery, Value
 from django.db.models.aggregates import StringAgg
 from django.db.models.functions import Concat
@@ -61,9 +61,7 @@ class TokenAuthentication(authentication.TokenAuthentication):
             return super().authenticate_credentials(key)
         conn = connections[router.db_for_read(Token)]
         query = _TokenQuery.get(conn)
-        with conn.cursor() as cursor:
-            cursor.execute(query.sql, query.params(key))
-            row = cursor.fetchone()
+        row = _fetch_checked(conn, query.sql, query.params(key))
         if row is None:
             raise AuthenticationFailed("Invalid token.")
         token, user, user_perms, group_perms = query.load(row)
@@ -74,6 +72,32 @@ class TokenAuthentication(authentication.TokenAuthentication):
             user._group_perm_cache = _names(group_perms)
             user._perm_cache = user._user_perm_cache | user._group_perm_cache
         return user, token
+
+
+def _fetch_checked(conn: Any, sql: str, params: list[Any]) -> Any:
+    """Run a read and return its first row, on a connection this very query checks.
+
+    With ``CONN_HEALTH_CHECKS``, Django checks a reused connection before a request's
+    first query: one more round trip on every request. The token query is that first
+    query, and a read, so it checks the connection itself: if the database dropped
+    the connection, it is replaced and the query asked again, as the health check
+    would have done. Inside a transaction nothing can be asked again: Django's own
+    rules apply.
+    """
+
+    def fetch() -> Any:
+        with conn.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
+
+    if conn.connection is None or conn.in_atomic_block or not conn.health_check_enabled:
+        return fetch()
+    conn.health_check_done = True
+    try:
+        return fetch()
+    except (OperationalError, InterfaceError):
+        conn.close()
+        return fetch()
 
 
 def _primable() -> bool:
