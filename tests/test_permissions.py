@@ -398,3 +398,27 @@ def test_a_token_request_survives_a_dropped_database_connection(make_user, clien
     assert client.post("/api/jobs", {"task": "echo"}, format="json").status_code == 201
     assert connection.connection.info.backend_pid != pid
     assert Job.objects.count() == 2
+
+
+def test_token_users_get_permissions_created_or_renamed_after_the_first_request(
+    make_user, client_for
+):
+    """Permission names are kept per process: a new id is read, a rename here forgets them."""
+    from django.contrib.auth.models import Permission
+    from django.contrib.contenttypes.models import ContentType
+
+    user = make_user("add")
+    client_for(user)  # makes its token
+    assert _token_user(user).get_all_permissions() == {"jobs.add_job"}
+    extra = Permission.objects.create(
+        codename="export_job",
+        name="Can export",
+        content_type=ContentType.objects.get_for_model(Job),
+    )
+    user.user_permissions.add(extra)
+    assert _token_user(user).get_all_permissions() == {"jobs.add_job", "jobs.export_job"}
+    extra.codename = "archive_job"
+    extra.save()
+    assert _token_user(user).get_all_permissions() == {"jobs.add_job", "jobs.archive_job"}
+    extra.delete()
+    assert _token_user(user).get_all_permissions() == {"jobs.add_job"}
