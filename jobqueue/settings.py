@@ -117,7 +117,8 @@ DATABASES = {
         conn_max_age=int(os.environ.get("DJANGO_CONN_MAX_AGE", "600")),
         # Each request's first query is preceded by a check of a reused connection
         # (one round trip, "SELECT 1"): a connection the database dropped is replaced
-        # instead of failing that request. DJANGO_CONN_HEALTH_CHECKS=off saves it.
+        # instead of failing that request. An API token request needs none: its token
+        # query checks the connection itself (jobs/api/tokens.py).
         conn_health_checks=env_bool("DJANGO_CONN_HEALTH_CHECKS", default=True),
     )
 }
