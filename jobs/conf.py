@@ -201,7 +201,7 @@ class _Conf:
         """How the API knows the caller: DRF tokens first (so anonymous calls get a 401
         with ``WWW-Authenticate``), then sessions, then Basic over HTTPS if enabled."""
         default = [
-            "rest_framework.authentication.TokenAuthentication",
+            "jobs.api.authentication.TokenAuthentication",
             "rest_framework.authentication.SessionAuthentication",
         ]
         if self.API_BASIC_AUTH:

@@ -400,3 +400,40 @@ def test_job_representation_is_drfs_own(make_job):
             generic = serializers.ModelSerializer.to_representation(cls(job), job)
             assert fast == generic and list(fast) == list(generic)
             assert [type(v) for v in fast.values()] == [type(v) for v in generic.values()]
+
+
+SHARED_INPUTS = [
+    {},
+    {"task": "echo", "payload": {"a": [1, None]}, "queue": "q:1", "priority": -3},
+    {"task": "", "priority": 101, "max_attempts": "3", "timeout": 0, "queue": "bad queue!"},
+    {"run_after": "tomorrow", "idempotency_key": "k" * 201, "status": "done", "priorty": 1},
+    {"run_after": "2030-01-01T00:00:00+02:00", "timeout": None, "idempotency_key": ""},
+    {"priority": True, "max_attempts": 2.5, "task": 5, "payload": None},
+    "not an object",
+    ["a", "list"],
+    None,
+]
+
+
+@pytest.mark.parametrize("data", SHARED_INPUTS)
+def test_shared_serializer_validates_as_a_fresh_one(data):
+    """JobSerializer.shared (fields built once per class) checks input exactly as DRF's own."""
+    from jobs.api.serializers import JobSerializer
+
+    for _ in range(2):  # the second time, with the fields the first one built
+        fresh, shared = JobSerializer(data=data), JobSerializer.shared(data=data)
+        assert fresh.is_valid() == shared.is_valid()
+        assert fresh.errors == shared.errors and fresh.validated_data == shared.validated_data
+        assert shared.fields is JobSerializer.shared().fields is not fresh.fields
+
+
+def test_shared_serializer_writes_as_a_fresh_one(make_job):
+    from jobs.api.serializers import JobDetailSerializer, JobSerializer
+
+    job = make_job(payload={"k": [1, "x"]}, timeout=5, priority=3, queue="q")
+    for cls in (JobSerializer, JobDetailSerializer):
+        assert cls.shared(job).data == cls(job).data
+    assert "history" in JobDetailSerializer.shared(job).data
+    assert "history" not in JobSerializer.shared(job).data
+    with pytest.raises(TypeError):
+        JobSerializer.shared(job, context={})

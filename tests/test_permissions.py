@@ -3,12 +3,13 @@
 import base64
 
 import pytest
+from django.contrib.auth.backends import ModelBackend
 from rest_framework.authtoken.models import Token
 from rest_framework.request import Request
 from rest_framework.test import APIRequestFactory
 
 from jobs import lifecycle
-from jobs.api.authentication import TLSBasicAuthentication
+from jobs.api.authentication import TLSBasicAuthentication, TokenAuthentication
 from jobs.models import Job, Status
 from tests.admin_helpers import page_form
 
@@ -150,6 +151,97 @@ def test_a_revoked_token_no_longer_works(make_user, client_for):
     assert client.get("/api/jobs").status_code == 401
 
 
+def test_a_deactivated_user_is_refused_on_the_next_request(make_user, client_for):
+    user = make_user("add")
+    client = client_for(user)
+    assert client.post("/api/jobs", {"task": "echo"}, format="json").status_code == 201
+    user.is_active = False
+    user.save()
+    response = client.post("/api/jobs", {"task": "echo"}, format="json")
+    assert response.status_code == 401
+    assert response.json()["detail"] == "User inactive or deleted."
+
+
+def test_an_unknown_token_is_refused(anon):
+    anon.credentials(HTTP_AUTHORIZATION="Token not-a-key")
+    response = anon.post("/api/jobs", {"task": "echo"}, format="json")
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Invalid token.", "code": "authentication_failed"}
+
+
+def test_a_permission_taken_away_counts_from_the_next_request(make_user, client_for):
+    """Permissions are read with the token on every request: nothing is kept between them."""
+    from django.contrib.auth.models import Group, Permission
+
+    user = make_user("add")
+    client = client_for(user)
+    post = lambda: client.post("/api/jobs", {"task": "echo"}, format="json").status_code  # noqa: E731
+    assert post() == 201
+    add = Permission.objects.get(codename="add_job")
+    user.user_permissions.remove(add)
+    assert post() == 403
+    group = Group.objects.create(name="submitters")
+    group.permissions.add(add)
+    user.groups.add(group)
+    assert post() == 201
+    group.permissions.remove(add)
+    assert post() == 403
+    group.permissions.add(add)
+    assert post() == 201
+    user.groups.remove(group)
+    assert post() == 403
+
+
+def _token_user(user):
+    """The user as TokenAuthentication gives it to a request with ``user``'s token."""
+    request = APIRequestFactory().get("/", HTTP_AUTHORIZATION=f"Token {user.auth_token.key}")
+    return Request(request, authenticators=[TokenAuthentication()]).user
+
+
+def test_token_requests_read_the_permissions_with_the_token(
+    make_user, client_for, django_assert_num_queries
+):
+    """One query for the token, its user and their permissions; none for the check itself."""
+    from django.contrib.auth.models import Group, Permission
+
+    user = make_user("view")
+    group = Group.objects.create(name="adders")
+    group.permissions.add(Permission.objects.get(codename="add_job"))
+    user.groups.add(group)
+    client = client_for(user)
+    with django_assert_num_queries(1):
+        assert client.get("/api/tasks").status_code == 200
+    authed = _token_user(user)
+    assert ModelBackend().get_user_permissions(authed) == {"jobs.view_job"}
+    assert ModelBackend().get_group_permissions(authed) == {"jobs.add_job"}
+    assert authed.get_all_permissions() == {"jobs.view_job", "jobs.add_job"}
+
+
+def test_superusers_and_other_backends_keep_djangos_own_permission_checks(
+    user, client_for, make_user, settings
+):
+    from django.contrib.auth.models import Permission
+
+    assert client_for(user).post("/api/jobs", {"task": "echo"}, format="json").status_code == 201
+    assert client_for(user).get("/api/jobs").status_code == 200
+    assert _token_user(user).get_all_permissions() == {
+        f"{p.content_type.app_label}.{p.codename}" for p in Permission.objects.all()
+    }
+    settings.AUTHENTICATION_BACKENDS = ["tests.test_permissions.NoJobsBackend"]
+    adder = make_user("add")
+    assert client_for(adder).post("/api/jobs", {"task": "echo"}, format="json").status_code == 403
+
+
+class NoJobsBackend(ModelBackend):
+    """A backend that takes the job permissions away: the API must ask it."""
+
+    def get_all_permissions(self, user_obj, obj=None):
+        return {p for p in super().get_all_permissions(user_obj, obj) if not p.endswith("_job")}
+
+    def has_perm(self, user_obj, perm, obj=None):
+        return perm in self.get_all_permissions(user_obj, obj)
+
+
 @pytest.mark.parametrize(("secure", "allowed"), [(True, True), (False, False)])
 def test_basic_authentication_only_over_https(make_user, secure, allowed):
     user = make_user("view", name="basic")
@@ -278,3 +370,55 @@ def test_a_known_idempotency_key_shows_the_job_only_to_who_may_view_it(make_user
     assert again.status_code == 200
     assert again.json()["id"] == job_id and again.json()["payload"] == {"card": "4111-secret"}
     assert Job.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_token_request_survives_a_dropped_database_connection(make_user, client_for):
+    """The token query checks a reused connection itself: a dropped one is replaced."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs a server that can drop a connection (pg_terminate_backend)")
+    assert connection.health_check_enabled is not False  # the service's setting
+    client = client_for(make_user("add"))
+    assert client.post("/api/jobs", {"task": "echo"}, format="json").status_code == 201
+    import psycopg
+
+    s = connection.settings_dict
+    pid = connection.connection.info.backend_pid
+    with psycopg.connect(
+        dbname=s["NAME"],
+        user=s["USER"],
+        host=s["HOST"] or None,
+        port=s["PORT"] or None,
+        password=s["PASSWORD"] or None,
+        autocommit=True,
+    ) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+    assert client.post("/api/jobs", {"task": "echo"}, format="json").status_code == 201
+    assert connection.connection.info.backend_pid != pid
+    assert Job.objects.count() == 2
+
+
+def test_token_users_get_permissions_created_or_renamed_after_the_first_request(
+    make_user, client_for
+):
+    """Permission names are kept per process: a new id is read, a rename here forgets them."""
+    from django.contrib.auth.models import Permission
+    from django.contrib.contenttypes.models import ContentType
+
+    user = make_user("add")
+    client_for(user)  # makes its token
+    assert _token_user(user).get_all_permissions() == {"jobs.add_job"}
+    extra = Permission.objects.create(
+        codename="export_job",
+        name="Can export",
+        content_type=ContentType.objects.get_for_model(Job),
+    )
+    user.user_permissions.add(extra)
+    assert _token_user(user).get_all_permissions() == {"jobs.add_job", "jobs.export_job"}
+    extra.codename = "archive_job"
+    extra.save()
+    assert _token_user(user).get_all_permissions() == {"jobs.add_job", "jobs.archive_job"}
+    extra.delete()
+    assert _token_user(user).get_all_permissions() == {"jobs.add_job"}

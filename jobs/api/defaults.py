@@ -12,6 +12,7 @@ tests apply; a view's own class attribute (``permission_classes = [...]``) or an
 ``@action(permission_classes=...)`` still overrides it, as in DRF.
 """
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -21,8 +22,14 @@ from jobs.api.schema import AutoSchema
 from jobs.conf import conf
 
 
+@functools.cache
+def _import(path: str) -> Any:
+    # Read per request (see above): the dotted path's import is looked up once.
+    return import_string(path)
+
+
 def _load(value: Any) -> Any:
-    return import_string(value) if isinstance(value, str) else value
+    return _import(value) if isinstance(value, str) else value
 
 
 class _FromConf:

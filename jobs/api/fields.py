@@ -3,8 +3,9 @@
 Strict fields take only the JSON type the schema documents (``"5"`` is no
 integer); ``ClosedSerializerMixin`` refuses fields a client may not send;
 ``FastRepresentationMixin`` writes plain attributes without DRF's per-field
-machinery. Nothing here knows a resource: the serializers of jobs, schedules,
-tasks and stats are in ``jobs.api.serializers``.
+machinery; ``SharedFieldsMixin`` builds a serializer's fields once per class.
+Nothing here knows a resource: the serializers of jobs, schedules, tasks and
+stats are in ``jobs.api.serializers``.
 """
 
 from typing import Any
@@ -83,14 +84,17 @@ class ClosedSerializerMixin:
     schema says the same: request bodies have ``additionalProperties: false``.
     """
 
+    def _writable(self) -> set[str]:
+        writable = self.__dict__.get("_writable_names")
+        if writable is None:  # once per serializer, not per item of a bulk create
+            fields = self.fields  # type: ignore[attr-defined]
+            writable = {name for name, field in fields.items() if not field.read_only}
+            self.__dict__["_writable_names"] = writable
+        return writable
+
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
-            writable = self.__dict__.get("_writable")
-            if writable is None:  # once per serializer, not per item of a bulk create
-                fields = self.fields  # type: ignore[attr-defined]
-                writable = {name for name, field in fields.items() if not field.read_only}
-                self.__dict__["_writable"] = writable
-            if unknown := sorted(set(data) - writable):
+            if unknown := sorted(set(data) - self._writable()):
                 raise serializers.ValidationError(
                     {name: ["Unknown or read-only field."] for name in unknown}
                 )
@@ -148,3 +152,34 @@ class FastRepresentationMixin:
                 continue
             out[name] = None if value is None else field.to_representation(value)
         return out
+
+
+class SharedFieldsMixin:
+    """``cls.shared(...)``: a serializer whose fields are built once per class, not per instance.
+
+    DRF builds every field of a serializer for each instance (a deep copy of the
+    declared fields, one field per model field): for a job's 22 fields, the largest
+    part of the CPU of a single create. A bound field keeps no state of the data it
+    validates or writes, so serializers made with ``shared`` borrow the fields of one
+    instance built per class: the same fields, checks and messages, and the errors
+    and data are the borrowing serializer's own. The shared fields are bound to a
+    serializer without context that is not partial, so ``shared`` takes neither.
+    """
+
+    @classmethod
+    def shared(cls, instance: Any = None, **kwargs: Any) -> Any:
+        if kwargs.keys() - {"data"}:
+            raise TypeError("shared() takes an instance or data only")
+        serializer = cls(instance, **kwargs)
+        shared = cls.__dict__.get("_shared")  # one per class, not inherited
+        if shared is None:
+            prototype = cls()
+            prototype.fields  # noqa: B018  (DRF's cached property: built here, once)
+            # What the other mixins derive from the fields alone is worked out once too.
+            for derive in ("_writable", "_plan"):
+                getattr(prototype, derive, lambda: None)()
+            names = ("fields", "_writable_names", "_representation_plan")
+            shared = {name: vars(prototype)[name] for name in names if name in vars(prototype)}
+            cls._shared = shared  # type: ignore[attr-defined]
+        serializer.__dict__.update(shared)
+        return serializer

@@ -9,6 +9,7 @@ from jobs import lifecycle, schedules, tasks
 from jobs.api.fields import (
     ClosedSerializerMixin,
     FastRepresentationMixin,
+    SharedFieldsMixin,
     StrictBooleanField,
     StrictCharField,
     StrictFloatField,
@@ -27,7 +28,9 @@ class JobAttemptSerializer(serializers.ModelSerializer):
         fields = ["number", "worker_id", "started_at", "finished_at", "outcome", "error"]
 
 
-class JobSerializer(FastRepresentationMixin, ClosedSerializerMixin, StrictModelSerializer):
+class JobSerializer(
+    SharedFieldsMixin, FastRepresentationMixin, ClosedSerializerMixin, StrictModelSerializer
+):
     """A job: what to run (task, payload), where and when, and how it went."""
 
     payload = serializers.JSONField(

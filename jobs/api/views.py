@@ -123,7 +123,7 @@ class JobViewSet(
         """
         if isinstance(request.data, list):
             return self._create_many(request.data)
-        serializer = JobSerializer(data=request.data)
+        serializer = JobSerializer.shared(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
             job, created = lifecycle.enqueue(**serializer.validated_data)
@@ -134,7 +134,7 @@ class JobViewSet(
             body = {"detail": KEY_HELD_DETAIL, "code": "conflict", "id": str(job.pk)}
             return Response(body, status=status.HTTP_409_CONFLICT)
         return Response(
-            JobSerializer(job).data,
+            JobSerializer.shared(job).data,
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 
@@ -216,7 +216,7 @@ class JobViewSet(
             job = verb(**kwargs)
         except TransitionRefused as refused:
             raise _conflict(refused) from None
-        return Response(JobSerializer(job).data)
+        return Response(JobSerializer.shared(job).data)
 
 
 class TaskViewSet(ApiDefaults, viewsets.ViewSet):
@@ -290,7 +290,7 @@ class ScheduleViewSet(ListDefaults, viewsets.ModelViewSet):
         except InvalidJob as exc:
             # The request is fine; the stored schedule no longer makes a valid job.
             raise Conflict(f"This schedule's job is invalid: {exc}") from None
-        return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
+        return Response(JobSerializer.shared(job).data, status=status.HTTP_201_CREATED)
 
 
 class StatsView(ApiDefaults, APIView):

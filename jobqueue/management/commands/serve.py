@@ -118,7 +118,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
-        parser.add_argument("--web-workers", type=int, default=2, help="gunicorn processes")
+        parser.add_argument(
+            "--web-workers",
+            type=int,
+            default=None,
+            help="gunicorn processes (default: WEB_CONCURRENCY, else 2; see jobqueue/gunicorn.py)",
+        )
         parser.add_argument("--workers", type=int, default=1, help="runworker processes")
         parser.add_argument(
             "--shutdown-timeout", type=float, default=10.0, help="seconds before SIGKILL"
@@ -156,13 +161,13 @@ class Command(BaseCommand):
             "jobqueue.wsgi:application",
             "--bind",
             f"{options['host']}:{options['port']}",
-            "--workers",
-            str(options["web_workers"]),
             "--access-logfile",
             "-",
             "--graceful-timeout",
             str(int(options["shutdown_timeout"])),
         ]
+        if options["web_workers"] is not None:
+            web += ["--workers", str(options["web_workers"])]
         worker = [sys.executable, "manage.py", "runworker"]
         server = spawn(web)
         workers = [
