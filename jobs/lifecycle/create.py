@@ -9,9 +9,11 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from functools import cache
+from itertools import chain
+from typing import Any, NamedTuple
 
-from django.db import IntegrityError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 from django.utils import timezone
 
 from jobs import notify, tasks
@@ -49,7 +51,8 @@ def enqueue(
         return job, True
     for _ in range(3):
         try:
-            _insert([job])
+            with transaction.atomic():  # a savepoint: the caller's transaction goes on
+                _insert([job])
         except IntegrityError:
             existing = Job.objects.filter(
                 idempotency_key=job.idempotency_key, status__in=ACTIVE_STATUSES
@@ -101,54 +104,102 @@ def _new_job(spec: tasks.TaskSpec, args: Mapping[str, Any], default_attempts: in
 
 
 def _insert(jobs: list[Job]) -> list[Job]:
-    """Insert queued jobs and wake listening workers, in one transaction.
+    """Insert queued jobs and wake listening workers, all or nothing.
 
     Rather than ``bulk_create``, whose compiler prepares each column of each row
     on its own and costs several times the database's work: a column whose value
     is the very same object in every job (a default, the shared timestamp) is
     prepared once, the others go through their field's ``get_db_prep_save`` row by
-    row, and the rows go in with ``COPY`` on PostgreSQL, else one INSERT executed
-    per job.
+    row (``None`` is NULL for every field, unprepared).
+
+    One job is one statement, a transaction by itself (or a part of the caller's,
+    committed with it): no BEGIN, SAVEPOINT or COMMIT of its own to wait for. On
+    PostgreSQL that same statement sends the notification, so enqueueing a job in
+    autocommit is one round trip. Many jobs go in one transaction: with ``COPY`` on
+    PostgreSQL, else in multi-row INSERTs of as many rows as the database takes
+    parameters for.
     """
     if not jobs:
         return jobs
+    db = connections[DEFAULT_DB_ALIAS]  # not the proxy: each of its attributes costs a lookup
     now = timezone.now()
     for offset, job in enumerate(jobs):
         # One microsecond apart: jobs of one call keep their order in the claim
         # order (FIFO within a priority), whatever order the rows land in.
         job.created_at = job.updated_at = now + timedelta(microseconds=offset)
-    fields = Job._meta.concrete_fields
+    statements = _statements(db.vendor)
+    if len(jobs) == 1:
+        # Marks the caller's transaction, if any, for rollback on an error, as
+        # Model.save() does: it cannot go on after a failed statement anyway.
+        with transaction.mark_for_rollback_on_error(), db.cursor() as cursor:
+            cursor.execute(statements.one, _rows(jobs, db)[0])
+    else:
+        rows = _rows(jobs, db)
+        with transaction.atomic(), db.cursor() as cursor:
+            if db.vendor == "postgresql":
+                # COPY streams every row in one command: no statement per row. (On the
+                # driver's cursor, so its errors are wrapped into Django's here.)
+                with db.wrap_database_errors:
+                    with cursor.cursor.copy(statements.copy) as copy:
+                        for row in rows:
+                            copy.write_row(row)
+            else:
+                per_statement = max(1, db.features.max_query_params // len(_FIELDS))
+                for start in range(0, len(rows), per_statement):
+                    chunk = rows[start : start + per_statement]
+                    cursor.execute(statements.values(len(chunk)), list(chain(*chunk)))
+            notify.notify(job.queue for job in jobs)
+    for job in jobs:
+        job._state.adding, job._state.db = False, db.alias
+    return jobs
+
+
+_FIELDS = Job._meta.concrete_fields
+
+
+def _rows(jobs: list[Job], db: Any) -> list[list[Any]]:
+    """The values of ``jobs``' columns, prepared for ``db``, in ``_FIELDS`` order."""
     shared: dict[str, Any] = {}  # attname -> the value prepared once
-    for f in fields:
-        first = getattr(jobs[0], f.attname)
-        if all(getattr(job, f.attname) is first for job in jobs):
-            shared[f.attname] = f.get_db_prep_save(first, connection)
-    rows = [
+    if len(jobs) > 1:
+        for f in _FIELDS:
+            first = getattr(jobs[0], f.attname)
+            if all(getattr(job, f.attname) is first for job in jobs):
+                shared[f.attname] = None if first is None else f.get_db_prep_save(first, db)
+    return [
         [
             shared[f.attname]
             if f.attname in shared
-            else f.get_db_prep_save(getattr(job, f.attname), connection)
-            for f in fields
+            else (
+                None
+                if (value := getattr(job, f.attname)) is None
+                else f.get_db_prep_save(value, db)
+            )
+            for f in _FIELDS
         ]
         for job in jobs
     ]
-    quote = connection.ops.quote_name
-    into = f"{quote(Job._meta.db_table)} ({', '.join(quote(f.column) for f in fields)})"
-    with transaction.atomic(), connection.cursor() as cursor:
-        if connection.vendor == "postgresql" and len(jobs) > 1:
-            # COPY streams every row in one command: no statement per row. (On the
-            # driver's cursor, so its errors are wrapped into Django's here.)
-            with connection.wrap_database_errors:
-                with cursor.cursor.copy(f"COPY {into} FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row(row)
-        else:
-            placeholders = ", ".join(["%s"] * len(fields))
-            cursor.executemany(f"INSERT INTO {into} VALUES ({placeholders})", rows)  # noqa: S608
-        notify.notify(job.queue for job in jobs)
-    for job in jobs:
-        job._state.adding, job._state.db = False, connection.alias
-    return jobs
+
+
+class _Statements(NamedTuple):
+    one: str  # INSERT one row (and, on PostgreSQL, notify its queue)
+    copy: str  # COPY rows in (PostgreSQL)
+    into: str  # "table (columns)"
+
+    def values(self, n: int) -> str:
+        """INSERT ``n`` rows."""
+        row = f"({', '.join(['%s'] * len(_FIELDS))})"
+        return f"INSERT INTO {self.into} VALUES {', '.join([row] * n)}"  # noqa: S608
+
+
+@cache
+def _statements(vendor: str) -> _Statements:
+    """The SQL of ``_insert`` for ``vendor``, built once."""
+    quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
+    into = f"{quote(Job._meta.db_table)} ({', '.join(quote(f.column) for f in _FIELDS)})"
+    one = f"INSERT INTO {into} VALUES ({', '.join(['%s'] * len(_FIELDS))})"  # noqa: S608
+    if vendor == "postgresql":
+        one = notify.with_notify(one, queue_column=quote(Job._meta.get_field("queue").column))
+    return _Statements(one=one, copy=f"COPY {into} FROM STDIN", into=into)
 
 
 def enqueue_fire(*, schedule_id: int, fire_at: datetime, **job: Any) -> Job | None:
