@@ -19,7 +19,7 @@ from django.utils import timezone
 from jobs import notify, tasks
 from jobs.conf import conf
 from jobs.exceptions import InvalidJob, InvalidPayload, TransitionRefused, flatten_errors
-from jobs.lifecycle.events import log_transition
+from jobs.lifecycle.events import log_enqueued, log_transition
 from jobs.models import ACTIVE_STATUSES, Job, ScheduleFire
 
 
@@ -83,8 +83,7 @@ def enqueue_many(specs: Sequence[dict[str, Any]]) -> list[Job]:
     if errors:
         raise InvalidJob(errors)
     created = _insert(jobs)
-    for job in created:
-        log_transition(job, "enqueue")
+    log_enqueued(created)
     return created
 
 
