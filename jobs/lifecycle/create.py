@@ -43,7 +43,7 @@ def enqueue(
     args = {"payload": payload, "queue": queue, "priority": priority, "run_after": run_after}
     args |= {"max_attempts": max_attempts, "timeout": timeout}
     spec = check_job(task=task, idempotency_key=idempotency_key, **args)
-    job = _new_job(spec, args, conf.MAX_ATTEMPTS)
+    job = _new_job(spec, args)
     job.idempotency_key = idempotency_key or None
     if not job.idempotency_key:
         _insert([job])
@@ -87,9 +87,11 @@ def enqueue_many(specs: Sequence[dict[str, Any]]) -> list[Job]:
     return created
 
 
-def _new_job(spec: tasks.TaskSpec, args: Mapping[str, Any], default_attempts: int) -> Job:
+def _new_job(
+    spec: tasks.TaskSpec, args: Mapping[str, Any], default_attempts: int | None = None
+) -> Job:
     """Build (unsaved) the job of checked ``enqueue`` arguments: unset options are the task's
-    (``default_attempts``: JOBS_MAX_ATTEMPTS, for a task without its own)."""
+    (``default_attempts``, else JOBS_MAX_ATTEMPTS, for a task without its own)."""
     get = args.get
     defaults, fresh = _defaults()
     values = defaults.copy()
@@ -101,7 +103,9 @@ def _new_job(spec: tasks.TaskSpec, args: Mapping[str, Any], default_attempts: in
     values[at["queue"]] = get("queue") or spec.queue
     values[at["priority"]] = spec.priority if get("priority") is None else args["priority"]
     values[at["run_after"]] = get("run_after")
-    values[at["max_attempts"]] = get("max_attempts") or spec.max_attempts or default_attempts
+    values[at["max_attempts"]] = (
+        get("max_attempts") or spec.max_attempts or default_attempts or conf.MAX_ATTEMPTS
+    )
     values[at["timeout"]] = spec.timeout if get("timeout") is None else args["timeout"]
     # Positional, every field given, as Django builds a model read from the database:
     # half the cost of keyword arguments, which a bulk create pays 1,000s of times.
@@ -110,6 +114,7 @@ def _new_job(spec: tasks.TaskSpec, args: Mapping[str, Any], default_attempts: in
 
 _FIELDS = Job._meta.concrete_fields
 _AT = {f.attname: index for index, f in enumerate(_FIELDS)}
+_COLUMNS = [(index, f.attname, f) for index, f in enumerate(_FIELDS)]
 
 
 @cache
@@ -185,7 +190,7 @@ def _rows(jobs: list[Job], db: Any) -> list[list[Any]]:
             if all(getattr(job, f.attname) is first for job in jobs):
                 shared[i] = None if first is None else f.get_db_prep_save(first, db)
     template = [shared.get(i) for i in range(len(_FIELDS))]
-    own = [(i, f.attname, f) for i, f in enumerate(_FIELDS) if i not in shared]
+    own = [column for column in _COLUMNS if column[0] not in shared] if shared else _COLUMNS
     rows = []
     for job in jobs:
         row = template.copy()
