@@ -1,9 +1,10 @@
 """Wake idle workers the moment a job is queued (PostgreSQL LISTEN/NOTIFY).
 
-``notify`` runs ``pg_notify`` in the caller's transaction, so the signal is
-delivered exactly when the new jobs become visible (at commit) and never for a
-rolled-back insert. A ``Listener`` holds its own connection with ``LISTEN`` on
-the channel; the worker waits on its socket alongside everything else. Polling
+``notify`` runs ``pg_notify`` in the caller's transaction (``with_notify`` in
+the very statement that inserts the jobs), so the signal is delivered exactly
+when the new jobs become visible (at commit) and never for a rolled-back insert.
+A ``Listener`` holds its own connection with ``LISTEN`` on the channel; the
+worker waits on its socket alongside everything else. Polling
 stays as the safety net: if the listening connection drops (a database restart),
 the worker keeps polling and the listener reconnects and listens again.
 On other databases both are no-ops.
@@ -22,12 +23,27 @@ CHANNEL = "jobqueue"
 
 
 def notify(queues: Iterable[str]) -> None:
-    """Announce new jobs on ``queues`` (in the current transaction, if any)."""
+    """Announce new jobs on ``queues`` (in the current transaction, if any), in one statement."""
     if connection.vendor != "postgresql":
         return
     with connection.cursor() as cursor:
-        for queue in sorted(set(queues)):
-            cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, queue])
+        cursor.execute(
+            "SELECT pg_notify(%s, queue) FROM unnest(%s::text[]) AS queue",
+            [CHANNEL, sorted(set(queues))],
+        )
+
+
+def with_notify(insert: str, *, queue_column: str) -> str:
+    """Return ``insert``, an INSERT of jobs, as one statement that also announces their queues.
+
+    PostgreSQL only. The notification belongs to the statement's transaction, as
+    ``notify``'s does: sent at its commit, never for a rollback.
+    """
+    return (
+        f"WITH new AS ({insert} RETURNING {queue_column}) "  # noqa: S608
+        f"SELECT pg_notify('{CHANNEL}', queue) "
+        f"FROM (SELECT DISTINCT {queue_column} AS queue FROM new) AS queues"
+    )
 
 
 class Listener:

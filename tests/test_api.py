@@ -381,8 +381,11 @@ def test_bulk_retry_all_retries_the_failure_queue(api, failed, make_job):
     assert Job.objects.get(pk=cancelled.pk).status == Status.CANCELLED
 
 
-def test_job_representation_is_drfs_own(make_job):
-    """The fast representation gives exactly what DRF's generic one gives."""
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Paris"])
+def test_job_representation_is_drfs_own(make_job, zone):
+    """The fast representation gives exactly what DRF's generic one gives, in the
+    current time zone (and for a job fresh from enqueue, and one read back)."""
+    from django.utils import timezone
     from rest_framework import serializers
 
     from jobs.api.serializers import JobDetailSerializer, JobSerializer
@@ -396,8 +399,9 @@ def test_job_representation_is_drfs_own(make_job):
     lifecycle.fail(job=failed, worker_id="w", error="E", traceback="tb")
     for cls in (JobSerializer, JobDetailSerializer):
         for job in [fresh, claimed, failed, *Job.objects.all()]:
-            fast = cls(job).data
-            generic = serializers.ModelSerializer.to_representation(cls(job), job)
+            with timezone.override(zone):
+                fast = cls(job).data
+                generic = serializers.ModelSerializer.to_representation(cls(job), job)
             assert fast == generic and list(fast) == list(generic)
             assert [type(v) for v in fast.values()] == [type(v) for v in generic.values()]
 
@@ -437,3 +441,72 @@ def test_shared_serializer_writes_as_a_fresh_one(make_job):
     assert "history" not in JobSerializer.shared(job).data
     with pytest.raises(TypeError):
         JobSerializer.shared(job, context={})
+
+
+# -- bulk create: plain jobs skip the serializer, errors are the same -----------------------
+
+BAD_JOBS = [
+    {"task": "nope"},
+    {"task": ""},
+    {"task": 5},
+    {"task": "echo", "priority": 500},
+    {"task": "echo", "priority": True},
+    {"task": "echo", "priority": "1"},
+    {"task": "echo", "queue": ""},
+    {"task": "echo", "queue": "no spaces"},
+    {"task": "echo", "max_attempts": 0},
+    {"task": "echo", "timeout": 0},
+    {"task": "echo", "run_after": "not a date"},
+    {"task": "echo", "priorty": 1},
+    {"task": "echo", "status": "done"},
+    {"task": "send_email", "payload": {"to": "nobody"}},
+    "not an object",
+]
+
+
+@pytest.mark.parametrize("bad", BAD_JOBS)
+def test_bulk_create_names_the_index_of_a_bad_job_as_a_single_create_names_its_field(api, bad):
+    alone = api.post("/api/jobs", bad, format="json")
+    in_bulk = api.post("/api/jobs", [{"task": "echo"}, bad, {"task": "echo"}], format="json")
+    assert alone.status_code == in_bulk.status_code == 400, in_bulk.content
+    assert not Job.objects.exists()
+    errors = in_bulk.json()["errors"]
+    if isinstance(bad, dict):
+        assert errors == {f"1.{field}": texts for field, texts in alone.json()["errors"].items()}
+    else:
+        assert list(errors) == ["1.non_field_errors"]
+
+
+def test_bulk_create_converts_what_the_serializer_converts(api):
+    """Values of another JSON type than the plain one (a date, 3.0 for 3) are taken as
+    a single create takes them."""
+    body = [
+        {"task": "echo", "payload": 1, "priority": 3.0, "timeout": 2},
+        {"task": "echo", "run_after": "2030-01-01T00:00:00Z", "idempotency_key": ""},
+    ]
+    response = api.post("/api/jobs", body, format="json")
+    assert response.status_code == 201, response.content
+    first, second = response.json()
+    assert (first["priority"], first["timeout"], second["run_after"]) == (
+        3,
+        2.0,
+        "2030-01-01T00:00:00Z",
+    )
+    assert Job.objects.get(pk=first["id"]).timeout == 2.0
+
+
+def test_plain_jobs_are_what_the_serializer_validates_them_to():
+    from jobs.api.serializers import PLAIN_JOB_TYPES, JobSerializer, plain_jobs
+
+    writable = {name for name, field in JobSerializer().fields.items() if not field.read_only}
+    assert PLAIN_JOB_TYPES.keys() <= writable
+    items = [
+        {"task": "echo"},
+        {"task": "echo", "payload": {"k": [1, None]}, "queue": "q", "priority": -3},
+        {"task": "echo", "max_attempts": 4, "timeout": 3, "run_after": None},
+        {"task": "echo", "timeout": 0.5, "idempotency_key": None, "payload": "x"},
+    ]
+    serializer = JobSerializer(data=items, many=True)
+    assert serializer.is_valid(), serializer.errors
+    assert plain_jobs(items) == [dict(spec) for spec in serializer.validated_data]
+    assert plain_jobs([*items, {"task": "echo", "run_after": "2030-01-01T00:00:00Z"}]) is None

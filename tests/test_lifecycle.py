@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import IntegrityError, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from jobs import lifecycle, runner
@@ -435,3 +436,38 @@ def test_edit_holds_the_job_in_the_status_seen_until_it_commits(make_job):
         assert Job.objects.get(pk=job.pk).status == Status.QUEUED
     finally:
         other.close()
+
+
+# -- the cost of creating jobs --------------------------------------------------------------
+
+
+def test_enqueue_is_one_statement_with_its_notification(django_assert_num_queries):
+    """One job is one INSERT (on PostgreSQL with its pg_notify in the same statement): no
+    savepoint, no separate NOTIFY, no read. Inside a transaction, it commits with it."""
+    with django_assert_num_queries(1) as captured:
+        lifecycle.enqueue(task="echo", queue="q1")
+    (query,) = captured.captured_queries
+    assert query["sql"].lstrip().startswith("WITH" if "pg_notify" in query["sql"] else "INSERT")
+    assert Job.objects.filter(queue="q1").count() == 1
+
+
+def test_enqueue_many_splits_its_insert_under_the_parameter_limit():
+    """On SQLite, rows go in multi-row INSERTs of as many rows as its variable limit allows."""
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("PostgreSQL uses COPY")
+    import sqlite3
+
+    connection.ensure_connection()
+    limit = connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    connection.connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 100)  # 4 rows a statement
+    try:
+        with CaptureQueriesContext(connection) as captured:
+            created = lifecycle.enqueue_many([{"task": "echo", "payload": i} for i in range(10)])
+    finally:
+        connection.connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, limit)
+    inserts = [q for q in captured.captured_queries if q["sql"].startswith("INSERT")]
+    assert len(inserts) == 3
+    stored = dict(Job.objects.values_list("pk", "payload"))
+    assert [stored[job.pk] for job in created] == list(range(10))

@@ -105,12 +105,16 @@ def test_without_a_multiprocess_directory_a_process_serves_its_own(processes):
 
 @pytest.mark.django_db
 def test_a_bulk_create_counts_every_job(api, client):
-    queue = f"b-{uuid.uuid4().hex[:8]}"
+    """Counted per task and queue, however the jobs of one call are mixed."""
+    queue, other = f"b-{uuid.uuid4().hex[:8]}", f"c-{uuid.uuid4().hex[:8]}"
     body = [{"task": "echo", "payload": i, "queue": queue} for i in range(4)]
+    body += [{"task": "noop", "queue": queue}, {"task": "echo", "queue": other}] * 2
     assert api.post("/api/jobs", body, format="json").status_code == 201
     samples = scrape(client)
     assert sample(samples, "jobqueue_jobs_enqueued_total", task="echo", queue=queue) == 4
-    assert sample(samples, "jobqueue_queue_jobs", queue=queue, status="queued") == 4
+    assert sample(samples, "jobqueue_jobs_enqueued_total", task="noop", queue=queue) == 2
+    assert sample(samples, "jobqueue_jobs_enqueued_total", task="echo", queue=other) == 2
+    assert sample(samples, "jobqueue_queue_jobs", queue=queue, status="queued") == 6
 
 
 @pytest.mark.django_db

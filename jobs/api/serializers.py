@@ -1,6 +1,7 @@
 """The job as JSON (the prototype's fields plus the queue's own), the schedule, the
 task catalogue, the stats and the bulk retry; built on ``jobs.api.fields``."""
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from rest_framework import serializers
@@ -21,6 +22,8 @@ from jobs.api.fields import (
 from jobs.conf import conf
 from jobs.models import Job, JobAttempt, Schedule, Status, Worker
 
+MAX_TASK_NAME = 200
+
 
 class JobAttemptSerializer(serializers.ModelSerializer):
     class Meta:
@@ -39,7 +42,7 @@ class JobSerializer(
         default=None,
         help_text="Any JSON value, at most JOBS_MAX_PAYLOAD_BYTES (default 256 KiB) as JSON.",
     )
-    task = StrictCharField(required=False, max_length=200)
+    task = StrictCharField(required=False, max_length=MAX_TASK_NAME)
     priority = StrictIntegerField(
         required=False,
         min_value=lifecycle.PRIORITY_RANGE[0],
@@ -115,6 +118,47 @@ class JobSerializer(
 
     def create(self, validated_data: dict[str, Any]) -> Job:  # pragma: no cover - unused
         raise NotImplementedError("jobs are created through lifecycle.enqueue")
+
+
+# The JSON types of the writable job fields that JobSerializer passes through as
+# they are (None: any JSON value). A bulk create whose every job has only such
+# values skips the serializer: lifecycle.check_job applies the rules, as it does
+# to every job; anything else (another type, a blank queue, a rule broken) goes
+# through the serializer, which converts it or names the error as for one job.
+PLAIN_JOB_TYPES: dict[str, tuple[type, ...] | None] = {
+    "task": (str,),
+    "payload": None,
+    "queue": (str,),
+    "priority": (int,),
+    "max_attempts": (int,),
+    "timeout": (int, float),
+    "run_after": (type(None),),
+    "idempotency_key": (type(None),),
+}
+
+
+def plain_jobs(items: Sequence[Any]) -> list[dict[str, Any]] | None:
+    """``items`` as ``lifecycle.enqueue_many`` takes them (what JobSerializer would
+    validate them to, but for the rules of ``check_job``), or None unless every item
+    is a plain job: an object with fields of PLAIN_JOB_TYPES only."""
+    types = PLAIN_JOB_TYPES
+    specs = []
+    for item in items:
+        if type(item) is not dict or not item.keys() <= types.keys():
+            return None
+        for name, value in item.items():
+            kinds = types[name]
+            if kinds is not None and type(value) not in kinds:
+                return None
+        spec = {"payload": None, **item}  # the serializer's default
+        if "queue" in item and not item["queue"]:
+            return None  # blank: the serializer refuses it, check_job would not
+        if len(spec.get("task", "")) > MAX_TASK_NAME:
+            return None
+        if "timeout" in spec:
+            spec["timeout"] = float(spec["timeout"])
+        specs.append(spec)
+    return specs
 
 
 class JobDetailSerializer(JobSerializer):
@@ -328,7 +372,7 @@ class BulkRetrySerializer(ClosedSerializerMixin, serializers.Serializer):
 
     status = serializers.ChoiceField(choices=RETRYABLE_STATUSES, required=False)
     queue = StrictCharField(required=False, max_length=100)
-    task = StrictCharField(required=False, max_length=200)
+    task = StrictCharField(required=False, max_length=MAX_TASK_NAME)
     all = StrictBooleanField(
         required=False, help_text="true: the whole failure queue (or all jobs of `status`)."
     )

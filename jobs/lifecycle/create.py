@@ -9,15 +9,17 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from functools import cache
+from itertools import chain
+from typing import Any, NamedTuple
 
-from django.db import IntegrityError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 from django.utils import timezone
 
 from jobs import notify, tasks
 from jobs.conf import conf
 from jobs.exceptions import InvalidJob, InvalidPayload, TransitionRefused, flatten_errors
-from jobs.lifecycle.events import log_transition
+from jobs.lifecycle.events import log_enqueued, log_transition
 from jobs.models import ACTIVE_STATUSES, Job, ScheduleFire
 
 
@@ -41,7 +43,7 @@ def enqueue(
     args = {"payload": payload, "queue": queue, "priority": priority, "run_after": run_after}
     args |= {"max_attempts": max_attempts, "timeout": timeout}
     spec = check_job(task=task, idempotency_key=idempotency_key, **args)
-    job = _new_job(spec, args, conf.MAX_ATTEMPTS)
+    job = _new_job(spec, args)
     job.idempotency_key = idempotency_key or None
     if not job.idempotency_key:
         _insert([job])
@@ -49,7 +51,8 @@ def enqueue(
         return job, True
     for _ in range(3):
         try:
-            _insert([job])
+            with transaction.atomic():  # a savepoint: the caller's transaction goes on
+                _insert([job])
         except IntegrityError:
             existing = Job.objects.filter(
                 idempotency_key=job.idempotency_key, status__in=ACTIVE_STATUSES
@@ -80,75 +83,151 @@ def enqueue_many(specs: Sequence[dict[str, Any]]) -> list[Job]:
     if errors:
         raise InvalidJob(errors)
     created = _insert(jobs)
-    for job in created:
-        log_transition(job, "enqueue")
+    log_enqueued(created)
     return created
 
 
-def _new_job(spec: tasks.TaskSpec, args: Mapping[str, Any], default_attempts: int) -> Job:
+def _new_job(
+    spec: tasks.TaskSpec, args: Mapping[str, Any], default_attempts: int | None = None
+) -> Job:
     """Build (unsaved) the job of checked ``enqueue`` arguments: unset options are the task's
-    (``default_attempts``: JOBS_MAX_ATTEMPTS, for a task without its own)."""
+    (``default_attempts``, else JOBS_MAX_ATTEMPTS, for a task without its own)."""
     get = args.get
-    return Job(
-        task=spec.name,
-        payload=get("payload"),
-        queue=get("queue") or spec.queue,
-        priority=spec.priority if get("priority") is None else args["priority"],
-        run_after=get("run_after"),
-        max_attempts=get("max_attempts") or spec.max_attempts or default_attempts,
-        timeout=spec.timeout if get("timeout") is None else args["timeout"],
+    defaults, fresh = _defaults()
+    values = defaults.copy()
+    for index in fresh:
+        values[index] = _FIELDS[index].default()
+    at = _AT
+    values[at["task"]] = spec.name
+    values[at["payload"]] = get("payload")
+    values[at["queue"]] = get("queue") or spec.queue
+    values[at["priority"]] = spec.priority if get("priority") is None else args["priority"]
+    values[at["run_after"]] = get("run_after")
+    values[at["max_attempts"]] = (
+        get("max_attempts") or spec.max_attempts or default_attempts or conf.MAX_ATTEMPTS
     )
+    values[at["timeout"]] = spec.timeout if get("timeout") is None else args["timeout"]
+    # Positional, every field given, as Django builds a model read from the database:
+    # half the cost of keyword arguments, which a bulk create pays 1,000s of times.
+    return Job(*values)
+
+
+_FIELDS = Job._meta.concrete_fields
+_AT = {f.attname: index for index, f in enumerate(_FIELDS)}
+_COLUMNS = [(index, f.attname, f) for index, f in enumerate(_FIELDS)]
+
+
+@cache
+def _defaults() -> tuple[list[Any], list[int]]:
+    """Every field's default in ``_FIELDS`` order, and where the default is a callable
+    to call for each job (the id)."""
+    fresh = [i for i, f in enumerate(_FIELDS) if f.has_default() and callable(f.default)]
+    return [f.get_default() for f in _FIELDS], fresh
 
 
 def _insert(jobs: list[Job]) -> list[Job]:
-    """Insert queued jobs and wake listening workers, in one transaction.
+    """Insert queued jobs and wake listening workers, all or nothing.
 
     Rather than ``bulk_create``, whose compiler prepares each column of each row
     on its own and costs several times the database's work: a column whose value
     is the very same object in every job (a default, the shared timestamp) is
     prepared once, the others go through their field's ``get_db_prep_save`` row by
-    row, and the rows go in with ``COPY`` on PostgreSQL, else one INSERT executed
-    per job.
+    row (``None`` is NULL for every field, unprepared).
+
+    One job is one statement, a transaction by itself (or a part of the caller's,
+    committed with it): no BEGIN, SAVEPOINT or COMMIT of its own to wait for. On
+    PostgreSQL that same statement sends the notification, so enqueueing a job in
+    autocommit is one round trip. Many jobs go in one transaction: with ``COPY`` on
+    PostgreSQL, else in multi-row INSERTs of as many rows as the database takes
+    parameters for.
     """
     if not jobs:
         return jobs
+    db = connections[DEFAULT_DB_ALIAS]  # not the proxy: each of its attributes costs a lookup
     now = timezone.now()
     for offset, job in enumerate(jobs):
         # One microsecond apart: jobs of one call keep their order in the claim
         # order (FIFO within a priority), whatever order the rows land in.
         job.created_at = job.updated_at = now + timedelta(microseconds=offset)
-    fields = Job._meta.concrete_fields
-    shared: dict[str, Any] = {}  # attname -> the value prepared once
-    for f in fields:
-        first = getattr(jobs[0], f.attname)
-        if all(getattr(job, f.attname) is first for job in jobs):
-            shared[f.attname] = f.get_db_prep_save(first, connection)
-    rows = [
-        [
-            shared[f.attname]
-            if f.attname in shared
-            else f.get_db_prep_save(getattr(job, f.attname), connection)
-            for f in fields
-        ]
-        for job in jobs
-    ]
-    quote = connection.ops.quote_name
-    into = f"{quote(Job._meta.db_table)} ({', '.join(quote(f.column) for f in fields)})"
-    with transaction.atomic(), connection.cursor() as cursor:
-        if connection.vendor == "postgresql" and len(jobs) > 1:
-            # COPY streams every row in one command: no statement per row. (On the
-            # driver's cursor, so its errors are wrapped into Django's here.)
-            with connection.wrap_database_errors:
-                with cursor.cursor.copy(f"COPY {into} FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row(row)
-        else:
-            placeholders = ", ".join(["%s"] * len(fields))
-            cursor.executemany(f"INSERT INTO {into} VALUES ({placeholders})", rows)  # noqa: S608
-        notify.notify(job.queue for job in jobs)
+    statements = _statements(db.vendor)
+    if len(jobs) == 1:
+        # Marks the caller's transaction, if any, for rollback on an error, as
+        # Model.save() does: it cannot go on after a failed statement anyway.
+        with transaction.mark_for_rollback_on_error(), db.cursor() as cursor:
+            cursor.execute(statements.one, _rows(jobs, db)[0])
+    else:
+        rows = _rows(jobs, db)
+        with transaction.atomic(), db.cursor() as cursor:
+            if db.vendor == "postgresql":
+                # COPY streams every row in one command: no statement per row. (On the
+                # driver's cursor, so its errors are wrapped into Django's here.)
+                with db.wrap_database_errors:
+                    with cursor.cursor.copy(statements.copy) as copy:
+                        for row in rows:
+                            copy.write_row(row)
+            else:
+                per_statement = max(1, db.features.max_query_params // len(_FIELDS))
+                for start in range(0, len(rows), per_statement):
+                    chunk = rows[start : start + per_statement]
+                    cursor.execute(statements.values(len(chunk)), list(chain(*chunk)))
+            notify.notify(job.queue for job in jobs)
     for job in jobs:
-        job._state.adding, job._state.db = False, connection.alias
+        job._state.adding, job._state.db = False, db.alias
     return jobs
+
+
+def _rows(jobs: list[Job], db: Any) -> list[list[Any]]:
+    """The values of ``jobs``' columns, prepared for ``db``, in ``_FIELDS`` order.
+
+    A column whose value is the very same object in every job (a default) is
+    prepared once; so is, in one job, a value that is the very same object as the
+    one before it in a field of the same class (``updated_at``, ``created_at``).
+    """
+    shared: dict[int, Any] = {}  # column -> the value prepared once
+    if len(jobs) > 1:
+        for i, f in enumerate(_FIELDS):
+            first = getattr(jobs[0], f.attname)
+            if all(getattr(job, f.attname) is first for job in jobs):
+                shared[i] = None if first is None else f.get_db_prep_save(first, db)
+    template = [shared.get(i) for i in range(len(_FIELDS))]
+    own = [column for column in _COLUMNS if column[0] not in shared] if shared else _COLUMNS
+    rows = []
+    for job in jobs:
+        row = template.copy()
+        last: Any = None
+        last_class: Any = None
+        prepared: Any = None
+        for i, attname, f in own:
+            value = getattr(job, attname)
+            if value is None:
+                continue  # NULL, for every field
+            if value is not last or f.__class__ is not last_class:
+                last, last_class, prepared = value, f.__class__, f.get_db_prep_save(value, db)
+            row[i] = prepared
+        rows.append(row)
+    return rows
+
+
+class _Statements(NamedTuple):
+    one: str  # INSERT one row (and, on PostgreSQL, notify its queue)
+    copy: str  # COPY rows in (PostgreSQL)
+    into: str  # "table (columns)"
+
+    def values(self, n: int) -> str:
+        """INSERT ``n`` rows."""
+        row = f"({', '.join(['%s'] * len(_FIELDS))})"
+        return f"INSERT INTO {self.into} VALUES {', '.join([row] * n)}"  # noqa: S608
+
+
+@cache
+def _statements(vendor: str) -> _Statements:
+    """The SQL of ``_insert`` for ``vendor``, built once."""
+    quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
+    into = f"{quote(Job._meta.db_table)} ({', '.join(quote(f.column) for f in _FIELDS)})"
+    one = f"INSERT INTO {into} VALUES ({', '.join(['%s'] * len(_FIELDS))})"  # noqa: S608
+    if vendor == "postgresql":
+        one = notify.with_notify(one, queue_column=quote(Job._meta.get_field("queue").column))
+    return _Statements(one=one, copy=f"COPY {into} FROM STDIN", into=into)
 
 
 def enqueue_fire(*, schedule_id: int, fire_at: datetime, **job: Any) -> Job | None:

@@ -7,7 +7,8 @@ must never undo or hide a transition that is already committed.
 """
 
 import logging
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -32,8 +33,21 @@ def log_transition(job: Job, verb: str, **fields: Any) -> None:
     JSON log format writes as keys.
     """
     _count_transition(job, verb, fields)
-    if not logger.isEnabledFor(logging.INFO):
-        return
+    if logger.isEnabledFor(logging.INFO):
+        _log_line(job, verb, fields)
+
+
+def log_enqueued(jobs: Sequence[Job]) -> None:
+    """``log_transition(job, "enqueue")`` for each of ``jobs``, counted in the metrics
+    once per task and queue rather than once per job."""
+    for (task, queue), count in Counter((job.task, job.queue) for job in jobs).items():
+        _count_safely(metrics.record_enqueued, task=task, queue=queue, count=count)
+    if logger.isEnabledFor(logging.INFO):
+        for job in jobs:
+            _log_line(job, "enqueue", {})
+
+
+def _log_line(job: Job, verb: str, fields: dict[str, Any]) -> None:
     fields = {key: value for key, value in fields.items() if value is not None}
     extra = {
         "job_id": str(job.pk),
