@@ -5,7 +5,7 @@
 
 Queues ``--jobs`` noop jobs, runs ``--workers`` ``runworker --once`` processes
 (with ``--batch N`` only if given: runworker's default otherwise; logging at
-INFO, the default, to a file) until they exit, checks the outcome; ``--repeat``
+``--log-level``, INFO as by default, to a file) until they exit, checks the outcome; ``--repeat``
 times on one fresh database (each round's jobs told apart by their creation
 time). Prints one JSON line with
 the median round: the wall-clock rate (worker start to last exit, process
@@ -23,7 +23,9 @@ from bench.common import database_url, drop_database, emit, start_workers, wait_
 from bench.django_env import setup
 
 
-def round_(url: str, workers: int, jobs: int, args: list[str]) -> tuple[float, float]:
+def round_(
+    url: str, workers: int, jobs: int, args: list[str], log_level: str
+) -> tuple[float, float]:
     """Queue and drain ``jobs``; return (wall seconds, database seconds)."""
     from django.utils import timezone
 
@@ -32,9 +34,9 @@ def round_(url: str, workers: int, jobs: int, args: list[str]) -> tuple[float, f
     mark = timezone.now()
     enqueue_noops(jobs)
     started = time.perf_counter()
-    # The default log level (INFO: a line per claim and per outcome), written to a file.
+    # Logs written to a file, as a service's are (INFO: a line per claim and per outcome).
     with tempfile.NamedTemporaryFile(suffix=".log") as log:
-        wait_all(start_workers(workers, url, *args, log=Path(log.name), JOBS_LOG_LEVEL="INFO"))
+        wait_all(start_workers(workers, url, *args, log=Path(log.name), JOBS_LOG_LEVEL=log_level))
     elapsed = time.perf_counter() - started
     check_outcome(jobs, created_at__gte=mark)
     window, _ = drain_window(created_at__gte=mark)
@@ -42,13 +44,21 @@ def round_(url: str, workers: int, jobs: int, args: list[str]) -> tuple[float, f
 
 
 def run(
-    kind: str, workers: int, jobs: int, batch: int | None, concurrency: int, repeat: int
+    kind: str,
+    workers: int,
+    jobs: int,
+    batch: int | None,
+    concurrency: int,
+    repeat: int,
+    log_level: str = "INFO",
 ) -> dict:
     url = database_url(kind, f"drain_{workers}_{concurrency}")
     setup(url)
     args = ["--once", "--concurrency", str(concurrency)]
     args += ["--batch", str(batch)] if batch else []
-    rounds = sorted((round_(url, workers, jobs, args) for _ in range(repeat)), key=lambda r: r[1])
+    rounds = sorted(
+        (round_(url, workers, jobs, args, log_level) for _ in range(repeat)), key=lambda r: r[1]
+    )
     wall, window = rounds[len(rounds) // 2]  # the median by drain time
     from django.db import connection
 
@@ -61,6 +71,7 @@ def run(
             "workers": workers,
             "concurrency": concurrency,
             "batch": batch or "default",
+            "log_level": log_level,
             "jobs": jobs,
             "rounds": repeat,
             "wall_s": round(wall, 3),
@@ -81,8 +92,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, help="runworker --batch (default: none given)")
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--log-level", default="INFO", help="JOBS_LOG_LEVEL (default: INFO)")
     args = parser.parse_args()
-    run(args.db, args.workers, args.jobs, args.batch, args.concurrency, args.repeat)
+    run(args.db, args.workers, args.jobs, args.batch, args.concurrency, args.repeat, args.log_level)
 
 
 if __name__ == "__main__":

@@ -93,6 +93,7 @@ def _drain(records: Records) -> str:
             r["db"],
             f"{r['workers']} x `--concurrency {r['concurrency']}`",
             "default (none given)" if r["batch"] == "default" else f"`--batch {r['batch']}`",
+            r.get("log_level", "WARNING"),
             _n(r["jobs"]),
             _n(r["wall_jobs_per_s"]),
             _n(r["drain_jobs_per_s"]),
@@ -105,13 +106,14 @@ def _drain(records: Records) -> str:
     return (
         "## Drain throughput (pre-enqueued noop jobs, `runworker --once`)\n\n"
         "Rows without `--batch` run `runworker`'s defaults, as a user gets them: claims of "
-        "up to 100 jobs per executor, sized by how fast the last batches ran. The "
-        "`--batch 100` row is the tuned setting the earlier reports measured. "
+        "up to 100 jobs per executor, sized by how fast the last batches ran, and logs at "
+        "INFO (a line per claim and per outcome, written to a file). The `--batch 100` row "
+        "is the tuned setting the earlier reports measured: `JOBS_LOG_LEVEL=WARNING`. "
         "Wall clock: worker start to last exit (process start-up included, a fixed ~1 s). "
         "Drain: first `started_at` to last `finished_at` in the database. Each row is the "
         "median of its rounds (every round's drain rate in the last column).\n\n"
         + table(
-            "db | processes x concurrency | batch | jobs | wall jobs/s | drain jobs/s "
+            "db | processes x concurrency | batch | log level | jobs | wall jobs/s | drain jobs/s "
             "| wall s | drain s | all rounds, drain jobs/s",
             rows,
         )
