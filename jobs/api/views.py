@@ -121,7 +121,8 @@ class JobViewSet(
         """Queue a job; for a known unfinished ``idempotency_key``, return that job (200)
         to a caller who may view jobs, and only its id (409) to one who may not.
 
-        A JSON array of jobs queues them all in one INSERT (201, the array).
+        A JSON array of jobs queues them all or none, in one transaction (``COPY`` on
+        PostgreSQL, multi-row INSERTs on SQLite): 201 with the array.
         """
         if isinstance(request.data, list):
             return self._create_many(request.data)
