@@ -13,31 +13,26 @@ def _find(records: Records, **match: Any) -> dict[str, Any] | None:
     return None
 
 
+DATABASES = (("sqlite", "SQLite"), ("postgres", "PostgreSQL"))
+
 # (label, record filter, value, goal text, check, unit)
 TARGETS: list[
     tuple[str, dict[str, Any], Callable[[dict], float], str, Callable[[float], bool], str]
 ] = [
     *[
         (
-            f"drain, {name}, 1 process, runworker's defaults (database clock)",
-            {"bench": "drain", "db": db, "workers": 1, "concurrency": 1, "batch": "default"},
+            f"drain, {name}, 1 process, {label} (database clock)",
+            {"bench": "drain", "db": db, "workers": 1, "concurrency": 1, "batch": batch},
             lambda r: r["drain_jobs_per_s"],
             f"≥ {goal:,} jobs/s",
             lambda v, goal=goal: v >= goal,
             " jobs/s",
         )
-        for db, name, goal in (("sqlite", "SQLite", 5_000), ("postgres", "PostgreSQL", 3_000))
-    ],
-    *[
-        (
-            f"drain, {name}, 1 process, `--batch 100` (database clock)",
-            {"bench": "drain", "db": db, "workers": 1, "concurrency": 1, "batch": 100},
-            lambda r: r["drain_jobs_per_s"],
-            f"≥ {goal:,} jobs/s",
-            lambda v, goal=goal: v >= goal,
-            " jobs/s",
+        for batch, label, goals in (
+            ("default", "runworker's defaults", (5_000, 3_000)),
+            (100, "`--batch 100`", (10_000, 5_000)),
         )
-        for db, name, goal in (("sqlite", "SQLite", 10_000), ("postgres", "PostgreSQL", 5_000))
+        for (db, name), goal in zip(DATABASES, goals, strict=True)
     ],
     *[
         (
@@ -48,7 +43,7 @@ TARGETS: list[
             lambda v: v >= 0.9,
             " x",
         )
-        for db, name in (("sqlite", "SQLite"), ("postgres", "PostgreSQL"))
+        for db, name in DATABASES
         for batch, label in (("default", "runworker's defaults"), (1, "`--batch 1`"))
     ],
     (
