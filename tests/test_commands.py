@@ -114,13 +114,17 @@ def start_make_run(processes, port: int, env: dict[str, str]) -> subprocess.Pope
     return proc
 
 
-def start_running(processes, how: str, port: int, seconds: int) -> tuple[subprocess.Popen, Job]:
+def start_running(
+    processes, how: str, port: int, seconds: int, *options: str
+) -> tuple[subprocess.Popen, Job]:
     """Start ``serve`` (or ``make run``) with a job of ``seconds`` running in its worker."""
     env = {"JOBS_TASK_MODULES": "tests.tasks", "JOBS_SIMULATE_SECONDS": str(seconds)}
     if how == "make":
         proc = start_make_run(processes, port, env)
     else:
-        proc = processes.manage("serve", "--port", str(port), "--web-workers", "1", env=env)
+        proc = processes.manage(
+            "serve", "--port", str(port), "--web-workers", "1", *options, env=env
+        )
     job = lifecycle.enqueue(task="simulate", payload="shut down gently")[0]
     wait_for(lambda: Job.objects.filter(pk=job.pk, started_at__isnull=False).exists(), timeout=90)
     return proc, job
@@ -142,6 +146,22 @@ def test_one_sigterm_to_the_process_group_lets_the_running_job_finish(processes,
     assert job.status == Status.DONE, output
     if how == "serve":
         assert proc.returncode == 0
+
+
+@pytest.mark.slow
+def test_a_job_still_running_at_the_shutdown_timeout_goes_back_to_the_queue(processes):
+    """serve gives its workers their own shutdown timeout: a job still running then is
+    stopped and put back in the queue by its worker, which exits 0; nothing is killed
+    from outside, so nothing is left processing for lease recovery to run again."""
+    proc, job = start_running(processes, "serve", 8346, 60, "--shutdown-timeout", "1")
+    started = time.monotonic()
+    os.killpg(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0, processes.output(proc)
+    output = processes.output(proc)
+    assert time.monotonic() - started < 30
+    assert "Stopped (exit codes [0, 0])." in output, output
+    job.refresh_from_db()
+    assert (job.status, job.worker_id, job.attempts) == (Status.QUEUED, None, 1), output
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from jobs.conf import conf
 from jobs.lifecycle import backoff
 
 # A worker that exits is restarted after a backoff: about a second at first, doubling
@@ -23,6 +24,11 @@ RESTART_RESET_AFTER = 60.0
 # Signals this close to the first are the same user action, delivered twice: once by
 # the process group (Ctrl-C, `kill -TERM -PGID`) and once relayed (make forwards SIGTERM).
 SAME_ACTION = 1.0
+# Stopping: the workers stop themselves at the shutdown timeout (running jobs back to
+# the queue); serve hurries them GRACE_SECONDS after it, and SIGKILLs only what still
+# runs HURRY_SECONDS after that.
+GRACE_SECONDS = 5.0
+HURRY_SECONDS = 10.0
 PR_SET_PDEATHSIG = 1
 
 
@@ -126,7 +132,11 @@ class Command(BaseCommand):
         )
         parser.add_argument("--workers", type=int, default=1, help="runworker processes")
         parser.add_argument(
-            "--shutdown-timeout", type=float, default=10.0, help="seconds before SIGKILL"
+            "--shutdown-timeout",
+            type=float,
+            default=None,
+            help="seconds running jobs and requests get to finish after Ctrl-C/SIGTERM "
+            "(default JOBS_SHUTDOWN_TIMEOUT, 30); then they are stopped at once",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -152,6 +162,9 @@ class Command(BaseCommand):
         return directory
 
     def _serve(self, options: dict[str, Any]) -> None:
+        timeout = options["shutdown_timeout"]
+        if timeout is None:
+            timeout = conf.SHUTDOWN_TIMEOUT
         web = [
             sys.executable,
             "-m",
@@ -164,11 +177,11 @@ class Command(BaseCommand):
             "--access-logfile",
             "-",
             "--graceful-timeout",
-            str(int(options["shutdown_timeout"])),
+            str(max(1, round(timeout))),
         ]
         if options["web_workers"] is not None:
             web += ["--workers", str(options["web_workers"])]
-        worker = [sys.executable, "manage.py", "runworker"]
+        worker = [sys.executable, "manage.py", "runworker", "--shutdown-timeout", str(timeout)]
         server = spawn(web)
         workers = [
             Restarting(worker, f"worker {n + 1}", self.stdout.write)
@@ -187,32 +200,35 @@ class Command(BaseCommand):
                 supervised.check()
             time.sleep(0.2)
         children = [server, *filter(None, (w.running() for w in workers))]
-        self._stop(children, stop, options["shutdown_timeout"])
+        self._stop(children, stop, timeout)
         codes = [child.returncode for child in children]
         self.stdout.write(f"Stopped (exit codes {codes}).")
         if not stop.count:
             sys.exit(1)
 
     def _stop(self, children: list[subprocess.Popen], stop: StopRequests, timeout: float) -> None:
-        """Ask the children to finish (SIGTERM: gunicorn and workers stop gracefully); on a
-        second stop request, ask again (gunicorn's SIGINT and a worker's second signal mean
-        now); SIGKILL whatever still runs after ``timeout`` seconds."""
+        """Ask the children to finish (SIGTERM: gunicorn and workers stop gracefully, the
+        workers within the same ``timeout``); on a second stop request, or a few seconds
+        after ``timeout``, ask again (gunicorn's SIGINT and a worker's second signal mean
+        now: running jobs go back to the queue); SIGKILL only what still runs
+        ``HURRY_SECONDS`` after that."""
         server = children[0]
         for child in children:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
-        hurried = False  # two requests already: the loop below asks again at once
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout + GRACE_SECONDS
+        hurried_at = None
         while any(child.poll() is None for child in children):
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if hurried_at is None and (stop.count > 1 or now >= deadline):
+                hurried_at = now
+                for child in children:
+                    if child.poll() is None:
+                        child.send_signal(signal.SIGINT if child is server else signal.SIGTERM)
+            if hurried_at is not None and now >= hurried_at + HURRY_SECONDS:
                 for child in children:
                     if child.poll() is None:
                         child.kill()
                         child.wait()
                 break
-            if stop.count > 1 and not hurried:
-                hurried = True
-                for child in children:
-                    if child.poll() is None:
-                        child.send_signal(signal.SIGINT if child is server else signal.SIGTERM)
             time.sleep(0.05)
