@@ -4,9 +4,10 @@ A database that is down, restarting or refusing connections is an outage, not a
 bug: a client should retry. ``DatabaseUnavailableMiddleware`` (in ``MIDDLEWARE``)
 answers a view's connection-level database error (``jobs.exceptions.
 database_unavailable``) with a 503: the API's JSON error shape (code
-``database_unavailable``) under ``/api/``, a short readable page elsewhere (the
-admin). ``server_error`` (``handler500``) does the same for such an error raised
-outside a view (in a middleware), when ``DEBUG`` is off. Either logs one WARNING
+``database_unavailable``) under ``/api/``, for ``/metrics`` and for a client that
+asks for JSON, a short readable page elsewhere (the admin). ``server_error``
+(``handler500``) does the same for such an error raised outside a view (in a
+middleware), when ``DEBUG`` is off. Either logs one WARNING
 line, without a traceback; every other exception stays a 500. DRF views answer the
 same 503 through ``jobs.api.errors.exception_handler``.
 """
@@ -28,9 +29,19 @@ from jobs.api.errors import (
 from jobs.exceptions import database_unavailable
 
 
+def _for_programs(request: HttpRequest) -> bool:
+    """The API, ``/metrics``, or a client asking for JSON rather than a page."""
+    accept = request.headers.get("Accept", "")
+    return (
+        request.path_info.startswith(API_PREFIX)
+        or request.path_info.rstrip("/") == "/metrics"
+        or ("application/json" in accept and "text/html" not in accept)
+    )
+
+
 def unavailable_response(request: HttpRequest, exc: BaseException) -> HttpResponse:
     """The 503 for ``exc``, a connection-level database error, logged once."""
-    if request.path_info.startswith(API_PREFIX):
+    if _for_programs(request):
         response: HttpResponse = JsonResponse(error_body(DatabaseUnavailable()), status=503)
     else:
         # Rendered without the request: context processors would query the database.

@@ -123,6 +123,16 @@ def test_the_admin_shows_a_readable_page_while_the_database_is_down(postgres, cl
     assert client.get("/admin/jobs/job/").status_code == 200
 
 
+def test_metrics_and_json_clients_get_the_json_503(postgres, client, user):
+    client.force_login(user)
+    with database_down():
+        metrics = client.get("/metrics")
+        page = client.get("/admin/jobs/job/", HTTP_ACCEPT="application/json")
+    for response in (metrics, page):
+        assert response.status_code == 503 and response["Retry-After"] == "2"
+        assert response.json()["code"] == "database_unavailable"
+
+
 def test_the_500_handler_answers_503_for_an_unreachable_database_only(postgres, rf):
     """For errors raised outside a view (a middleware's query): 503 for an outage, the
     usual 500 page for anything else."""
