@@ -510,3 +510,11 @@ def test_plain_jobs_are_what_the_serializer_validates_them_to():
     assert serializer.is_valid(), serializer.errors
     assert plain_jobs(items) == [dict(spec) for spec in serializer.validated_data]
     assert plain_jobs([*items, {"task": "echo", "run_after": "2030-01-01T00:00:00Z"}]) is None
+
+
+def test_a_bulk_create_names_the_items_that_carry_an_idempotency_key(api):
+    items = [{"task": "echo"}, {"task": "echo", "idempotency_key": "k"}, {"task": "echo"}]
+    response = api.post("/api/jobs", items, format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"1.idempotency_key": ["not supported in a bulk create"]}
+    assert not Job.objects.exists()

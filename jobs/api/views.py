@@ -153,8 +153,12 @@ class JobViewSet(
         if jobs is None:
             serializer = JobSerializer(data=items, many=True)
             serializer.is_valid(raise_exception=True)
-            if any(spec.get("idempotency_key") for spec in serializer.validated_data):
-                raise ValidationError({"idempotency_key": ["not supported in a bulk create"]})
+            if keyed := [
+                f"{index}.idempotency_key"
+                for index, spec in enumerate(serializer.validated_data)
+                if spec.get("idempotency_key")
+            ]:
+                raise ValidationError({key: ["not supported in a bulk create"] for key in keyed})
             jobs = lifecycle.enqueue_many(serializer.validated_data)
         return Response(JobSerializer(jobs, many=True).data, status=status.HTTP_201_CREATED)
 
