@@ -286,7 +286,7 @@ class Worker:
             if (job := self.pool.in_task(slot)) is not None:
                 if job.started_at is None:
                     times.append(self.pool.since(slot) + START_MARK_DELAY - now)  # _mark_started
-                if self.pool.unstarted(slot):
+                if self.pool.unstarted(slot) or self._buffer:  # _hand_back_waiting
                     times.append(self.pool.since(slot) + self.hand_back_after - now)
         if self.pool.idle():
             times.append(self.poll_interval if idle else 0.0)
