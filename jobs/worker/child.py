@@ -199,8 +199,9 @@ def child_main(
             finally:
                 connections.close_all()  # this thread's: reopened when next needed
 
-    recorder = _Recorder(lambda: bool(completions.pending), completions.max_delay, None)
-    recorder.record = record_while_running
+    recorder = _Recorder(
+        lambda: bool(completions.pending), completions.max_delay, record_while_running
+    )
 
     def returned() -> None:  # called by the runner before it records the outcome
         progress[Progress.RETURNED] = progress[Progress.STARTED]

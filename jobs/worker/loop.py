@@ -333,6 +333,11 @@ class Worker:
                 self._returning += self._buffer
                 self._buffer.clear()
                 self._size = 1
+        self._release_returning()
+
+    def _release_returning(self) -> None:
+        """Release the jobs taken back from executors (kept for the next pass if the
+        database fails meanwhile)."""
         if self._returning:
             lifecycle.release(jobs=self._returning, worker_id=self.worker_id, started=False)
             self._returning = []
@@ -460,9 +465,7 @@ class Worker:
     # -- stopping -------------------------------------------------------------------------
 
     def _release_buffer(self) -> None:
-        if self._returning:
-            lifecycle.release(jobs=self._returning, worker_id=self.worker_id, started=False)
-            self._returning = []
+        self._release_returning()
         if self._buffer:
             lifecycle.release(jobs=list(self._buffer), worker_id=self.worker_id, started=False)
             self._buffer.clear()
