@@ -176,7 +176,7 @@ class JobAttempt(models.Model):
         indexes = [models.Index(fields=["job", "number"], name="jobs_attempt_job_idx")]
 
     def __str__(self) -> str:
-        return f"attempt {self.number} of {self.job_id}: {self.outcome}"
+        return f"attempt {self.number}: {self.outcome}"
 
 
 class WorkerQuerySet(models.QuerySet):

@@ -84,8 +84,9 @@ def test_search_by_id_payload_and_error(admin_client, make_job):
 def test_change_page_shows_json_traceback_history_progress_lease_and_worker(admin_client, make_job):
     make_job(payload={"to": "a@b.c", "n": [1, 2]}, max_attempts=3)
     (job,) = lifecycle.claim(worker_id="w-busy")
-    lifecycle.fail(job=job, worker_id="w-busy", error="E1", traceback="Traceback: line 1")
-    Job.objects.filter(pk=job.pk).update(run_after=None)
+    trace = "Traceback: line 1\nKeyError: first"
+    lifecycle.fail(job=job, worker_id="w-busy", error="E1", traceback=trace)
+    Job.objects.filter(pk=job.pk).update(run_after=None, traceback=None)
     (job,) = lifecycle.claim(worker_id="w-busy")
     Job.objects.filter(pk=job.pk).update(progress=40, progress_message="halfway", result={"k": 1})
     now = timezone.now()
@@ -93,11 +94,12 @@ def test_change_page_shows_json_traceback_history_progress_lease_and_worker(admi
     page = shown(admin_client.get(change_url(job)))
     assert "\n  &quot;to&quot;: &quot;a@b.c&quot;" in page  # payload as indented JSON
     assert "{\n  &quot;k&quot;: 1\n}" in page  # result pretty-printed
-    assert "Traceback: line 1" in page
     assert 'value="40"' in page and "halfway" in page
     assert reverse("admin:jobs_worker_change", args=["w-busy"]) in page
     assert "UTC, in " in page  # the lease, with time left
-    assert "Attempt history" in page and f"attempt 1 of {job.pk}: failed" in page
+    assert "Attempt history" in page and "attempt 1: failed" in page
+    # The attempt's traceback, folded under its last line.
+    assert '<summary>KeyError: first</summary><pre class="job-pre">Traceback: line 1\n' in page
 
 
 @pytest.mark.parametrize(("current", "target"), [(a, b) for a in ALL for b in ALL if a != b])

@@ -141,6 +141,17 @@ def test_get_one(api, make_job, suffix):
     assert response.json()["history"] == []
 
 
+def test_get_one_shows_each_failed_attempt_with_its_error_and_traceback(api, make_job):
+    job = make_job(max_attempts=2)
+    (job,) = lifecycle.claim(worker_id="w1")
+    lifecycle.fail(job=job, worker_id="w1", error="E1", traceback="Traceback: a\nValueError: E1")
+    history = api.get(f"/api/jobs/{job.pk}").json()["history"]
+    assert [(h["number"], h["outcome"], h["error"], h["traceback"]) for h in history] == [
+        (1, "failed", "E1", "Traceback: a\nValueError: E1")
+    ]
+    assert history[0]["worker_id"] == "w1"
+
+
 @pytest.mark.parametrize("job_id", [str(uuid.uuid4()), "not-a-uuid", "123"])
 def test_unknown_or_malformed_id_is_404(api, job_id):
     assert api.get(f"/api/jobs/{job_id}").status_code == 404

@@ -1,5 +1,7 @@
-"""The README's configuration table against the code: every default it states is the one
-``jobs.conf`` returns, and every setting ``jobs.conf`` reads is in the table."""
+"""The README's tables against the code, so that they cannot drift: the configuration table
+(every default it states is the one ``jobs.conf`` returns, every setting ``jobs.conf`` reads is
+in it), the endpoint table (the URL configuration and the OpenAPI schema), each command's
+options (its argparse parser) and the Python API table (the functions' signatures)."""
 
 import re
 from datetime import timedelta
@@ -65,3 +67,115 @@ def test_the_check_catches_a_wrong_default():
     assert not matches("50", 100) and not matches("`7d`", parse_age("30d"))
     assert not matches("`jobs.api.permissions.Other`", ["jobs.api.permissions.ModelPermissions"])
     assert matches("DRF's `JSONRenderer`", ["rest_framework.renderers.JSONRenderer"])
+
+
+# -- the endpoint table -----------------------------------------------------------------------
+
+ENDPOINT = re.compile(r"^\| `(GET|POST|PUT|PATCH|DELETE) (/[^` ]*)` \|", re.M)
+
+
+def documented_endpoints() -> set[tuple[str, str]]:
+    return set(ENDPOINT.findall(README.read_text()))
+
+
+def schema_endpoints() -> set[tuple[str, str]]:
+    """Each (method, path) of the OpenAPI schema the service publishes, slashes trimmed."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    return {
+        (method.upper(), path.rstrip("/"))
+        for path, operations in schema["paths"].items()
+        for method in operations
+    }
+
+
+def test_the_endpoint_table_lists_every_api_operation_and_nothing_else():
+    api = {(m, p) for m, p in documented_endpoints() if p.startswith("/api/")}
+    api.discard(("GET", "/api/schema"))  # the schema itself is not in the schema
+    schema = {(m, p.replace("{pk}", "{id}")) for m, p in schema_endpoints()}
+    tasks = {(m, p.replace("{id}", "{name}")) for m, p in schema if p.startswith("/api/tasks/")}
+    schema = {e for e in schema if not e[1].startswith("/api/tasks/")} | tasks
+    assert api - schema == set(), "in the README but not served"
+    assert schema - api == set(), "served but missing from the README's endpoint table"
+
+
+def test_every_endpoint_in_the_table_resolves_and_every_top_level_route_is_in_it():
+    from django.urls import get_resolver, resolve
+
+    documented = documented_endpoints()
+    for _, path in documented:
+        resolve(path.replace("{id}", "1").replace("{name}", "echo"))  # raises Resolver404
+    top_level = {
+        pattern.pattern.regex.pattern.strip("^$").replace("/?", "")
+        for pattern in get_resolver().url_patterns
+        if getattr(pattern, "name", None)  # named views; admin/, api/ and api-auth/ are includes
+    }
+    assert top_level == {"api/schema", "docs", "health", "metrics"}
+    assert {f"/{route}" for route in top_level} <= {path for _, path in documented}
+
+
+def test_the_endpoint_check_catches_a_wrong_row():
+    assert ("GET", "/api/jobs/{id}") in documented_endpoints()
+    assert ("POST", "/api/jobs/{id}/archive") not in schema_endpoints()
+
+
+# -- command options --------------------------------------------------------------------------
+
+# Where the README lists each command's options, ending with the sentence.
+OPTIONS = {
+    "runworker": "`runworker` options: ",
+    "purgejobs": "`purgejobs` options: ",
+    "serve": "`manage.py serve`, whose options are ",
+}
+
+
+def documented_options(lead: str) -> set[str]:
+    text = README.read_text()
+    assert lead in text, f"the README no longer lists options after {lead!r}"
+    sentence = re.split(r"\.\s", text.split(lead, 1)[1], maxsplit=1)[0]
+    return set(re.findall(r"`(--[a-z-]+)`", sentence))
+
+
+def command_options(name: str) -> set[str]:
+    from django.core.management import BaseCommand, load_command_class
+
+    app = "jobqueue" if name == "serve" else "jobs"
+    own = load_command_class(app, name).create_parser("manage.py", name)
+    base = BaseCommand().create_parser("manage.py", "base")
+    strings = {s for action in own._actions for s in action.option_strings}
+    return strings - {s for a in base._actions for s in a.option_strings}
+
+
+@pytest.mark.parametrize("command", sorted(OPTIONS))
+def test_the_readme_lists_each_command_option(command):
+    assert documented_options(OPTIONS[command]) == command_options(command)
+
+
+def test_the_option_check_catches_a_missing_option():
+    assert "--batch-size" in command_options("purgejobs")
+    assert "--batch-size" not in documented_options("`runworker` options: ")
+
+
+# -- the Python API ---------------------------------------------------------------------------
+
+FUNCTION = re.compile(r"^\| `([a-z_]+)\(([^)]*)\)` \|", re.M)
+
+
+def test_the_python_api_table_names_each_function_with_its_arguments():
+    import inspect
+
+    import jobs
+
+    rows = dict(FUNCTION.findall(README.read_text()))
+    assert set(rows) == set(jobs.__all__)
+    for name, args in rows.items():
+        parameters = inspect.signature(getattr(jobs, name)).parameters.values()
+        code = [
+            f"**{p.name}" if p.kind is p.VAR_KEYWORD else p.name
+            for p in parameters
+            if p.kind is not p.VAR_POSITIONAL
+        ]
+        readme = re.findall(r"(?:^|, )(\*\*[a-z_]+|[a-z_]+)(?==|,|$)", args)
+        assert readme == code, f"README's {name}({args}) against the code's {code}"
+        assert all(p.kind in (p.KEYWORD_ONLY, p.VAR_KEYWORD) for p in parameters), name

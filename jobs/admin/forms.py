@@ -7,6 +7,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
+from django.utils.html import format_html
 
 from jobs import lifecycle
 from jobs.exceptions import InvalidInput
@@ -130,8 +131,20 @@ class JobAttemptInline(admin.TabularInline):
     extra = 0
     can_delete = False
     verbose_name_plural = "attempt history (attempts that did not succeed)"
-    fields = ["number", "outcome", "worker_id", "started_at", "finished_at", "error"]
+    fields = ["number", "outcome", "worker_id", "started_at", "finished_at", "error", "trace"]
     readonly_fields = fields
+
+    @admin.display(description="traceback")
+    def trace(self, attempt: JobAttempt) -> str:
+        """The attempt's traceback, folded under its last line (the exception itself)."""
+        if not attempt.traceback:
+            return "-"
+        last = attempt.traceback.strip().splitlines()[-1]
+        return format_html(
+            '<details><summary>{}</summary><pre class="job-pre">{}</pre></details>',
+            last,
+            attempt.traceback,
+        )
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -28,7 +28,15 @@ MAX_TASK_NAME = 200
 class JobAttemptSerializer(serializers.ModelSerializer):
     class Meta:
         model = JobAttempt
-        fields = ["number", "worker_id", "started_at", "finished_at", "outcome", "error"]
+        fields = [
+            "number",
+            "worker_id",
+            "started_at",
+            "finished_at",
+            "outcome",
+            "error",
+            "traceback",
+        ]
 
 
 class JobSerializer(
