@@ -14,3 +14,6 @@ worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 keepalive = 5  # seconds an idle client connection stays open
+# No control socket: its default path (~/.gunicorn/gunicorn.ctl) is one per user, so a second
+# instance on the host would take it over from the first; `serve` manages the processes.
+control_socket_disable = True
