@@ -257,6 +257,28 @@ def test_release_gives_back_an_unstarted_attempt(make_job):
     assert (job.status, job.attempts, job.worker_id) == (Status.QUEUED, 0, None)
 
 
+def test_release_of_a_started_attempt_keeps_it_and_its_history(make_job):
+    make_job()
+    (job,) = lifecycle.claim(worker_id="w")
+    started = timezone.now()
+    lifecycle.mark_started(worker_id="w", starts=[(job, started)])
+    job.started_at = started
+    assert lifecycle.release(jobs=[job], worker_id="w", started=True, reason="stopped") == 1
+    job.refresh_from_db()
+    assert (job.status, job.attempts, job.worker_id) == (Status.QUEUED, 1, None)
+    history = list(job.history.values_list("number", "outcome", "error", "worker_id"))
+    assert history == [(1, Outcome.RELEASED, "stopped", "w")]
+    assert job.history.get().started_at == started
+
+
+def test_an_operator_requeueing_a_running_job_records_its_attempt(make_job):
+    make_job()
+    (job,) = lifecycle.claim(worker_id="w")
+    lifecycle.set_status(job_id=job.pk, status=Status.QUEUED)
+    history = list(job.history.values_list("number", "outcome", "error"))
+    assert history == [(1, Outcome.RELEASED, "requeued by an operator")]
+
+
 def test_retry_grants_at_least_one_more_attempt(make_job):
     job = put_in(Status.FAILED, make_job)
     job = lifecycle.retry(job_id=job.pk)

@@ -123,6 +123,9 @@ class TestWorkerProcesses:
         assert worker.wait(timeout=30) == 0
         job.refresh_from_db()
         assert (job.status, job.attempts) == (Status.QUEUED, 1)
+        (attempt,) = job.history.all()  # the counted attempt is in the history
+        assert (attempt.number, attempt.outcome) == (1, Outcome.RELEASED)
+        assert attempt.error == "stopped by its worker before its outcome was recorded"
 
     def test_cancel_stops_a_running_job_and_the_worker_goes_on(self, processes, make_job, tmp_path):
         job, marker = make_sleeper(make_job, tmp_path, 60)

@@ -18,8 +18,15 @@ from django.utils import timezone
 from jobs import notify
 from jobs.conf import conf
 from jobs.lifecycle.events import log_claim, log_transition
-from jobs.lifecycle.transitions import MANUAL_HOLDER, PROCESSING, QUEUED, held, refused
-from jobs.models import Job
+from jobs.lifecycle.transitions import (
+    MANUAL_HOLDER,
+    PROCESSING,
+    QUEUED,
+    archive,
+    held,
+    refused,
+)
+from jobs.models import Job, Outcome
 
 
 def claim(
@@ -141,11 +148,14 @@ def claim_for_hand(*, job_id: Any) -> Job:
     return _claim_one(job_id, MANUAL_HOLDER, take_manual=False)
 
 
-def release(*, jobs: Iterable[Job], worker_id: str, started: bool = False) -> int:
+def release(
+    *, jobs: Iterable[Job], worker_id: str, started: bool = False, reason: str = "released"
+) -> int:
     """Hand claimed jobs back to the queue unfinished; return how many were released.
 
     A job that never ``started`` gets its attempt back. A started one keeps it, so
-    attempt numbers only grow and keep fencing out the holder that let it go.
+    attempt numbers only grow and keep fencing out the holder that let it go, and
+    the attempt goes into its history (outcome ``released``, ``reason`` as its error).
     Idle workers are woken (PostgreSQL NOTIFY at commit), as for a new job.
     """
     now = timezone.now()
@@ -161,6 +171,8 @@ def release(*, jobs: Iterable[Job], worker_id: str, started: bool = False) -> in
             ):
                 back.append(job)
         if back:
+            if started:
+                archive(back, outcome=Outcome.RELEASED, now=now, error=reason)
             notify.notify(job.queue for job in back)
     for job in back:
         job.status, job.worker_id, job.lease_expires_at = QUEUED, None, None

@@ -111,7 +111,9 @@ def set_status(*, job_id: Any, status: str) -> Job:
         return retry(job_id=job.pk)
     holder = job.worker_id or ""
     if verb == "release":
-        if not release(jobs=[job], worker_id=holder, started=True):
+        if not release(
+            jobs=[job], worker_id=holder, started=True, reason="requeued by an operator"
+        ):
             raise refused(job.pk, "release")
     elif verb == "succeed":
         succeed(job=job, worker_id=holder, result=job.result)

@@ -296,7 +296,12 @@ class Worker:
         finished, (ran, unstarted) = self.pool.wait(timeout, wake=self._wakers())
         self._consume_wakeups()
         if self.pool.lost:  # cleared once released: a database error keeps them for next time
-            lifecycle.release(jobs=self.pool.lost, worker_id=self.worker_id, started=True)
+            lifecycle.release(
+                jobs=self.pool.lost,
+                worker_id=self.worker_id,
+                started=True,
+                reason="ran, but its outcome could not be recorded",
+            )
             self.pool.lost = []
         for job, status in finished:
             if status == "skipped":  # taken away, or stopping: never started
@@ -358,7 +363,12 @@ class Worker:
         run again; ones that never started get their attempt back. (Fenced: a job
         taken away meanwhile is left alone.)"""
         if ran:
-            lifecycle.release(jobs=ran, worker_id=self.worker_id, started=True)
+            lifecycle.release(
+                jobs=ran,
+                worker_id=self.worker_id,
+                started=True,
+                reason="stopped by its worker before its outcome was recorded",
+            )
         if unstarted:
             lifecycle.release(jobs=unstarted, worker_id=self.worker_id, started=False)
 
