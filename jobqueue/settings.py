@@ -136,6 +136,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {
         "NAME": os.environ.get("JOBS_TEST_SQLITE", str(BASE_DIR / "test_db.sqlite3"))
     }
+else:
+    # Nothing here reads through a server-side cursor; without them every connection
+    # works through a transaction pooler (PgBouncer) too. See "Scale path" in the README.
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -72,6 +72,13 @@ class _Conf:
         return _get("JOBS_POLL_INTERVAL", 0.5 if connection.vendor == "postgresql" else 0.05, float)
 
     @property
+    def LISTEN_DATABASE_URL(self) -> str:
+        """Where workers LISTEN for new jobs (PostgreSQL): empty, the default database's
+        own settings; a ``postgres://`` URL straight to the server (when the default goes
+        through a transaction pooler, which cannot hold a LISTEN); ``off``, poll only."""
+        return _get("JOBS_LISTEN_DATABASE_URL", "")
+
+    @property
     def BATCH_SIZE(self) -> int:
         """The most jobs a worker claims per executor per round trip (``--batch``)."""
         return _positive("JOBS_BATCH_SIZE", _get("JOBS_BATCH_SIZE", 100, int))

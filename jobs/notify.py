@@ -8,6 +8,11 @@ worker waits on its socket alongside everything else. Polling
 stays as the safety net: if the listening connection drops (a database restart),
 the worker keeps polling and the listener reconnects and listens again.
 On other databases both are no-ops.
+
+Behind a transaction pooler (PgBouncer's ``pool_mode = transaction``) a LISTEN cannot
+hold: ``JOBS_LISTEN_DATABASE_URL`` points the listener straight at the server (or
+``off`` leaves polling alone). ``pg_notify`` itself is transaction-scoped and passes
+through the pooler.
 """
 
 import logging
@@ -16,6 +21,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db import connection
+
+from jobs.conf import conf
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +59,8 @@ class Listener:
     retry_interval = 1.0
 
     def __init__(self) -> None:
-        self.enabled = connection.vendor == "postgresql"
+        self.url = conf.LISTEN_DATABASE_URL
+        self.enabled = connection.vendor == "postgresql" and self.url.lower() != "off"
         self.conn: Any = None
         self._next_attempt = 0.0
 
@@ -75,9 +83,14 @@ class Listener:
             "host": settings["HOST"] or None,
             "port": settings["PORT"] or None,
         }
+        where = [self.url] if self.url else []  # a URL of its own, else the default's settings
         try:
             self.conn = psycopg.connect(
-                **{k: v for k, v in params.items() if v}, autocommit=True, connect_timeout=5
+                *where,
+                **({} if where else {k: v for k, v in params.items() if v}),
+                autocommit=True,
+                connect_timeout=5,
+                application_name="jobqueue-listener",
             )
             self.conn.execute(f"LISTEN {CHANNEL}")
             logger.info("listening channel=%s", CHANNEL)

@@ -57,8 +57,10 @@ class PgCluster:
             cwd=self.dir,
         )
 
-    def start(self) -> None:
+    def start(self, **settings: str) -> None:
+        """Start the server; ``settings`` are extra ``-c name=value`` server settings."""
         options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options += "".join(f" -c {name}={value}" for name, value in settings.items())
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
 
     def stop(self, mode: str = "fast") -> None:

@@ -80,3 +80,23 @@ def test_a_rolled_back_enqueue_is_never_announced(listener, other, many):
         raise RuntimeError("the caller changes its mind")
     assert heard_before_marker(listener, other) == []
     assert not Job.objects.exists()
+
+
+def test_the_listener_connects_where_jobs_listen_database_url_says(settings):
+    if connection.vendor != "postgresql":
+        pytest.skip("LISTEN/NOTIFY is a PostgreSQL feature")
+    settings.JOBS_LISTEN_DATABASE_URL = database_url()
+    listening = Listener()
+    try:
+        assert listening.fileno() is not None
+        lifecycle.enqueue(task="echo", queue="via-url")
+        wait_for(lambda: "via-url" in listening.drain(), timeout=5)
+        assert listening.conn.info.parameter_status("application_name") == "jobqueue-listener"
+    finally:
+        listening.close()
+
+
+def test_off_leaves_the_worker_polling(settings):
+    settings.JOBS_LISTEN_DATABASE_URL = "off"
+    listening = Listener()
+    assert not listening.enabled and listening.fileno() is None and listening.drain() == []

@@ -258,6 +258,35 @@ def manage(*args: str, env: dict[str, str]) -> str:
     return done.stdout
 
 
+def service(url: str, **settings: str) -> tuple[dict[str, str], str]:
+    """Migrate the database at ``url`` and create its first user: the environment for
+    ``manage.py`` on it (with ``settings``) and the API token."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "JOBS_TASK_MODULES": "tests.tasks",
+        "JOBS_WRITE_RATE": "none",
+        "PYTHONUNBUFFERED": "1",
+        **settings,
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # serve makes its own
+    manage("migrate", "--noinput", env=env)
+    return env, manage("bootstrap", env=env).split("API token:")[1].split()[0]
+
+
+def serve(env: dict[str, str], port: int, log: Path, *options: str) -> subprocess.Popen:
+    """``manage.py serve`` on ``port`` in a session of its own, its output in ``log``."""
+    with open(log, "w") as out:
+        return subprocess.Popen(
+            [sys.executable, "manage.py", "serve", "--port", str(port), *options],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 def executions(log: Path) -> list[tuple[str, float]]:
     """(line, when) for each execution of a ``test.record`` job."""
     if not log.exists():
@@ -274,29 +303,10 @@ def test_a_database_restart_during_a_burst_costs_503s_and_a_delay_never_a_500_or
     import psycopg
 
     url = cluster.create_database("jobqueue_outage")
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "JOBS_TASK_MODULES": "tests.tasks",
-        "JOBS_LEASE_SECONDS": "10",
-        "JOBS_BATCH_SIZE": "4",
-        "JOBS_WRITE_RATE": "none",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # serve makes its own
-    manage("migrate", "--noinput", env=env)
-    token = manage("bootstrap", env=env).split("API token:")[1].split()[0]
+    env, token = service(url, JOBS_LEASE_SECONDS="10", JOBS_BATCH_SIZE="4")
     log, marker = tmp_path / "executions.log", tmp_path / "slow-started"
     base = f"http://127.0.0.1:{WEB_PORT}"
-    with open(tmp_path / "serve.log", "w") as out:
-        serve = subprocess.Popen(
-            [sys.executable, "manage.py", "serve", "--port", str(WEB_PORT), "--web-workers", "2"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    server = serve(env, WEB_PORT, tmp_path / "serve.log", "--web-workers", "2")
     try:
         wait_for(lambda: post(base, token, {"task": "noop"})[0] == 201, timeout=60)
         with Burst(base, token, log) as burst:
@@ -342,12 +352,12 @@ def test_a_database_restart_during_a_burst_costs_503s_and_a_delay_never_a_500_or
                     "SELECT id, status, finished_at FROM jobs_job"
                 )
             }
-        serve.send_signal(signal.SIGTERM)
-        serve.wait(timeout=60)
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
     finally:
-        if serve.poll() is None:
-            os.killpg(serve.pid, signal.SIGKILL)
-            serve.wait()
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
     output = (tmp_path / "serve.log").read_text()
 
     statuses = Counter(answer[1] for answer in burst.answers)
