@@ -13,7 +13,7 @@ REQUIRE_POSTGRES ?= 0
 REQUIRE_BROWSER ?= 0
 export REQUIRE_BROWSER
 
-.PHONY: run test lint test-sqlite test-postgres check bench bench-admin screenshots clean
+.PHONY: run test lint test-sqlite test-postgres check bench bench-admin bench-pooler screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,10 @@ bench: $(VENV)/.dev
 # The admin at 1,000,000 jobs on PostgreSQL (BENCH_DATABASE_URL, default below): load, then time pages.
 bench-admin: $(VENV)/.dev
 	$(BIN)/python bench/admin_scale.py
+
+# 100 workers drain 100,000 jobs through a private PgBouncer (transaction mode, 20 server connections).
+bench-pooler: $(VENV)/.dev
+	$(BIN)/python -m bench.pooler
 
 # Regenerate docs/screenshots/ from the browser tests (needs /usr/bin/chromium).
 screenshots: $(VENV)/.dev
