@@ -141,6 +141,21 @@ else:
     # works through a transaction pooler (PgBouncer) too. See "Scale path" in the README.
     DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 
+# A read replica for the admin's job list and dashboard, /api/stats and /metrics (GET only);
+# every write and every other read stays on the primary. See "Scale path" in the README.
+if os.environ.get("DATABASE_REPLICA_URL"):
+    DATABASES["replica"] = {
+        **DATABASES["default"],
+        **dj_database_url.parse(
+            os.environ["DATABASE_REPLICA_URL"],
+            conn_max_age=int(os.environ.get("DJANGO_CONN_MAX_AGE", "600")),
+            conn_health_checks=env_bool("DJANGO_CONN_HEALTH_CHECKS", default=True),
+        ),
+        "TEST": {"MIRROR": "default"},
+    }
+    DATABASE_ROUTERS = ["jobs.routers.ReadReplicaRouter"]
+    JOBS_READ_REPLICA = "replica"
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Django's Tasks framework: @task functions become jobs, run by `manage.py runworker`.

@@ -12,6 +12,7 @@ from django.utils.module_loading import autodiscover_modules
 from jobs import tasks
 from jobs.backends import backend
 from jobs.conf import conf
+from jobs.routers import check_replica_settings
 from jobs.worker.connections import check_sqlite_settings
 
 
@@ -29,6 +30,7 @@ class JobsConfig(AppConfig):
         # listed in JOBS_TASK_MODULES. Imported here, not above: they may import models.
         import_module("jobs.tasks.builtin")
         checks.register(check_sqlite_settings)
+        checks.register(check_replica_settings)
         autodiscover_modules("tasks")
         for module in conf.TASK_MODULES:
             import_module(module)

@@ -79,6 +79,13 @@ class _Conf:
         return _get("JOBS_LISTEN_DATABASE_URL", "")
 
     @property
+    def READ_REPLICA(self) -> str:
+        """Database alias of a read replica for the admin's job list and dashboard,
+        ``/api/stats`` and ``/metrics`` (with ``jobs.routers.ReadReplicaRouter`` in
+        ``DATABASE_ROUTERS``); empty, every read from ``default``."""
+        return _get("JOBS_READ_REPLICA", "")
+
+    @property
     def BATCH_SIZE(self) -> int:
         """The most jobs a worker claims per executor per round trip (``--batch``)."""
         return _positive("JOBS_BATCH_SIZE", _get("JOBS_BATCH_SIZE", 100, int))

@@ -24,6 +24,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 
 from jobs import lifecycle
@@ -33,6 +34,7 @@ from jobs.admin.forms import EDITABLE_FIELDS, JobAttemptInline, JobForm
 from jobs.conf import conf
 from jobs.exceptions import JobChanged, TransitionRefused
 from jobs.models import Job, Status, Worker
+from jobs.routers import reads_from_replica
 
 logger = logging.getLogger(__name__)
 
@@ -348,6 +350,14 @@ class JobAdmin(admin.ModelAdmin):
         view = self.admin_site.admin_view(self.dashboard_view)
         return [path("dashboard/", view, name="jobs_dashboard"), *super().get_urls()]
 
+    @method_decorator(reads_from_replica)
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """The list; its GETs may read from a replica (``JOBS_READ_REPLICA``)."""
+        return super().changelist_view(request, extra_context)
+
+    @method_decorator(reads_from_replica)
     def dashboard_view(self, request: HttpRequest) -> TemplateResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.utils.decorators import method_decorator
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -43,6 +44,7 @@ from jobs.conf import conf
 from jobs.exceptions import InvalidJob, NameTaken, TransitionRefused, database_unavailable
 from jobs.models import Job, Schedule, Status, Worker
 from jobs.observability import metrics, stats
+from jobs.routers import reads_from_replica
 
 logger = logging.getLogger(__name__)
 
@@ -318,11 +320,13 @@ class StatsView(ApiDefaults, APIView):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(responses={200: StatsSerializer})
+    @method_decorator(reads_from_replica)
     def get(self, request: Request) -> Response:
         return Response(StatsSerializer(stats.snapshot()).data)
 
 
 @read_only
+@reads_from_replica
 def prometheus_metrics(request: HttpRequest) -> HttpResponse:
     """Serve Prometheus metrics; 404 when disabled, 401 without the configured bearer token,
     501 when ``prometheus_client`` (the ``metrics`` extra) is not installed."""
