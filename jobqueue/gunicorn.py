@@ -17,3 +17,6 @@ keepalive = 5  # seconds an idle client connection stays open
 # No control socket: its default path (~/.gunicorn/gunicorn.ctl) is one per user, so a second
 # instance on the host would take it over from the first; `serve` manages the processes.
 control_socket_disable = True
+# Trust no proxy's X-Forwarded-Proto here, not even from loopback (gunicorn's default):
+# whether a request came over HTTPS is Django's to say, with DJANGO_SECURE_PROXY_SSL_HEADER.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "")

@@ -165,6 +165,21 @@ def test_a_job_still_running_at_the_shutdown_timeout_goes_back_to_the_queue(proc
 
 
 @pytest.mark.slow
+def test_a_stop_while_the_workers_start_is_a_graceful_stop(processes):
+    """A SIGTERM the moment the web server listens, while the worker is still booting,
+    waits for the worker's handlers (serve starts it with the stop signals blocked): the
+    worker stops cleanly instead of dying by the signal."""
+    env = {"JOBS_TASK_MODULES": "tests.slow_boot"}  # each process boots for 3 s more
+    proc = processes.manage("serve", "--port", "8347", "--web-workers", "1", env=env)
+    wait_for(lambda: "Listening at" in processes.output(proc), timeout=60)
+    assert "started" not in processes.output(proc)  # the worker is still importing
+    os.killpg(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0, processes.output(proc)
+    output = processes.output(proc)
+    assert "Stopped (exit codes [0, 0])." in output, output
+
+
+@pytest.mark.slow
 def test_a_second_signal_from_the_user_stops_at_once(processes):
     """A second signal, a moment after the first, stops the running job now: it goes
     back to the queue (its attempt counted) instead of finishing."""

@@ -143,7 +143,8 @@ class TestAccess:
         missing = client.get("/metrics")
         assert missing.status_code == 401
         assert missing["WWW-Authenticate"].startswith("Bearer")
-        assert b"JOBS_METRICS_TOKEN" in missing.content
+        assert missing.json()["code"] == "not_authenticated"  # the API's error shape
+        assert "JOBS_METRICS_TOKEN" in missing.json()["detail"]
         assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert client.get("/metrics", headers={"Authorization": "s3cret"}).status_code == 401
         ok = client.get("/metrics", headers={"Authorization": "Bearer s3cret"})
@@ -154,6 +155,10 @@ class TestAccess:
         settings.JOBS_METRICS_TOKEN = "s3cret"
         response = client.get("/metrics", headers={"Authorization": "Bearer s3cret"})
         assert response.status_code == 404
+        assert response.json() == {
+            "detail": "Metrics are disabled (JOBS_METRICS_ENABLED).",
+            "code": "not_found",
+        }
 
     def test_disabled_from_the_environment(self, client, monkeypatch):
         monkeypatch.setenv("JOBS_METRICS_ENABLED", "false")

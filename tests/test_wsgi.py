@@ -5,6 +5,7 @@ HTTP to gunicorn started as ``make run`` starts it (``manage.py serve``), or cal
 the WSGI application with the environ a server builds.
 """
 
+import base64
 import io
 import json
 import socket
@@ -40,7 +41,11 @@ def server(processes: Any) -> Iterator[tuple[int, str]]:
     user = get_user_model().objects.create_superuser("chunky", password="pw-for-tests-only")
     token = Token.objects.create(user=user).key
     port = free_port()
-    env = {"DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE": "1000", "JOBS_WRITE_RATE": "none"}
+    env = {
+        "DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE": "1000",
+        "JOBS_WRITE_RATE": "none",
+        "JOBS_API_BASIC_AUTH": "1",
+    }
     serve = processes.manage(
         "serve", "--port", str(port), "--web-workers", "1", "--workers", "0", env=env
     )
@@ -94,6 +99,22 @@ def test_gunicorn_reads_chunked_bodies(server):
     assert too_big.status == 413, too_big.read_body
     assert json.loads(too_big.read_body)["code"] == "too_large"
     assert Job.objects.count() == jobs_before
+
+
+@pytest.mark.slow
+def test_basic_auth_over_plain_http_is_refused_whatever_x_forwarded_proto_says(server):
+    """The server trusts no client's X-Forwarded-Proto, loopback included: without
+    DJANGO_SECURE_PROXY_SSL_HEADER a plain HTTP request is plain HTTP, and Basic is a 401."""
+    port, _ = server
+    basic = "Basic " + base64.b64encode(b"chunky:pw-for-tests-only").decode()
+    for extra in ({}, {"X-Forwarded-Proto": "https"}, {"X-Forwarded-Ssl": "on"}):
+        connection = HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("GET", "/api/stats", headers={"Authorization": basic, **extra})
+        response = connection.getresponse()
+        body = json.loads(response.read())
+        connection.close()
+        assert response.status == 401, (extra, body)
+        assert "HTTPS" in body["detail"], body
 
 
 def chunked_environ(body: bytes, **extra: Any) -> dict[str, Any]:

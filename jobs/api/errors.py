@@ -39,6 +39,7 @@ API_PREFIX = "/api/"
 READ_METHODS = ("GET", "HEAD")
 # The codes DRF uses for the same statuses, so a client sees one code per status.
 CODES = {
+    401: "not_authenticated",
     403: "permission_denied",
     404: "not_found",
     405: "method_not_allowed",

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.db import connection
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.decorators import method_decorator
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -331,17 +331,16 @@ def prometheus_metrics(request: HttpRequest) -> HttpResponse:
     """Serve Prometheus metrics; 404 when disabled, 401 without the configured bearer token,
     501 when ``prometheus_client`` (the ``metrics`` extra) is not installed."""
     if not conf.METRICS_ENABLED:
-        raise Http404("Metrics are disabled (JOBS_METRICS_ENABLED).")
+        return json_error(404, "Metrics are disabled (JOBS_METRICS_ENABLED).")
     token = conf.METRICS_TOKEN
     if token:
         given = request.headers.get("Authorization", "").encode()
         if not hmac.compare_digest(given, f"Bearer {token}".encode()):
-            return HttpResponse(
-                "A valid bearer token is needed (Authorization: Bearer <JOBS_METRICS_TOKEN>).\n",
-                status=401,
-                content_type="text/plain",
-                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            refused = json_error(
+                401, "A valid bearer token is needed (Authorization: Bearer <JOBS_METRICS_TOKEN>)."
             )
+            refused["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return refused
     try:
         body, content_type = metrics.render(request.headers.get("Accept", ""))
     except metrics.MetricsUnavailable as exc:

@@ -162,6 +162,9 @@ class Worker:
         if self.install_signal_handlers:
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
+            # A supervisor (manage.py serve) may start us with them blocked, so that a stop
+            # sent while we booted waits for these handlers: it is delivered now.
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
         if not self._wait_for_database():
             self._close()
             return self.processed

@@ -42,16 +42,24 @@ def _libc() -> ctypes.CDLL | None:
 _LIBC = _libc()
 
 
-def spawn(argv: list[str]) -> subprocess.Popen:
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+def spawn(argv: list[str], *, hold_stop_signals: bool = False) -> subprocess.Popen:
     """Start a child in a session of its own, which gets SIGTERM if ``serve`` dies.
 
     In its own session, a signal to ``serve``'s process group (Ctrl-C in a terminal,
     ``kill -TERM -PGID``) does not reach it: ``serve`` alone signals its children,
-    once per user action, so one Ctrl-C is one graceful stop.
+    once per user action, so one Ctrl-C is one graceful stop. With ``hold_stop_signals``
+    the child starts with SIGTERM and SIGINT blocked: one sent while it boots waits
+    until ``runworker`` has its handlers and unblocks them, so a stop during start-up
+    is a graceful stop too, not a death by signal.
     """
     parent = os.getpid()
 
     def die_with_serve() -> None:  # in the child, before exec
+        if hold_stop_signals:
+            signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         if _LIBC is not None:
             _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != parent:  # serve died before prctl took effect
@@ -91,7 +99,7 @@ class Restarting:
 
     def _start(self) -> subprocess.Popen:
         self.started = time.monotonic()
-        return spawn(self.argv)
+        return spawn(self.argv, hold_stop_signals=True)
 
     def check(self) -> None:
         """Restart the process if it exited and its backoff has passed."""
@@ -182,6 +190,11 @@ class Command(BaseCommand):
         if options["web_workers"] is not None:
             web += ["--workers", str(options["web_workers"])]
         worker = [sys.executable, "manage.py", "runworker", "--shutdown-timeout", str(timeout)]
+        # Stop requests count from here: one that arrives while the children start is
+        # handled like any other once they are up.
+        stop = StopRequests()
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
         server = spawn(web)
         workers = [
             Restarting(worker, f"worker {n + 1}", self.stdout.write)
@@ -191,9 +204,6 @@ class Command(BaseCommand):
             f"Serving http://{options['host']}:{options['port']}/ (API /api/jobs, admin /admin/, "
             f"docs /docs) with {options['workers']} worker(s). Ctrl-C stops."
         )
-        stop = StopRequests()
-        signal.signal(signal.SIGINT, stop)
-        signal.signal(signal.SIGTERM, stop)
         # Only the web server's exit ends everything; workers are restarted.
         while not stop.count and server.poll() is None:
             for supervised in workers:
