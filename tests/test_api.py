@@ -529,3 +529,24 @@ def test_a_bulk_create_names_the_items_that_carry_an_idempotency_key(api):
     assert response.status_code == 400
     assert response.json()["errors"] == {"1.idempotency_key": ["not supported in a bulk create"]}
     assert not Job.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("priority", 500, "Use a number from -100 to 100."),
+        ("max_attempts", 0, "Use a number from 1 to 100."),
+    ],
+)
+def test_a_range_error_reads_the_same_from_a_create_a_bulk_create_and_python(
+    api, field, value, message
+):
+    from jobs.exceptions import InvalidJob
+
+    single = api.post("/api/jobs", {"task": "noop", field: value}, format="json").json()
+    bulk = api.post("/api/jobs", [{"task": "noop"}, {"task": "noop", field: value}], format="json")
+    with pytest.raises(InvalidJob) as python:
+        lifecycle.enqueue(task="noop", **{field: value})
+    assert single["errors"] == {field: [message]}
+    assert bulk.json()["errors"] == {f"1.{field}": [message]}
+    assert python.value.errors == {field: [message]}

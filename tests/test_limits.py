@@ -220,8 +220,16 @@ def test_server_errors_are_json_without_a_traceback(settings, debug):
     assert body["detail"] == "Internal Server Error."
 
 
-def test_disallowed_host_is_a_json_400(api):
-    _is_error(api.get("/api/jobs", HTTP_HOST="evil.example"), 400, "bad_request")
+@pytest.mark.parametrize("path", ["/api/jobs", "/health", "/metrics", "/docs", "/api/schema"])
+def test_disallowed_host_is_a_json_400(api, path):
+    _is_error(api.get(path, HTTP_HOST="evil.example"), 400, "bad_request")
+
+
+def test_the_admin_keeps_its_own_error_pages(client):
+    response = client.get("/admin/", HTTP_HOST="evil.example")
+    assert response.status_code == 400 and not response["Content-Type"].startswith(
+        "application/json"
+    )
 
 
 def test_admin_bulk_actions_are_capped(admin_client, settings, make_job):

@@ -121,9 +121,11 @@ def test_docs_login_required_sends_a_browser_to_sign_in_and_back(
         redirect = anon.get(path, HTTP_ACCEPT=BROWSER)
         assert redirect.status_code == 302, path
         assert redirect["Location"] == f"/api-auth/login/?next={path}"
-        refused = anon.get(path, HTTP_ACCEPT="*/*")
-        assert refused.status_code == 401 and refused.json()["code"] == "not_authenticated"
-        assert "WWW-Authenticate" in refused
+        for accept in ("*/*", "application/json"):
+            refused = anon.get(path, HTTP_ACCEPT=accept)
+            assert refused.status_code == 401, (path, accept, refused.content)
+            assert refused.json()["code"] == "not_authenticated"
+            assert "WWW-Authenticate" in refused
         assert signed_in.get(path).status_code == 200, path
 
     make_user(name="reader")

@@ -46,6 +46,12 @@ def docs_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         response = view(request, *args, **kwargs)
         if response.status_code < 400:
             return response
+        if response.status_code == 406 and _anonymous(request) and conf.DOCS_LOGIN_REQUIRED:
+            # Content negotiation runs before the permission check: who may not read the
+            # page at all hears that first, whatever format it asked for.
+            refused = json_error(401, "Authentication credentials were not provided.")
+            refused["WWW-Authenticate"] = "Token"
+            return refused
         browser = request.get_preferred_type(["application/json", "text/html"]) == "text/html"
         if response.status_code == 401 and browser:
             return redirect_to_login(request.get_full_path())
@@ -60,3 +66,10 @@ def docs_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         return answer
 
     return wrapped
+
+
+def _anonymous(request: HttpRequest) -> bool:
+    """No session user and no credentials sent (a token is checked by the view itself)."""
+    user = getattr(request, "user", None)
+    signed_in = bool(user and user.is_authenticated)
+    return not signed_in and "Authorization" not in request.headers

@@ -36,6 +36,8 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from jobs.exceptions import InvalidInput, database_unavailable, flatten_errors
 
 API_PREFIX = "/api/"
+# Pages outside /api/ whose errors (a disallowed host, a wrong method) are in the shape too.
+JSON_PAGES = ("/health", "/metrics", "/docs")
 READ_METHODS = ("GET", "HEAD")
 # The codes DRF uses for the same statuses, so a client sees one code per status.
 CODES = {
@@ -177,7 +179,8 @@ def _unread_chunked_body(request: HttpRequest) -> bool:
 
 
 class ApiErrorMiddleware:
-    """Cap API request bodies and turn any non-JSON API error into the error shape.
+    """Cap API request bodies and turn any non-JSON error of the API, ``/health``,
+    ``/metrics`` and ``/docs`` into the error shape.
 
     A chunked body Django cannot read is a 411 on every path, never an empty body.
 
@@ -192,15 +195,18 @@ class ApiErrorMiddleware:
         if _unread_chunked_body(request):
             # Django would read it as empty: a retry of "these ids" would become "all".
             return json_error(411, "A chunked body cannot be read here: send a Content-Length.")
-        if not request.path_info.startswith(API_PREFIX):
-            return self.get_response(request)
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        try:
-            length = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        if limit is not None and length > limit:
-            return json_error(413, f"The request body is larger than {limit} bytes.")
+        path = request.path_info
+        if not path.startswith(API_PREFIX):
+            if path.rstrip("/") not in JSON_PAGES:
+                return self.get_response(request)
+        else:
+            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+            try:
+                length = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = 0
+            if limit is not None and length > limit:
+                return json_error(413, f"The request body is larger than {limit} bytes.")
         response = self.get_response(request)
         # DRF answers (JSON, or the browsable API a browser asked for) are left alone.
         if response.status_code >= 400 and not isinstance(response, Response):

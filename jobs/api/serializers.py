@@ -25,6 +25,18 @@ from jobs.models import Job, JobAttempt, Schedule, Status, Worker
 MAX_TASK_NAME = 200
 
 
+def in_range(bounds: tuple[Any, Any]) -> dict[str, Any]:
+    """A number field's bounds, refused with the message the lifecycle gives (a bulk create,
+    Python code) for the same rule."""
+    low, high = bounds
+    message = f"Use a number from {low} to {high}."
+    return {
+        "min_value": low,
+        "max_value": high,
+        "error_messages": {"min_value": message, "max_value": message},
+    }
+
+
 class JobAttemptSerializer(serializers.ModelSerializer):
     class Meta:
         model = JobAttempt
@@ -51,22 +63,9 @@ class JobSerializer(
         help_text="Any JSON value, at most JOBS_MAX_PAYLOAD_BYTES (default 256 KiB) as JSON.",
     )
     task = StrictCharField(required=False, max_length=MAX_TASK_NAME)
-    priority = StrictIntegerField(
-        required=False,
-        min_value=lifecycle.PRIORITY_RANGE[0],
-        max_value=lifecycle.PRIORITY_RANGE[1],
-    )
-    max_attempts = StrictIntegerField(
-        required=False,
-        min_value=lifecycle.MAX_ATTEMPTS_RANGE[0],
-        max_value=lifecycle.MAX_ATTEMPTS_RANGE[1],
-    )
-    timeout = StrictFloatField(
-        required=False,
-        allow_null=True,
-        min_value=lifecycle.TIMEOUT_RANGE[0],
-        max_value=lifecycle.TIMEOUT_RANGE[1],
-    )
+    priority = StrictIntegerField(required=False, **in_range(lifecycle.PRIORITY_RANGE))
+    max_attempts = StrictIntegerField(required=False, **in_range(lifecycle.MAX_ATTEMPTS_RANGE))
+    timeout = StrictFloatField(required=False, allow_null=True, **in_range(lifecycle.TIMEOUT_RANGE))
     idempotency_key = StrictCharField(
         required=False, allow_null=True, allow_blank=True, max_length=lifecycle.MAX_IDEMPOTENCY_KEY
     )
