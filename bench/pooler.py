@@ -95,6 +95,20 @@ class Sampler(threading.Thread):
                 )
 
 
+def _answers(url: str) -> bool:
+    import psycopg
+
+    try:
+        psycopg.connect(url, connect_timeout=2).close()
+    except psycopg.Error:
+        return False
+    return True
+
+
+def _median(values: list[float]) -> float | None:
+    return sorted(values)[len(values) // 2] if values else None
+
+
 def _cpu() -> tuple[int, int]:
     """(busy, total) jiffies of all CPUs since boot."""
     fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -115,6 +129,7 @@ def run(workers: int, jobs: int, pool_size: int, direct: bool = False) -> dict[s
         bouncer = start_pgbouncer(url, pool_size, Path(workdir))
         procs: list[subprocess.Popen] = []
         try:
+            wait_for(lambda: _answers(through), timeout=30)
             booted = time.perf_counter()
             procs = start_workers(
                 workers, through, JOBS_LISTEN_DATABASE_URL="off", JOBS_LOG_LEVEL="WARNING"
@@ -153,10 +168,11 @@ def run(workers: int, jobs: int, pool_size: int, direct: bool = False) -> dict[s
             "drain_s": round(elapsed, 2),
             "jobs_per_s": round(jobs / elapsed),
             "exactly_once": once,
-            "server_connections_max": max(s["connections"] for s in samples),
-            "active_median": sorted(s["active"] for s in samples)[len(samples) // 2],
-            "lock_waits_max": max(s["lock_waits"] for s in samples),
-            "cpu_median": round(sorted(s["cpu"] for s in samples)[len(samples) // 2], 2),
+            "samples": len(samples),
+            "server_connections_max": max((s["connections"] for s in samples), default=None),
+            "active_median": _median([s["active"] for s in samples]),
+            "lock_waits_max": max((s["lock_waits"] for s in samples), default=None),
+            "cpu_median": _median([round(s["cpu"], 2) for s in samples]),
             "exit_codes": sorted({p.returncode for p in procs}),
         }
     )

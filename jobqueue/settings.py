@@ -153,6 +153,7 @@ if os.environ.get("DATABASE_REPLICA_URL"):
         ),
         "TEST": {"MIRROR": "default"},
     }
+    DATABASES["replica"]["DISABLE_SERVER_SIDE_CURSORS"] = True  # through a pooler too
     DATABASE_ROUTERS = ["jobs.routers.ReadReplicaRouter"]
     JOBS_READ_REPLICA = "replica"
 

@@ -60,7 +60,8 @@ class Listener:
 
     def __init__(self) -> None:
         self.url = conf.LISTEN_DATABASE_URL
-        self.enabled = connection.vendor == "postgresql" and self.url.lower() != "off"
+        off = self.url.strip().lower() in ("off", "false", "none", "no", "0")
+        self.enabled = connection.vendor == "postgresql" and not off
         self.conn: Any = None
         self._next_attempt = 0.0
 

@@ -38,8 +38,9 @@ def replica_reads() -> Iterator[None]:
 def reads_from_replica(view: Callable[..., Any]) -> Callable[..., Any]:
     """Run a view's GET and HEAD requests inside ``replica_reads()``; others as they are.
 
-    The view's response is rendered inside too (a ``TemplateResponse`` queries as it
-    renders)."""
+    A Django ``TemplateResponse`` is rendered inside too, since it queries as it renders:
+    so it is rendered before any ``process_template_response`` middleware runs (none of
+    this project's does; such middleware sees a rendered response)."""
 
     @wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
@@ -56,19 +57,27 @@ def reads_from_replica(view: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class ReadReplicaRouter:
-    """Route the reads ``replica_reads()`` allows to ``JOBS_READ_REPLICA``; nothing else."""
+    """Route the jobs app's reads that ``replica_reads()`` allows to ``JOBS_READ_REPLICA``;
+    every write of the jobs app to ``default``; other apps' models are left to other routers."""
 
     def db_for_read(self, model: Any, **hints: Any) -> str | None:
         alias = conf.READ_REPLICA
-        if alias and _replica.get() and not connections[DEFAULT_DB_ALIAS].in_atomic_block:
+        if (
+            alias
+            and model._meta.app_label == "jobs"
+            and _replica.get()
+            and not connections[DEFAULT_DB_ALIAS].in_atomic_block
+        ):
             return alias
         return None
 
     def db_for_write(self, model: Any, **hints: Any) -> str | None:
-        return None
+        # Even for a row read from the replica (Django would write it back there).
+        return DEFAULT_DB_ALIAS if model._meta.app_label == "jobs" else None
 
     def allow_relation(self, obj1: Any, obj2: Any, **hints: Any) -> bool | None:
-        return True  # the replica holds the same rows
+        ours = {DEFAULT_DB_ALIAS, conf.READ_REPLICA}
+        return True if {obj1._state.db, obj2._state.db} <= ours else None  # the same rows
 
     def allow_migrate(self, db: str, app_label: str, **hints: Any) -> bool | None:
         return False if db == conf.READ_REPLICA else None  # a replica follows its primary

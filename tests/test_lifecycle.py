@@ -271,6 +271,27 @@ def test_release_of_a_started_attempt_keeps_it_and_its_history(make_job):
     assert job.history.get().started_at == started
 
 
+def test_a_refused_release_writes_no_history(make_job):
+    make_job()
+    (job,) = lifecycle.claim(worker_id="w")
+    assert lifecycle.release(jobs=[job], worker_id="other", started=True) == 0
+    job.attempts += 1  # a stale attempt number
+    assert lifecycle.release(jobs=[job], worker_id="w", started=True) == 0
+    assert not JobAttempt.objects.exists()
+    assert Job.objects.get(pk=job.pk).status == Status.PROCESSING
+
+
+def test_a_released_attempt_keeps_the_start_the_row_recorded(make_job):
+    """The caller's copy of the job may predate ``mark_started``: the history takes the row's."""
+    make_job()
+    (job,) = lifecycle.claim(worker_id="w")
+    started = timezone.now()
+    lifecycle.mark_started(worker_id="w", starts=[(job, started)])
+    assert job.started_at is None  # this copy never saw it
+    lifecycle.release(jobs=[job], worker_id="w", started=True)
+    assert job.history.get().started_at == started
+
+
 def test_an_operator_requeueing_a_running_job_records_its_attempt(make_job):
     make_job()
     (job,) = lifecycle.claim(worker_id="w")

@@ -83,20 +83,24 @@ def test_a_rolled_back_enqueue_is_never_announced(listener, other, many):
 
 
 def test_the_listener_connects_where_jobs_listen_database_url_says(settings):
+    """A URL of its own (here the server's ``postgres`` database, not the test database
+    the default connection uses), with its own application name."""
     if connection.vendor != "postgresql":
         pytest.skip("LISTEN/NOTIFY is a PostgreSQL feature")
-    settings.JOBS_LISTEN_DATABASE_URL = database_url()
+    settings.JOBS_LISTEN_DATABASE_URL = database_url().rsplit("/", 1)[0] + "/postgres"
     listening = Listener()
     try:
         assert listening.fileno() is not None
-        lifecycle.enqueue(task="echo", queue="via-url")
-        wait_for(lambda: "via-url" in listening.drain(), timeout=5)
+        assert listening.conn.info.dbname == "postgres" != connection.settings_dict["NAME"]
         assert listening.conn.info.parameter_status("application_name") == "jobqueue-listener"
     finally:
         listening.close()
 
 
-def test_off_leaves_the_worker_polling(settings):
-    settings.JOBS_LISTEN_DATABASE_URL = "off"
+@pytest.mark.parametrize("value", ["off", "OFF", "false", "none"])
+def test_off_leaves_the_worker_polling(settings, value):
+    if connection.vendor != "postgresql":
+        pytest.skip("LISTEN/NOTIFY is a PostgreSQL feature")
+    settings.JOBS_LISTEN_DATABASE_URL = value
     listening = Listener()
     assert not listening.enabled and listening.fileno() is None and listening.drain() == []

@@ -71,33 +71,39 @@ def test_the_check_catches_a_wrong_default():
 
 # -- the endpoint table -----------------------------------------------------------------------
 
-ENDPOINT = re.compile(r"^\| `(GET|POST|PUT|PATCH|DELETE) (/[^` ]*)` \|", re.M)
+ENDPOINT = re.compile(r"^\| `(GET|POST|PUT|PATCH|DELETE) (/[^` ]*)` \| ([^|]*) \|", re.M)
 
 
-def documented_endpoints() -> set[tuple[str, str]]:
-    return set(ENDPOINT.findall(README.read_text()))
+def documented_endpoints() -> dict[tuple[str, str], str]:
+    """Each (method, path) of the README's endpoint table, with its "needs" cell."""
+    return {(m, p): needs.strip() for m, p, needs in ENDPOINT.findall(README.read_text())}
 
 
 def schema_endpoints() -> set[tuple[str, str]]:
-    """Each (method, path) of the OpenAPI schema the service publishes, slashes trimmed."""
+    """Each (method, path) of the OpenAPI schema the service publishes, named as the README
+    names them (slashes trimmed, ``{id}``, a task's ``{name}``)."""
     from drf_spectacular.generators import SchemaGenerator
 
     schema = SchemaGenerator().get_schema(request=None, public=True)
-    return {
-        (method.upper(), path.rstrip("/"))
-        for path, operations in schema["paths"].items()
-        for method in operations
-    }
+    served = set()
+    for path, operations in schema["paths"].items():
+        path = path.rstrip("/").replace("{pk}", "{id}")
+        if path.startswith("/api/tasks/"):
+            path = path.replace("{id}", "{name}")
+        served |= {(method.upper(), path) for method in operations}
+    return served
+
+
+def differences(documented: set, served: set) -> tuple[set, set]:
+    """(in the README's API rows but not served, served but not in the README)."""
+    api = {(m, p) for m, p in documented if p.startswith("/api/") and p != "/api/schema"}
+    return api - served, served - api
 
 
 def test_the_endpoint_table_lists_every_api_operation_and_nothing_else():
-    api = {(m, p) for m, p in documented_endpoints() if p.startswith("/api/")}
-    api.discard(("GET", "/api/schema"))  # the schema itself is not in the schema
-    schema = {(m, p.replace("{pk}", "{id}")) for m, p in schema_endpoints()}
-    tasks = {(m, p.replace("{id}", "{name}")) for m, p in schema if p.startswith("/api/tasks/")}
-    schema = {e for e in schema if not e[1].startswith("/api/tasks/")} | tasks
-    assert api - schema == set(), "in the README but not served"
-    assert schema - api == set(), "served but missing from the README's endpoint table"
+    extra, missing = differences(set(documented_endpoints()), schema_endpoints())
+    assert extra == set(), "in the README but not served"
+    assert missing == set(), "served but missing from the README's endpoint table"
 
 
 def test_every_endpoint_in_the_table_resolves_and_every_top_level_route_is_in_it():
@@ -115,9 +121,41 @@ def test_every_endpoint_in_the_table_resolves_and_every_top_level_route_is_in_it
     assert {f"/{route}" for route in top_level} <= {path for _, path in documented}
 
 
-def test_the_endpoint_check_catches_a_wrong_row():
-    assert ("GET", "/api/jobs/{id}") in documented_endpoints()
-    assert ("POST", "/api/jobs/{id}/archive") not in schema_endpoints()
+def needs(method: str, path: str) -> str:
+    """What the code asks of a caller of ``method path``, in the README's words."""
+    from django.urls import resolve
+    from rest_framework.permissions import IsAuthenticated
+    from rest_framework.test import APIRequestFactory
+
+    from jobs.api.permissions import required_verb
+
+    match = resolve(path.replace("{id}", "1").replace("{name}", "echo"))
+    view = match.func.cls()
+    view.action = getattr(match.func, "actions", {}).get(method.lower())
+    if IsAuthenticated in view.permission_classes or getattr(view, "required_permissions", 0) == []:
+        return "a signed-in user"
+    model = view.queryset.model
+    request = APIRequestFactory().generic(method, path)
+    return f"`jobs.{required_verb(request, view)}_{model._meta.model_name}`"
+
+
+def test_the_endpoint_table_says_what_each_api_call_needs():
+    rows = documented_endpoints()
+    api = {
+        e: cell for e, cell in rows.items() if e[1].startswith("/api/") and e[1] != "/api/schema"
+    }
+    wrong = {e: (cell, needs(*e)) for e, cell in api.items() if cell != needs(*e)}
+    assert wrong == {}, "README's 'needs' against the code's"
+
+
+def test_the_endpoint_checks_catch_a_wrong_row():
+    rows = set(documented_endpoints())
+    renamed = rows - {("POST", "/api/jobs/{id}/cancel")} | {("POST", "/api/jobs/{id}/abort")}
+    assert differences(renamed, schema_endpoints()) == (
+        {("POST", "/api/jobs/{id}/abort")},
+        {("POST", "/api/jobs/{id}/cancel")},
+    )
+    assert needs("DELETE", "/api/jobs/{id}") == "`jobs.delete_job`" != "`jobs.change_job`"
 
 
 # -- command options --------------------------------------------------------------------------
@@ -152,9 +190,10 @@ def test_the_readme_lists_each_command_option(command):
     assert documented_options(OPTIONS[command]) == command_options(command)
 
 
-def test_the_option_check_catches_a_missing_option():
-    assert "--batch-size" in command_options("purgejobs")
-    assert "--batch-size" not in documented_options("`runworker` options: ")
+def test_the_option_check_catches_a_missing_option(monkeypatch):
+    text = README.read_text().replace("`--once`, ", "")
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: text)
+    assert command_options("runworker") - documented_options(OPTIONS["runworker"]) == {"--once"}
 
 
 # -- the Python API ---------------------------------------------------------------------------

@@ -94,11 +94,14 @@ def test_the_router_sends_nothing_to_the_replica_outside_replica_reads(settings)
 
     settings.JOBS_READ_REPLICA = "replica"
     router = ReadReplicaRouter()
+    from django.contrib.auth.models import User
+
     assert router.db_for_read(Job) is None
-    assert router.db_for_write(Job) is None
+    assert router.db_for_write(Job) == "default"
     with replica_reads():
         assert router.db_for_read(Job) == "replica"
-        assert router.db_for_write(Job) is None
+        assert router.db_for_read(User) is None  # other apps: not this router's to say
+        assert router.db_for_write(Job) == "default"  # even for a row read from the replica
         connections["default"].in_atomic_block = True  # inside a transaction: the primary
         try:
             assert router.db_for_read(Job) is None

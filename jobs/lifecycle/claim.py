@@ -172,6 +172,12 @@ def release(
                 back.append(job)
         if back:
             if started:
+                # The rows' own start times: the caller's copy may predate mark_started.
+                starts = dict(
+                    Job.objects.filter(pk__in=[j.pk for j in back]).values_list("pk", "started_at")
+                )
+                for job in back:
+                    job.started_at = starts.get(job.pk, job.started_at)
                 archive(back, outcome=Outcome.RELEASED, now=now, error=reason)
             notify.notify(job.queue for job in back)
     for job in back:

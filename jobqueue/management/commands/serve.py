@@ -51,19 +51,20 @@ def spawn(argv: list[str], *, hold_stop_signals: bool = False) -> subprocess.Pop
     In its own session, a signal to ``serve``'s process group (Ctrl-C in a terminal,
     ``kill -TERM -PGID``) does not reach it: ``serve`` alone signals its children,
     once per user action, so one Ctrl-C is one graceful stop. With ``hold_stop_signals``
-    the child starts with SIGTERM and SIGINT blocked: one sent while it boots waits
-    until ``runworker`` has its handlers and unblocks them, so a stop during start-up
-    is a graceful stop too, not a death by signal.
+    (for ``runworker`` only: it unblocks them once its handlers are in) the child starts
+    with SIGTERM and SIGINT blocked, so a stop sent while it boots waits for those
+    handlers and is a graceful stop, not a death by signal. (Two stops sent during
+    start-up arrive as one: "stop now" needs a second one after it.)
     """
     parent = os.getpid()
 
     def die_with_serve() -> None:  # in the child, before exec
-        if hold_stop_signals:
-            signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         if _LIBC is not None:
             _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != parent:  # serve died before prctl took effect
-            os.kill(os.getpid(), signal.SIGTERM)
+            os._exit(1)
+        if hold_stop_signals:
+            signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
 
     # Fixed argv built from our own options, never from user input.
     return subprocess.Popen(argv, start_new_session=True, preexec_fn=die_with_serve)  # noqa: S603
