@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
-from bench.common import ROOT, database_url, drop_database, env_for, percentile
+from bench.common import ROOT, env_for, percentile, scratch_postgres
 from bench.django_env import setup
 
 FILL = """
@@ -221,16 +221,9 @@ def main() -> None:
         parser.error("--database-url must be a PostgreSQL database")
     machine = report.machine()
     started = time.monotonic()
-    url = args.database_url or database_url("postgres", "purge")
-    try:
+    with scratch_postgres(args.database_url, "purge") as url:
         setup(url)
         result = run(args)
-    finally:
-        if not args.database_url:
-            from django.db import connections
-
-            connections.close_all()
-            drop_database(url)
     print(json.dumps(result, indent=2))
     db = f"PostgreSQL, `{url.rsplit('/', 1)[1]}`"
     report.write(args.output, markdown(result, machine, time.monotonic() - started, db))

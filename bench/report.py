@@ -46,10 +46,11 @@ def _git(*args: str) -> str:
 
 
 def _git_commit() -> str:
-    """The short commit, marked when tracked files outside docs/ differ from it (the
-    reports under docs/ are what a run rewrites, not the code it measures)."""
+    """The short commit, marked when the code a run measures (the app, the project, the
+    benchmarks, the pins) differs from it; the README, tests and docs/ do not count."""
     commit = _git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs")
+    code = ["jobs", "jobqueue", "bench", "manage.py", "requirements.txt"]
+    dirty = _git("status", "--porcelain", "--untracked-files=no", "--", *code)
     return f"{commit}, with uncommitted changes" if dirty else commit
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
-from bench.common import ROOT, database_url, drop_database, percentile
+from bench.common import ROOT, percentile, scratch_postgres
 
 LOAD = """
 INSERT INTO jobs_job (id, task, status, queue, priority, attempts, max_attempts,
@@ -185,15 +185,8 @@ def main() -> None:
         parser.error("bench.stats needs a PostgreSQL URL (its database is emptied)")
     machine = report.machine()
     started = time.monotonic()
-    url = args.url or database_url("postgres", "stats")
-    try:
+    with scratch_postgres(args.url, "stats") as url:
         record = measure(url, args.rows, args.repeat)
-    finally:
-        if not args.url:
-            from django.db import connections
-
-            connections.close_all()
-            drop_database(url)
     report.write(args.output, markdown(record, machine, time.monotonic() - started))
 
 
