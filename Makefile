@@ -13,7 +13,8 @@ REQUIRE_POSTGRES ?= 0
 REQUIRE_BROWSER ?= 0
 export REQUIRE_BROWSER
 
-.PHONY: run test lint test-sqlite test-postgres check bench bench-admin bench-pooler screenshots clean
+.PHONY: run test lint test-sqlite test-postgres check bench bench-admin bench-purge bench-stats \
+	bench-pooler screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -63,9 +64,18 @@ test: lint check
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench
 
-# The admin at 1,000,000 jobs on PostgreSQL (BENCH_DATABASE_URL, default below): load, then time pages.
+# The admin at 1,000,000 jobs on PostgreSQL (BENCH_DATABASE_URL, default jobqueue_bench): load, time
+# pages; writes docs/admin-scale.md.
 bench-admin: $(VENV)/.dev
-	$(BIN)/python bench/admin_scale.py
+	$(BIN)/python -m bench.admin_scale
+
+# Purge 1,000,000 finished jobs while two workers drain new ones; writes docs/purge.md.
+bench-purge: $(VENV)/.dev
+	$(BIN)/python -m bench.purge
+
+# GET /api/stats on 1,000,000 jobs; writes docs/stats.md.
+bench-stats: $(VENV)/.dev
+	$(BIN)/python -m bench.stats
 
 # 100 workers drain 100,000 jobs through a private PgBouncer (transaction mode, 20 server connections).
 bench-pooler: $(VENV)/.dev

@@ -3,10 +3,12 @@
 Loads ``--rows`` jobs (default 1,000,000) with one ``INSERT ... SELECT
 generate_series`` into the database at ``BENCH_DATABASE_URL`` (created if
 missing), analyzes the table, then renders the admin pages an operator uses
-most, in process through Django's test client, and prints the timings as JSON::
+most, in process through Django's test client, ``--repeat`` times each after
+one warm-up render; prints the timings as JSON and writes docs/admin-scale.md
+(``--output`` elsewhere)::
 
-    python bench/admin_scale.py                 # load (if needed) and time
-    python bench/admin_scale.py --reload        # drop the jobs and load again
+    python -m bench.admin_scale                 # load (if needed) and time
+    python -m bench.admin_scale --reload        # drop the jobs and load again
 
 The data: about 2% queued, 0.02% processing, 4% failed, 2% cancelled and the
 rest done, created over the last 30 days across three queues and three tasks.
@@ -16,7 +18,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -77,7 +78,6 @@ def setup(url: str) -> None:
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jobqueue.settings")
     os.environ.setdefault("JOBS_LOG_LEVEL", "WARNING")
-    sys.path.insert(0, str(ROOT))
     import django
 
     django.setup()
@@ -113,14 +113,39 @@ def load(rows: int, reload: bool) -> dict[str, Any]:
     }
 
 
+def counts() -> dict[str, int]:
+    """The jobs per status, counted exactly."""
+    from django.db.models import Count
+
+    from jobs.models import Job
+
+    rows = Job.objects.order_by().values_list("status").annotate(n=Count("*"))
+    return dict(sorted(rows))
+
+
+class QueryTimer:
+    """Count the queries of one render and add up the time each took."""
+
+    def __init__(self) -> None:
+        self.count, self.seconds = 0, 0.0
+
+    def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            self.count += 1
+            self.seconds += time.perf_counter() - started
+
+
 def measure(client: Any, url: str, repeat: int) -> dict[str, Any]:
     from django.db import connection
-    from django.test.utils import CaptureQueriesContext
 
     client.get(url)  # warm caches and connections
-    times = []
+    times, timers = [], []
     for _ in range(repeat):
-        with CaptureQueriesContext(connection) as queries:
+        timers.append(QueryTimer())
+        with connection.execute_wrapper(timers[-1]):
             started = time.perf_counter()
             response = client.get(url)
             times.append((time.perf_counter() - started) * 1000)
@@ -129,7 +154,8 @@ def measure(client: Any, url: str, repeat: int) -> dict[str, Any]:
     return {
         "median_ms": round(statistics.median(times), 1),
         "max_ms": round(max(times), 1),
-        "queries": len(queries.captured_queries),
+        "queries": timers[-1].count,
+        "query_median_ms": round(statistics.median(t.seconds for t in timers) * 1000, 1),
     }
 
 
@@ -148,46 +174,89 @@ def pages() -> dict[str, str]:
     )
     some_id = Job.objects.filter(status=Status.FAILED).values_list("pk", flat=True).first()
     return {
-        "changelist (default)": changelist,
-        "changelist status=failed": f"{changelist}?status__exact=failed",
-        "changelist search by id": f"{changelist}?q={some_id}",
-        "changelist search by id prefix": f"{changelist}?q={str(some_id)[:8]}",
-        "changelist search text (frequent)": f"{changelist}?q=customer-42",
-        "changelist search text (no match)": f"{changelist}?q=no-such-text",
-        "search text (no match) in failed": f"{changelist}?q=no-such-text&status__exact=failed",
-        "changelist queue=mail": f"{changelist}?queue=mail",
-        "changelist has error": f"{changelist}?has_error=yes",
-        "changelist page 100": f"{changelist}?p=100",
-        "changelist finished today": f"{changelist}?{finished_today}",
-        "changelist created this month": (
+        "job list, default view": changelist,
+        "job list, status = failed": f"{changelist}?status__exact=failed",
+        "job list, search by id": f"{changelist}?q={some_id}",
+        "job list, search by id prefix (8 characters)": f"{changelist}?q={str(some_id)[:8]}",
+        "job list, queue = mail": f"{changelist}?queue=mail",
+        "job list, has error": f"{changelist}?has_error=yes",
+        "job list, finished today": f"{changelist}?{finished_today}",
+        "job list, date hierarchy (this month)": (
             f"{changelist}?created_at__year={today.year}&created_at__month={today.month}"
         ),
-        "changelist sorted by priority": f"{changelist}?o=5",
-        "job change page": reverse("admin:jobs_job_change", args=[some_id]),
+        "job list, page 100": f"{changelist}?p=100",
+        "job list, sorted by priority (unindexed sort)": f"{changelist}?o=5",
+        "job page": reverse("admin:jobs_job_change", args=[some_id]),
         "dashboard": reverse("admin:jobs_dashboard"),
+        "search text, frequent match": f"{changelist}?q=customer-42",
+        "search text, no match, within status = failed": (
+            f"{changelist}?q=no-such-text&status__exact=failed"
+        ),
+        "search text, no match at all": f"{changelist}?q=no-such-text",
     }
+
+
+def markdown(result: dict[str, Any], machine: dict[str, Any], seconds: float) -> str:
+    from bench import report
+
+    loaded = result["load"]
+    statuses = ", ".join(f"{status} {n:,}" for status, n in result["statuses"].items())
+    load = (
+        f"inserted in {loaded['insert_seconds']} s, {loaded['total_seconds']} s with "
+        "`VACUUM ANALYZE`"
+        if loaded["loaded"]
+        else "already in the database from an earlier run (not timed)"
+    )
+    rows = [
+        [name, page["median_ms"], page["max_ms"], page["queries"], page["query_median_ms"]]
+        for name, page in result["pages"].items()
+    ]
+    return report.standalone(
+        "The admin at scale",
+        machine,
+        seconds,
+        f"PostgreSQL, `{result['database']}`",
+        "## Data\n\n"
+        f"{sum(result['statuses'].values()):,} jobs ({statuses}), created over the last "
+        f"30 days across three queues and three tasks; {load}.\n",
+        f"## Pages (median and worst of {result['repeat']} renders after one warm-up)\n\n"
+        "Each page rendered in process through Django's test client as a superuser; "
+        "*query ms* is the median of the time its queries took per render.\n\n"
+        + report.table("page | median ms | max ms | queries | query ms", rows),
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--reload", action="store_true", help="drop and load the jobs again")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "admin-scale.md")
     args = parser.parse_args()
+    from bench import report
+
+    machine = report.machine()
+    started = time.monotonic()
     setup(args.database_url)
 
     from django.contrib.auth import get_user_model
     from django.test import Client
 
-    report: dict[str, Any] = {"load": load(args.rows, args.reload)}
+    result: dict[str, Any] = {
+        "database": args.database_url.rsplit("/", 1)[1],
+        "load": load(args.rows, args.reload),
+        "statuses": counts(),
+        "repeat": args.repeat,
+    }
     user, _ = get_user_model().objects.get_or_create(
         username="bench", defaults={"is_staff": True, "is_superuser": True}
     )
     client = Client()
     client.force_login(user)
-    report["pages"] = {name: measure(client, url, args.repeat) for name, url in pages().items()}
-    print(json.dumps(report, indent=2))
+    result["pages"] = {name: measure(client, url, args.repeat) for name, url in pages().items()}
+    print(json.dumps(result, indent=2))
+    report.write(args.output, markdown(result, machine, time.monotonic() - started))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,24 @@ def drop_database(url: str) -> None:
     name = url.rsplit("/", 1)[1]
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def scratch_postgres(url: str | None, name: str) -> Iterator[str]:
+    """Yield ``url``, or without one a fresh PostgreSQL database, dropped afterwards."""
+    if url:
+        yield url
+        return
+    url = database_url("postgres", name)
+    try:
+        yield url
+    finally:
+        from django.conf import settings
+        from django.db import connections
+
+        if settings.configured:
+            connections.close_all()
+        drop_database(url)
 
 
 def env_for(url: str, **extra: str) -> dict[str, str]:

@@ -1,15 +1,15 @@
 """Purge 1,000,000 finished jobs on PostgreSQL while workers keep draining new ones.
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/jobqueue_bench \\
-        .venv/bin/python -m bench.purge [--rows 1000000] [--workers 2] [--rate 40]
+    python -m bench.purge [--rows 1000000] [--workers 2] [--rate 40] [--database-url URL]
 
-Fills the database's job table with ``--rows`` old finished jobs (10% failed with
-one archived attempt each), starts ``--workers`` ``runworker`` processes, feeds
-them ``--rate`` noop jobs a second (well within what they drain), measures their
-latency for a few seconds, then runs ``retention.purge()`` and keeps measuring.
-Prints JSON: purge time and rate, the slowest single batch, and job throughput
-and latency before and during the purge.
-Destroys the jobs in that database: point it at a scratch one.
+Fills a fresh benchmark database (``BENCH_DB_PREFIX`` + ``purge``, dropped after; or
+the one at ``--database-url``, whose jobs it DESTROYS) with ``--rows`` old finished
+jobs (10% failed with one archived attempt each), starts ``--workers`` ``runworker``
+processes, feeds them ``--rate`` noop jobs a second (well within what they drain),
+measures their latency for a few seconds, then runs ``retention.purge()`` and keeps
+measuring. Prints JSON (purge time and rate, the slowest single batch, job throughput
+and latency before and during the purge) and writes docs/purge.md (``--output``
+elsewhere).
 """
 
 import argparse
@@ -23,22 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jobqueue.settings")
-os.environ.setdefault("JOBS_LOG_LEVEL", "WARNING")
-os.environ.setdefault("JOBS_PURGE_CRON", "off")
-
-import django
-
-django.setup()
-
-from django.core.management import call_command  # noqa: E402
-from django.db import connection  # noqa: E402
-from django.utils import timezone  # noqa: E402
-
-from jobs import lifecycle, retention  # noqa: E402
-from jobs.models import Job  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
+from bench import report
+from bench.common import ROOT, env_for, percentile, scratch_postgres
+from bench.django_env import setup
 
 FILL = """
 INSERT INTO jobs_job (id, task, status, queue, priority, attempts, max_attempts, created_at,
@@ -56,6 +43,8 @@ SELECT id, 1, finished_at, 'failed', 'boom' FROM jobs_job WHERE status = 'failed
 
 
 def fill(rows: int) -> None:
+    from django.db import connection
+
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE jobs_job CASCADE")
         cursor.execute(FILL, [rows])
@@ -72,6 +61,10 @@ class Feeder(threading.Thread):
         self.rate, self.stop = rate, threading.Event()
 
     def run(self) -> None:
+        from django.db import connection
+
+        from jobs import lifecycle
+
         tick = 0.1
         while not self.stop.wait(tick):
             lifecycle.enqueue_many([{"task": "noop"}] * max(1, int(self.rate * tick)))
@@ -94,38 +87,43 @@ class DeleteTimer:
 
 
 def latency(since: Any, until: Any) -> dict[str, float]:
-    """Enqueue-to-finish seconds of the noop jobs created in [since, until)."""
+    """Enqueue-to-finish times (ms) of the noop jobs created in [since, until)."""
+    from jobs.models import Job
+
     rows = Job.objects.filter(
         created_at__gte=since, created_at__lt=until, status="done", task="noop"
     ).values_list("created_at", "finished_at")
-    waits = sorted((done - created).total_seconds() for created, done in rows)
+    waits = sorted((done - created).total_seconds() * 1000 for created, done in rows)
     if not waits:
         return {"jobs": 0}
     return {
         "jobs": len(waits),
+        "seconds": round((until - since).total_seconds(), 1),
         "jobs_per_s": round(len(waits) / (until - since).total_seconds(), 1),
-        "p50_s": round(statistics.median(waits), 3),
-        "p99_s": round(waits[int(len(waits) * 0.99) - 1], 3),
-        "max_s": round(waits[-1], 3),
+        "p50_ms": round(statistics.median(waits)),
+        "p99_ms": round(percentile(waits, 0.99)),
+        "max_ms": round(waits[-1]),
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--rate", type=int, default=40)
-    parser.add_argument("--batch-size", type=int, default=1000)
-    args = parser.parse_args()
-    if connection.vendor != "postgresql":
-        sys.exit("set DATABASE_URL to a scratch PostgreSQL database")
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Fill, start the workers and the feed, purge; return the measurements."""
+    from django.core.management import call_command
+    from django.db import connection
+    from django.db.models import Count
+    from django.utils import timezone
+
+    from jobs import retention
+    from jobs.models import Job
+
     call_command("migrate", verbosity=0)
     started = time.perf_counter()
     fill(args.rows)
     fill_s = time.perf_counter() - started
+    filled = dict(Job.objects.order_by().values_list("status").annotate(n=Count("*")))
 
-    env = {**os.environ, "JOBS_LOG_LEVEL": "WARNING", "JOBS_PURGE_CRON": "off"}
     command = [sys.executable, "manage.py", "runworker", "--poll-interval", "0.05"]
+    env = env_for(os.environ["DATABASE_URL"])
     workers = [subprocess.Popen(command, cwd=ROOT, env=env) for _ in range(args.workers)]
     feeder = Feeder(args.rate)
     try:
@@ -149,26 +147,86 @@ def main() -> None:
             proc.wait(timeout=30)
     deleted = sum(counts.values())
     batches = sorted(timer.durations)
-    print(
-        json.dumps(
-            {
-                "rows": args.rows,
-                "fill_s": round(fill_s, 1),
-                "deleted": counts,
-                "purge_s": round(purge_s, 1),
-                "rows_per_s": round(deleted / purge_s),
-                "batches": len(batches),
-                "batch_delete_p50_ms": round(statistics.median(batches) * 1000, 1),
-                "batch_delete_max_ms": round(batches[-1] * 1000, 1),
-                "workers": args.workers,
-                "feed_rate_per_s": args.rate,
-                "latency_before_purge": latency(baseline_from, purge_from),
-                "latency_during_purge": latency(purge_from, purge_until),
-                "left_unfinished": Job.objects.filter(status__in=["queued", "processing"]).count(),
-            },
-            indent=2,
-        )
+    return {
+        "rows": args.rows,
+        "filled": filled,
+        "fill_s": round(fill_s, 1),
+        "deleted": counts,
+        "purge_s": round(purge_s, 1),
+        "jobs_per_s": round(deleted / purge_s),
+        "batch_size": args.batch_size,
+        "batches": len(batches),
+        "batch_delete_p50_ms": round(statistics.median(batches) * 1000, 1),
+        "batch_delete_max_ms": round(batches[-1] * 1000, 1),
+        "workers": args.workers,
+        "feed_rate_per_s": args.rate,
+        "latency_before_purge": latency(baseline_from, purge_from),
+        "latency_during_purge": latency(purge_from, purge_until),
+        "left_unfinished": Job.objects.filter(status__in=["queued", "processing"]).count(),
+    }
+
+
+def markdown(result: dict[str, Any], machine: dict[str, Any], seconds: float, db: str) -> str:
+    filled = ", ".join(f"{status} {n:,}" for status, n in sorted(result["filled"].items()))
+    deleted = ", ".join(f"{status} {n:,}" for status, n in sorted(result["deleted"].items()))
+    purge = [
+        ["finished jobs before the purge", f"{result['rows']:,} ({filled})"],
+        ["filled in", f"{result['fill_s']} s"],
+        ["deleted", deleted],
+        ["purge took", f"{result['purge_s']} s"],
+        ["jobs deleted per second", f"{result['jobs_per_s']:,}"],
+        ["batches", f"{result['batches']:,} of up to {result['batch_size']:,} jobs"],
+        ["one batch's DELETE, median", f"{result['batch_delete_p50_ms']} ms"],
+        ["one batch's DELETE, slowest", f"{result['batch_delete_max_ms']} ms"],
+        ["jobs left queued or processing at the end", result["left_unfinished"]],
+    ]
+    windows = [("before the purge", "latency_before_purge"), ("during it", "latency_during_purge")]
+    rows = [
+        [
+            label,
+            f"{w['jobs']:,}",
+            *(w.get(k, "") for k in ("seconds", "jobs_per_s", "p50_ms", "p99_ms", "max_ms")),
+        ]
+        for label, key in windows
+        for w in [result[key]]
+    ]
+    return report.standalone(
+        "Purging finished jobs under load",
+        machine,
+        seconds,
+        db,
+        f"## The purge (`retention.purge(batch_size={result['batch_size']})`)\n\n"
+        "Old finished jobs (10% failed, each failed one with an attempt in its history), "
+        "purged in batches, each its own transaction; the time of each batch's `DELETE` "
+        "of jobs.\n\n" + report.table("|", purge),
+        f"## The workers meanwhile ({result['workers']} `runworker`, fed "
+        f"{result['feed_rate_per_s']} noop jobs a second)\n\n"
+        "Enqueue-to-done time of the noop jobs created in each window (database clock).\n\n"
+        + report.table("window | jobs done | seconds | jobs/s | p50 ms | p99 ms | max ms", rows),
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rate", type=int, default=40)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument(
+        "--database-url", help="a scratch PostgreSQL database (default: a fresh one)"
+    )
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "purge.md")
+    args = parser.parse_args()
+    if args.database_url and not args.database_url.startswith(("postgres://", "postgresql://")):
+        parser.error("--database-url must be a PostgreSQL database")
+    machine = report.machine()
+    started = time.monotonic()
+    with scratch_postgres(args.database_url, "purge") as url:
+        setup(url)
+        result = run(args)
+    print(json.dumps(result, indent=2))
+    db = f"PostgreSQL, `{url.rsplit('/', 1)[1]}`"
+    report.write(args.output, markdown(result, machine, time.monotonic() - started, db))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
-"""The machine description and the markdown report (docs/benchmarks.md)."""
+"""The machine description and the markdown reports (docs/benchmarks.md and the
+single-benchmark reports: docs/admin-scale.md, docs/purge.md, docs/stats.md)."""
 
 import os
 import platform
+import shlex
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -38,11 +41,25 @@ def _pg_version() -> str:
         return f"unavailable ({exc.__class__.__name__})"
 
 
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+
 def _git_commit() -> str:
-    proc = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    )
-    return proc.stdout.strip() or "unknown"
+    """The short commit, marked when the code a run measures (the app, the project, the
+    benchmarks, the pins) differs from it; the README, tests and docs/ do not count."""
+    commit = _git("rev-parse", "--short", "HEAD") or "unknown"
+    code = ["jobs", "jobqueue", "bench", "manage.py", "requirements.txt"]
+    dirty = _git("status", "--porcelain", "--untracked-files=no", "--", *code)
+    return f"{commit}, with uncommitted changes" if dirty else commit
+
+
+def command() -> str:
+    """This process's command line as typed: ``python -m bench.x ...`` or ``python path ...``."""
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    if spec is not None:
+        return shlex.join(["python", "-m", spec.name, *sys.argv[1:]])
+    return shlex.join(["python", *sys.argv])
 
 
 def machine() -> dict[str, Any]:
@@ -61,6 +78,7 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "django": django.get_version(),
         "commit": _git_commit(),
+        "command": command(),
     }
 
 
@@ -305,6 +323,26 @@ def _machine(machine: dict[str, Any]) -> str:
         "load average above the CPU count means the benchmark had less than the whole "
         "machine, and figures move by ±30% between runs.\n"
     )
+
+
+def standalone(
+    title: str, machine: dict[str, Any], seconds: float, database: str, *sections: str
+) -> str:
+    """A one-benchmark report: who wrote it and when, the machine, the database, the tables."""
+    return "\n".join(
+        [
+            f"# {title}\n\n"
+            f"Written by `{machine['command']}` on {machine['date']} at commit "
+            f"`{machine['commit']}`; the run took {seconds:.0f} s. Database: {database}.\n",
+            _machine(machine),
+            *sections,
+        ]
+    )
+
+
+def write(path: Path, text: str) -> None:
+    path.write_text(text)
+    print(f"wrote {path}", file=sys.stderr)
 
 
 def markdown(machine: dict[str, Any], records: Records, seconds: float) -> str:
