@@ -32,16 +32,16 @@ from jobs.api import longpoll
 from jobs.api.defaults import ApiDefaults
 from jobs.api.protocol_serializers import (
     ClaimedJobSerializer,
-    ClaimRequestSerializer,
     ClaimResponseSerializer,
-    FailRequestSerializer,
-    HeartbeatRequestSerializer,
+    ClaimSerializer,
+    FailSerializer,
     HeartbeatResponseSerializer,
+    HeartbeatSerializer,
     OutcomeSerializer,
-    ProgressRequestSerializer,
-    ReleaseRequestSerializer,
+    ProgressSerializer,
     ReleaseResponseSerializer,
-    SucceedRequestSerializer,
+    ReleaseSerializer,
+    SucceedSerializer,
 )
 from jobs.api.schema import error_response
 from jobs.api.views import Conflict
@@ -92,12 +92,12 @@ class ClaimView(ProtocolView):
     """Claim up to ``limit`` due jobs of external ``tasks``, waiting up to ``wait`` seconds."""
 
     @extend_schema(
-        request=ClaimRequestSerializer,
+        request=ClaimSerializer,
         responses={200: ClaimResponseSerializer},
         operation_id="api_worker_claim",
     )
     def post(self, request: Request) -> Response:
-        data = self.body(ClaimRequestSerializer, request)
+        data = self.body(ClaimSerializer, request)
         worker_id, queues, names = data["worker_id"], data.get("queues") or None, data["tasks"]
         _register(
             worker_id,
@@ -127,12 +127,12 @@ class HeartbeatView(ProtocolView):
     """Renew the leases of the attempts this worker holds; name those taken away."""
 
     @extend_schema(
-        request=HeartbeatRequestSerializer,
+        request=HeartbeatSerializer,
         responses={200: HeartbeatResponseSerializer},
         operation_id="api_worker_heartbeat",
     )
     def post(self, request: Request) -> Response:
-        data = self.body(HeartbeatRequestSerializer, request)
+        data = self.body(HeartbeatSerializer, request)
         worker_id = data["worker_id"]
         _register(worker_id)
         asked = [(item["id"], item["attempt"]) for item in data["jobs"]]
@@ -151,12 +151,12 @@ class ReleaseView(ProtocolView):
     """Hand attempts back to the queue unfinished (a worker stopping gracefully)."""
 
     @extend_schema(
-        request=ReleaseRequestSerializer,
+        request=ReleaseSerializer,
         responses={200: ReleaseResponseSerializer},
         operation_id="api_worker_release",
     )
     def post(self, request: Request) -> Response:
-        data = self.body(ReleaseRequestSerializer, request)
+        data = self.body(ReleaseSerializer, request)
         held = [Job(pk=item["id"], attempts=item["attempt"]) for item in data["jobs"]]
         jobs = {job.pk: job for job in Job.objects.filter(pk__in=[j.pk for j in held])}
         for job in held:  # fence on the attempt the worker names, not the row's
@@ -208,9 +208,9 @@ def _report(request_class: type, operation: str) -> Any:
 class ProgressView(ReportView):
     """Record the attempt's progress (0..100, a message)."""
 
-    @_report(ProgressRequestSerializer, "api_worker_progress")
+    @_report(ProgressSerializer, "api_worker_progress")
     def post(self, request: Request, pk: str) -> Response:
-        data = self.body(ProgressRequestSerializer, request)
+        data = self.body(ProgressSerializer, request)
         job = self.attempt(pk, data)
         recorded = lifecycle.report_progress(
             job=job, worker_id=data["worker_id"], percent=data["percent"], message=data["message"]
@@ -223,9 +223,9 @@ class ProgressView(ReportView):
 class SucceedView(ReportView):
     """Record the attempt's success and its result: the job is done."""
 
-    @_report(SucceedRequestSerializer, "api_worker_succeed")
+    @_report(SucceedSerializer, "api_worker_succeed")
     def post(self, request: Request, pk: str) -> Response:
-        data = self.body(SucceedRequestSerializer, request)
+        data = self.body(SucceedSerializer, request)
         job = self.attempt(pk, data)
         try:
             lifecycle.succeed(job=job, worker_id=data["worker_id"], result=data["result"])
@@ -238,9 +238,9 @@ class FailView(ReportView):
     """Record the attempt's failure: retried with backoff while attempts remain (unless
     ``retry`` is false), else the job fails."""
 
-    @_report(FailRequestSerializer, "api_worker_fail")
+    @_report(FailSerializer, "api_worker_fail")
     def post(self, request: Request, pk: str) -> Response:
-        data = self.body(FailRequestSerializer, request)
+        data = self.body(FailSerializer, request)
         job = self.attempt(pk, data)
         try:
             status = lifecycle.fail(

@@ -58,7 +58,9 @@ class HeldSerializer(ClosedSerializerMixin, serializers.Serializer):
     attempt = StrictIntegerField(min_value=1, max_value=2**31 - 1)
 
 
-class ClaimRequestSerializer(ClosedSerializerMixin, serializers.Serializer):
+class ClaimSerializer(ClosedSerializerMixin, serializers.Serializer):
+    """Claim up to ``limit`` due jobs of these external tasks, waiting up to ``wait`` seconds."""
+
     worker_id = worker_id_field()
     tasks = serializers.ListField(
         child=StrictCharField(max_length=200),
@@ -118,7 +120,9 @@ class ClaimResponseSerializer(serializers.Serializer):
     jobs = ClaimedJobSerializer(many=True)
 
 
-class HeartbeatRequestSerializer(ClosedSerializerMixin, serializers.Serializer):
+class HeartbeatSerializer(ClosedSerializerMixin, serializers.Serializer):
+    """The attempts this worker holds, to renew."""
+
     worker_id = worker_id_field()
     jobs = HeldSerializer(many=True, max_length=MAX_HELD, required=False, default=list)
 
@@ -134,20 +138,28 @@ class HeartbeatResponseSerializer(serializers.Serializer):
 
 
 class ReportSerializer(ClosedSerializerMixin, serializers.Serializer):
+    """A report on the attempt ``attempt`` (the fencing token) that ``worker_id`` holds."""
+
     worker_id = worker_id_field()
     attempt = StrictIntegerField(min_value=1, max_value=2**31 - 1)
 
 
-class ProgressRequestSerializer(ReportSerializer):
+class ProgressSerializer(ReportSerializer):
+    """The attempt's progress, 0..100, and a message."""
+
     percent = StrictIntegerField(min_value=0, max_value=100)
     message = StrictCharField(required=False, default="", max_length=500, allow_blank=True)
 
 
-class SucceedRequestSerializer(ReportSerializer):
+class SucceedSerializer(ReportSerializer):
+    """The attempt succeeded with ``result``."""
+
     result = JsonValueField(required=False, allow_null=True, default=None)
 
 
-class FailRequestSerializer(ReportSerializer):
+class FailSerializer(ReportSerializer):
+    """The attempt failed: retried while attempts remain, unless ``retry`` is false."""
+
     error = StrictCharField(max_length=10_000)
     traceback = StrictCharField(required=False, allow_blank=True, default="", max_length=100_000)
     retry = StrictBooleanField(
@@ -165,7 +177,9 @@ class OutcomeSerializer(serializers.Serializer):
     status = serializers.CharField(help_text="processing, done, queued (a retry) or failed.")
 
 
-class ReleaseRequestSerializer(ClosedSerializerMixin, serializers.Serializer):
+class ReleaseSerializer(ClosedSerializerMixin, serializers.Serializer):
+    """Attempts to hand back unfinished."""
+
     worker_id = worker_id_field()
     jobs = HeldSerializer(many=True, max_length=MAX_HELD)
     started = StrictBooleanField(
