@@ -34,3 +34,6 @@ class JobsConfig(AppConfig):
         autodiscover_modules("tasks")
         for module in conf.TASK_MODULES:
             import_module(module)
+        for name, options in conf.EXTERNAL_TASKS.items():
+            options = dict(options)
+            tasks.register_external(name, schema=options.pop("payload_schema", None), **options)

@@ -1,5 +1,6 @@
 """Queue settings: each ``JOBS_*`` value is read here, from Django settings or the environment."""
 
+import json
 import os
 import re
 from datetime import timedelta
@@ -8,6 +9,15 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
+
+EXTERNAL_TASK_OPTIONS = {
+    "queue",
+    "priority",
+    "max_attempts",
+    "timeout",
+    "description",
+    "payload_schema",
+}
 
 
 def _get(name: str, default: Any, cast: type = str) -> Any:
@@ -113,6 +123,35 @@ class _Conf:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return list(value)
+
+    @property
+    def EXTERNAL_TASKS(self) -> dict[str, dict[str, Any]]:
+        """Tasks run by remote workers: ``{name: {queue, priority, max_attempts, timeout,
+        description, payload_schema}}`` (a JSON object in the environment)."""
+        value = _get("JOBS_EXTERNAL_TASKS", {})
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ImproperlyConfigured("JOBS_EXTERNAL_TASKS: must be a JSON object") from None
+        if not isinstance(value, dict) or not all(
+            isinstance(options, dict) for options in value.values()
+        ):
+            raise ImproperlyConfigured(
+                "JOBS_EXTERNAL_TASKS: must map each task name to an object of its options"
+            )
+        for name, options in value.items():
+            if unknown := set(options) - EXTERNAL_TASK_OPTIONS:
+                raise ImproperlyConfigured(
+                    f"JOBS_EXTERNAL_TASKS[{name!r}]: unknown options {sorted(unknown)}; "
+                    f"known: {sorted(EXTERNAL_TASK_OPTIONS)}"
+                )
+        return value
+
+    @property
+    def WORKER_MAX_WAIT(self) -> float:
+        """Longest long poll of ``POST /api/worker/claim``, in seconds (each holds a web thread)."""
+        return _get("JOBS_WORKER_MAX_WAIT", 20.0, float)
 
     @property
     def HTTP_ALLOWED_HOSTS(self) -> list[str]:

@@ -44,12 +44,24 @@ DUE_AT = Coalesce(F("run_after"), F("created_at"))
 
 class JobQuerySet(models.QuerySet):
     def claimable(
-        self, *, queues: Sequence[str] | None = None, now: datetime | None = None
+        self,
+        *,
+        queues: Sequence[str] | None = None,
+        now: datetime | None = None,
+        tasks: Sequence[str] | None = None,
+        exclude_tasks: Sequence[str] = (),
     ) -> "JobQuerySet":
-        """Queued jobs that are due, in claim order (priority, then due time)."""
+        """Queued jobs that are due, in claim order (priority, then due time).
+
+        ``tasks`` keeps only those tasks; ``exclude_tasks`` leaves those out.
+        """
         qs = self.filter(status=Status.QUEUED).alias(due_at=DUE_AT).filter(due_at__lte=now or Now())
         if queues:
             qs = qs.filter(queue__in=list(queues))
+        if tasks is not None:
+            qs = qs.filter(task__in=list(tasks))
+        if exclude_tasks:
+            qs = qs.exclude(task__in=list(exclude_tasks))
         return qs.order_by("-priority", "due_at")
 
     def lease_expired(self, *, now: datetime | None = None) -> "JobQuerySet":
@@ -85,6 +97,7 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("work_job", "Can work jobs as a remote worker")]
         indexes = [
             # Claiming reads only queued rows, so finished rows never slow it down.
             models.Index(
@@ -194,7 +207,8 @@ def stale_after() -> timedelta:
 
 
 class Worker(models.Model):
-    """The registry row of one running ``runworker`` process (removed on clean exit)."""
+    """The registry row of one running worker: a ``runworker`` process (removed on clean
+    exit) or a remote worker of the HTTP protocol (renewed by its claims and heartbeats)."""
 
     id = models.CharField(max_length=200, primary_key=True)
     hostname = models.CharField(max_length=255)

@@ -49,6 +49,8 @@ def test_schemathesis_finds_no_failures(live_server, token, settings, monkeypatc
     # Only the built-in tasks: the test tasks sleep, write files and fail on purpose.
     builtin = {k: v for k, v in tasks.registered().items() if not k.startswith("test.")}
     monkeypatch.setattr(registry, "_registry", builtin)
+    tasks.register_external("fuzz.external")  # the worker protocol has a task to claim
+    settings.JOBS_WORKER_MAX_WAIT = 0.05  # long polls: short, or the run takes minutes
     served: list[str] = []
 
     def count(sender: object, environ: dict, **kwargs: object) -> None:

@@ -33,7 +33,7 @@ def matches(text: str, value: Any) -> bool:
     plain = text.replace("`", "")
     if isinstance(value, bool):
         return plain == ("on" if value else "off")
-    if value in ("", []):
+    if value in ("", [], {}):
         return plain.startswith("empty")
     if isinstance(value, list):  # class paths: the README names each, dotted or DRF's short name
         return all(any(path == n or path.endswith(f".{n}") for n in names) for path in value)

@@ -160,6 +160,9 @@ def document_requests(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
     for name in ("ScheduleRequest", "PatchedScheduleRequest"):
         if name in schemas:
             schemas[name]["properties"] |= {"cron": CRON, "timezone": TIME_ZONE}
+    claim = schemas.get("ClaimRequest", {})
+    if external := sorted(tasks.external_names()):  # else every name is refused: a plain string
+        claim.get("properties", {}).get("tasks", {}).get("items", {})["enum"] = external
     _document_bulk_create(result.get("paths", {}).get("/api/jobs/", {}).get("post", {}))
     _link_created(result, "/api/jobs/", JOB_OPERATIONS)
     _link_created(result, "/api/schedules/", SCHEDULE_OPERATIONS)

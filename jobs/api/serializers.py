@@ -223,6 +223,9 @@ class TaskSerializer(serializers.Serializer):
     max_attempts = serializers.IntegerField()
     timeout = serializers.FloatField(allow_null=True)
     payload_schema = serializers.JSONField(allow_null=True)
+    external = serializers.BooleanField(
+        help_text="Run by remote workers over HTTP (/api/worker/...), never by runworker."
+    )
 
     def to_representation(self, spec: tasks.TaskSpec) -> dict[str, Any]:
         return {
@@ -234,6 +237,7 @@ class TaskSerializer(serializers.Serializer):
             "timeout": spec.timeout,
             # Exact where the task declares one, else an outline of its serializer.
             "payload_schema": spec.json_schema() or describe_schema(spec.schema),
+            "external": spec.external,
         }
 
 

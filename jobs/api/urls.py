@@ -1,6 +1,7 @@
 from django.urls import re_path
 from rest_framework.routers import APIRootView, DefaultRouter
 
+from jobs.api import protocol
 from jobs.api.defaults import ApiDefaults
 from jobs.api.views import (
     JobViewSet,
@@ -27,7 +28,15 @@ router.register("tasks", TaskViewSet, basename="task")
 router.register("workers", WorkerViewSet, basename="worker")
 router.register("schedules", ScheduleViewSet, basename="schedule")
 
+WORKER_JOB = r"^worker/jobs/(?P<pk>[^/]+)"
+
 urlpatterns = [
     re_path(r"^stats/?$", StatsView.as_view(), name="stats"),
+    re_path(r"^worker/claim/?$", protocol.ClaimView.as_view(), name="worker-claim"),
+    re_path(r"^worker/heartbeat/?$", protocol.HeartbeatView.as_view(), name="worker-heartbeat"),
+    re_path(r"^worker/release/?$", protocol.ReleaseView.as_view(), name="worker-release"),
+    re_path(rf"{WORKER_JOB}/progress/?$", protocol.ProgressView.as_view(), name="worker-progress"),
+    re_path(rf"{WORKER_JOB}/succeed/?$", protocol.SucceedView.as_view(), name="worker-succeed"),
+    re_path(rf"{WORKER_JOB}/fail/?$", protocol.FailView.as_view(), name="worker-fail"),
     *router.urls,
 ]

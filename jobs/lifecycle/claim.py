@@ -16,6 +16,7 @@ from django.db.models import Case, F, PositiveIntegerField, Q, When
 from django.utils import timezone
 
 from jobs import notify
+from jobs import tasks as registry
 from jobs.conf import conf
 from jobs.lifecycle.events import log_claim, log_transition
 from jobs.lifecycle.transitions import (
@@ -35,8 +36,12 @@ def claim(
     queues: Sequence[str] | None = None,
     limit: int = 1,
     lease_seconds: float | None = None,
+    tasks: Sequence[str] | None = None,
 ) -> list[Job]:
     """Claim up to ``limit`` due jobs for ``worker_id``, in claim order.
+
+    Without ``tasks`` (the built-in worker) external tasks are left out: remote
+    workers run them, naming them in ``tasks``.
 
     One statement selects the due jobs in claim order and marks them processing:
     ``WITH due AS MATERIALIZED (SELECT ... LIMIT n [FOR UPDATE SKIP LOCKED])
@@ -53,7 +58,10 @@ def claim(
     fields = list(Job._meta.concrete_fields)
     adapt = connection.ops.adapt_datetimefield_value
     with transaction.atomic(), connection.cursor() as cursor:
-        due = Job.objects.claimable(queues=queues, now=now).values("pk")[:limit]
+        # With no external task declared the statement is the same as without the filter.
+        exclude = () if tasks is not None else registry.external_names()
+        due = Job.objects.claimable(queues=queues, now=now, tasks=tasks, exclude_tasks=exclude)
+        due = due.values("pk")[:limit]
         if connection.features.has_select_for_update_skip_locked:
             due = due.select_for_update(skip_locked=True)
         due_sql, due_params = due.query.sql_with_params()

@@ -15,6 +15,12 @@ serializer class or a JSON Schema dict) is checked when a job is created, so a
 bad payload is refused before it is queued. A running task may call
 ``report_progress(percent, message)``.
 
+An *external* task runs outside this project, in a worker speaking the HTTP
+worker protocol (``/api/worker/...``) in any language. Declare it by name, with
+its queue, defaults and payload schema but no function, with
+``register_external`` or the ``JOBS_EXTERNAL_TASKS`` setting. The built-in
+worker never claims it (``external_names``); only remote workers do.
+
 Only registered names ever run: a job's ``task`` is looked up here, never
 imported. The one exception is a ``django.tasks`` task enqueued through
 ``jobs.backends.JobsBackend``, which ``get`` resolves with the backend's own
@@ -26,6 +32,7 @@ how to record its progress reports: ``jobs.lifecycle.report_progress``, a fenced
 UPDATE. The registry sits below the lifecycle and never imports it.
 """
 
+import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -34,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
 
-from jobs.exceptions import InvalidPayload, UnknownTask
+from jobs.exceptions import InvalidPayload, PermanentFailure, UnknownTask
 
 if TYPE_CHECKING:
     from jobs.models import Job
@@ -54,6 +61,7 @@ class TaskSpec:
     schema: Any = None  # a DRF serializer class, a JSON Schema dict, or None
     started: Hook | None = None  # called before each attempt (django.tasks signals)
     finished: Hook | None = None  # called after each attempt's outcome is recorded
+    external: bool = False  # run by a remote worker over HTTP, never by runworker
 
     def __call__(self, payload: Any) -> Any:
         return self.func(payload)
@@ -142,6 +150,50 @@ def register(
         return func
 
     return decorator
+
+
+def register_external(
+    name: str,
+    *,
+    queue: str = "default",
+    priority: int = 0,
+    max_attempts: int | None = None,
+    timeout: float | None = None,
+    description: str = "",
+    schema: Any = None,
+) -> TaskSpec:
+    """Declare ``name`` as run by remote workers (no Python function here); return its spec.
+
+    Its jobs are created and validated like any other; only a remote worker that
+    names it in ``POST /api/worker/claim`` runs them.
+    """
+    if isinstance(schema, dict):
+        import jsonschema  # only tasks with a JSON Schema need it: not loaded at start-up
+
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    spec = TaskSpec(
+        name=name,
+        func=functools.partial(_runs_elsewhere, name),
+        description=description or "Run by remote workers (the HTTP worker protocol).",
+        queue=queue,
+        priority=priority,
+        max_attempts=max_attempts,
+        timeout=timeout,
+        schema=schema,
+        external=True,
+    )
+    _registry[name] = spec
+    return spec
+
+
+def _runs_elsewhere(name: str, payload: Any) -> Any:
+    # Only reached when an operator runs an external job here by hand (POST /run, "run now").
+    raise PermanentFailure(f"task {name!r} is external: a remote worker runs it")
+
+
+def external_names() -> frozenset[str]:
+    """Return the names of the external tasks (empty when none is declared)."""
+    return frozenset(name for name, spec in _registry.items() if spec.external)
 
 
 def get(name: str) -> TaskSpec:
