@@ -9,7 +9,8 @@ reference client (``clients/python/jobqueue_worker.Client``): claim ``--batch``
 jobs, report each success, until a claim comes back empty. Prints one JSON line:
 jobs/s from the first client's start to the last one's exit (HTTP, JSON and the
 lifecycle's writes per job), beside which ``python -m bench.drain`` gives the
-built-in worker's drain on the same machine.
+built-in worker's drain on the same machine. Writes docs/remote-<database>.md
+(``--output``).
 """
 
 import argparse
@@ -19,7 +20,9 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+from bench import report
 from bench.common import ROOT, database_url, drop_database, emit, env_for, wait_for
 from bench.django_env import setup
 
@@ -100,6 +103,23 @@ def run(kind: str, workers: int, jobs: int, batch: int, web_workers: int, port: 
     )
 
 
+def markdown(result: dict, machine: dict, seconds: float) -> str:
+    return report.standalone(
+        f"Remote workers over HTTP ({result['database']})",
+        machine,
+        seconds,
+        "SQLite" if result["database"] == "sqlite" else "PostgreSQL",
+        f"## {result['workers']} reference clients, claims of {result['batch']}\n\n"
+        f"`manage.py serve --workers 0 --web-workers {result['web_workers']}`; each client "
+        "claims a batch, then reports each job's success in a request of its own, until a "
+        "claim comes back empty. Every job checked done.\n\n"
+        + report.table(
+            "jobs | seconds | jobs/s",
+            [[f"{result['jobs']:,}", result["seconds"], f"{result['jobs_per_s']:,}"]],
+        ),
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("database", choices=["sqlite", "postgres"])
@@ -108,8 +128,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument("--port", type=int, default=18701)
+    parser.add_argument("--output", type=Path, help="default: docs/remote-<database>.md")
     args = parser.parse_args()
-    run(args.database, args.workers, args.jobs, args.batch, args.web_workers, args.port)
+    machine = report.machine()
+    started = time.monotonic()
+    result = run(args.database, args.workers, args.jobs, args.batch, args.web_workers, args.port)
+    output = args.output or ROOT / "docs" / f"remote-{args.database}.md"
+    report.write(output, markdown(result, machine, time.monotonic() - started))
 
 
 if __name__ == "__main__":

@@ -132,8 +132,11 @@ def needs(method: str, path: str) -> str:
     match = resolve(path.replace("{id}", "1").replace("{name}", "echo"))
     view = match.func.cls()
     view.action = getattr(match.func, "actions", {}).get(method.lower())
-    if IsAuthenticated in view.permission_classes or getattr(view, "required_permissions", 0) == []:
+    declared = getattr(view, "required_permissions", None)
+    if IsAuthenticated in view.permission_classes or declared == []:
         return "a signed-in user"
+    if declared:
+        return ", ".join(f"`{perm}`" for perm in declared)
     model = view.queryset.model
     request = APIRequestFactory().generic(method, path)
     return f"`jobs.{required_verb(request, view)}_{model._meta.model_name}`"
