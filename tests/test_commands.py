@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -19,6 +18,7 @@ from jobs import lifecycle
 from jobs.models import Job, Status
 from jobs.models import Worker as WorkerRow
 from tests.conftest import ROOT, database_url, wait_for
+from tests.helpers import free_port, listening
 
 
 @pytest.mark.django_db
@@ -34,12 +34,6 @@ def test_bootstrap_creates_the_first_user_once():
     call_command("bootstrap", stdout=again)
     assert "nothing to bootstrap" in again.getvalue()
     assert get_user_model().objects.count() == 1
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def request(url: str, token: str, body: dict | None = None) -> dict:
@@ -136,7 +130,7 @@ def test_one_sigterm_to_the_process_group_lets_the_running_job_finish(processes,
     """One SIGTERM to the whole process group (what a terminal's Ctrl-C or `kill -TERM -PGID`
     does) is one graceful stop: the worker is signalled once, by serve, and its running
     job finishes; the web server and the worker exit 0."""
-    proc, job = start_running(processes, how, 8343, seconds=3)
+    proc, job = start_running(processes, how, free_port(), seconds=3)
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=60)
     output = processes.output(proc)
@@ -153,7 +147,7 @@ def test_a_job_still_running_at_the_shutdown_timeout_goes_back_to_the_queue(proc
     """serve gives its workers their own shutdown timeout: a job still running then is
     stopped and put back in the queue by its worker, which exits 0; nothing is killed
     from outside, so nothing is left processing for lease recovery to run again."""
-    proc, job = start_running(processes, "serve", 8346, 60, "--shutdown-timeout", "1")
+    proc, job = start_running(processes, "serve", free_port(), 60, "--shutdown-timeout", "1")
     started = time.monotonic()
     os.killpg(proc.pid, signal.SIGTERM)
     assert proc.wait(timeout=60) == 0, processes.output(proc)
@@ -168,7 +162,7 @@ def test_a_job_still_running_at_the_shutdown_timeout_goes_back_to_the_queue(proc
 def test_a_second_signal_from_the_user_stops_at_once(processes):
     """A second signal, a moment after the first, stops the running job now: it goes
     back to the queue (its attempt counted) instead of finishing."""
-    proc, job = start_running(processes, "serve", 8344, seconds=60)
+    proc, job = start_running(processes, "serve", free_port(), seconds=60)
     started = time.monotonic()
     os.killpg(proc.pid, signal.SIGINT)
     time.sleep(1.5)
@@ -183,7 +177,7 @@ def test_a_second_signal_from_the_user_stops_at_once(processes):
 def test_the_web_server_and_workers_stop_when_serve_is_killed(processes):
     """They run in sessions of their own, so they get a SIGTERM when serve dies (even by
     SIGKILL) rather than living on without it."""
-    port = 8345
+    port = free_port()
     serve = processes.manage("serve", "--port", str(port), "--web-workers", "1")
     worker = wait_for(lambda: WorkerRow.objects.values_list("pid", flat=True).first(), timeout=60)
     wait_for(lambda: listening(port), timeout=30)
@@ -198,11 +192,6 @@ def test_the_web_server_and_workers_stop_when_serve_is_killed(processes):
         return exited and not listening(port)
 
     wait_for(gone, timeout=30)
-
-
-def listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,8 @@ from django.utils import timezone
 from jobs import lifecycle
 from jobs.admin import changelist, dashboard
 from jobs.models import Job, Status, Worker
-from tests.admin_helpers import CHANGELIST, one_of_each, shown
-from tests.test_lifecycle import put_in
+from tests.admin_helpers import CHANGELIST, shown
+from tests.helpers import one_of_each, put_in
 
 pytestmark = pytest.mark.django_db
 

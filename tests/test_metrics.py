@@ -2,7 +2,6 @@
 
 import os
 import signal
-import socket
 import tempfile
 import urllib.error
 import urllib.request
@@ -16,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from jobs import lifecycle
 from jobs.models import Job
 from tests.conftest import run_python, wait_for
+from tests.helpers import free_port
 
 
 def scrape(client, **headers) -> dict[tuple[str, frozenset], float]:
@@ -160,12 +160,6 @@ class TestAccess:
         assert client.get("/metrics").status_code == 404
         monkeypatch.setenv("JOBS_METRICS_ENABLED", "1")
         assert client.get("/metrics").status_code == 200
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.slow

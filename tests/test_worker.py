@@ -12,7 +12,8 @@ from jobs.models import Job, JobAttempt, Outcome, Status
 from jobs.models import Worker as WorkerRow
 from jobs.worker.loop import Worker
 from tests.conftest import wait_for
-from tests.tcp_proxy import TcpProxy, free_port
+from tests.helpers import free_port
+from tests.tcp_proxy import TcpProxy
 
 
 def drain(**options) -> int:

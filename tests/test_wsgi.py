@@ -24,7 +24,7 @@ from jobqueue.wsgi import application
 from jobs import lifecycle
 from jobs.models import Job, Status
 from tests.conftest import wait_for
-from tests.test_metrics import free_port
+from tests.helpers import free_port
 
 
 def chunks(document: Any, size: int = 7) -> Iterator[bytes]:
