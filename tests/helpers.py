@@ -5,9 +5,8 @@ Fixtures live in ``conftest.py``; these are plain functions a test calls.
 
 import json
 import socket
-import urllib.error
-import urllib.request
 from collections.abc import Callable
+from http.client import HTTPConnection
 from typing import Any
 
 from jobs import lifecycle
@@ -56,29 +55,37 @@ def listening(port: int) -> bool:
 
 def http(
     method: str,
-    url: str,
+    port: int,
+    path: str,
     *,
     token: str | None = None,
     body: Any = None,
+    chunk_size: int | None = None,
     headers: dict[str, str] | None = None,
-    timeout: float = 10,
 ) -> tuple[int, dict[str, str], Any]:
-    """One real HTTP request; return (status, headers, decoded JSON body or text).
+    """One real HTTP request to 127.0.0.1:``port``; return (status, headers, body).
 
-    ``body`` is sent as JSON unless it is ``bytes``; an HTTP error status is
-    returned, not raised.
+    ``body`` is sent as JSON unless it is ``bytes``. With ``chunk_size`` it goes
+    out with ``Transfer-Encoding: chunked`` in pieces of that many bytes and no
+    ``Content-Length``, so the server must join the chunks to read it. The answer's
+    body is decoded JSON, or text when it is not JSON.
     """
-    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
-    sent = {"Content-Type": "application/json", **(headers or {})}
+    sent = {"Content-Type": "application/json"} if body is not None else {}
+    sent |= headers or {}
     if token:
         sent["Authorization"] = f"Token {token}"
-    request = urllib.request.Request(url, data=data, method=method, headers=sent)
+    raw = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    data: Any = raw
+    if chunk_size and raw is not None:
+        data = (raw[i : i + chunk_size] for i in range(0, len(raw), chunk_size))
+    connection = HTTPConnection("127.0.0.1", port, timeout=30)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            status, got, raw = response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as error:
-        status, got, raw = error.code, dict(error.headers), error.read()
+        connection.request(method, path, body=data, headers=sent, encode_chunked=bool(chunk_size))
+        response = connection.getresponse()
+        answer = response.read()
+    finally:
+        connection.close()
     try:
-        return status, got, json.loads(raw)
+        return response.status, dict(response.headers), json.loads(answer)
     except ValueError:
-        return status, got, raw.decode(errors="replace")
+        return response.status, dict(response.headers), answer.decode(errors="replace")
