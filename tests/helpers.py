@@ -5,12 +5,15 @@ Fixtures live in ``conftest.py``; these are plain functions a test calls.
 
 import json
 import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from http.client import HTTPConnection
 from typing import Any
 
 from jobs import lifecycle
 from jobs.models import Job, Status
+from tests.conftest import ROOT
 
 ALL = [s.value for s in Status]
 
@@ -35,6 +38,20 @@ def put_in(status: str, make_job: Callable[..., Job]) -> Job:
 def one_of_each(make_job: Callable[..., Job]) -> dict[str, Job]:
     """One job per status (the queued one last, so no claim takes it)."""
     return {status: put_in(status, make_job) for status in reversed(ALL)}
+
+
+def manage(*args: str, env: dict[str, str], timeout: float = 180) -> str:
+    """Run ``manage.py`` with exactly ``env`` and wait; return its output (fail on an error)."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
 
 
 def free_port() -> int:

@@ -48,6 +48,7 @@ print(json.dumps(seen))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_project_without_rest_framework_settings_gets_the_same_api(user):
     token = Token.objects.create(user=user).key

@@ -194,6 +194,7 @@ def test_the_web_server_and_workers_stop_when_serve_is_killed(processes):
     wait_for(gone, timeout=30)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [

@@ -28,12 +28,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT, wait_for
+from tests.helpers import free_port, manage
 from tests.pg_cluster import PgCluster
 
-# Ports of these tests: the private cluster, the server, one where nothing listens.
-PG_PORT = 8341
-WEB_PORT = 8342
-NOTHING_PORT = 8349
 CLIENTS = 8
 
 
@@ -52,7 +49,7 @@ def database_down() -> Iterator[None]:
 
     port = connection.settings_dict["PORT"]
     connection.close()
-    connection.settings_dict["PORT"] = str(NOTHING_PORT)
+    connection.settings_dict["PORT"] = str(free_port())
     try:
         yield
     finally:
@@ -186,7 +183,7 @@ def test_outcomes_an_outage_kept_are_recorded_once_the_database_answers(postgres
 
 @pytest.fixture
 def cluster() -> Iterator[PgCluster]:
-    pg = PgCluster(PG_PORT)
+    pg = PgCluster(free_port())
     try:
         pg.start()
         yield pg
@@ -245,19 +242,6 @@ class Burst:
             thread.join(timeout=60)
 
 
-def manage(*args: str, env: dict[str, str]) -> str:
-    done = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=True,
-    )
-    return done.stdout
-
-
 def executions(log: Path) -> list[tuple[str, float]]:
     """(line, when) for each execution of a ``test.record`` job."""
     if not log.exists():
@@ -287,10 +271,11 @@ def test_a_database_restart_during_a_burst_costs_503s_and_a_delay_never_a_500_or
     manage("migrate", "--noinput", env=env)
     token = manage("bootstrap", env=env).split("API token:")[1].split()[0]
     log, marker = tmp_path / "executions.log", tmp_path / "slow-started"
-    base = f"http://127.0.0.1:{WEB_PORT}"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
     with open(tmp_path / "serve.log", "w") as out:
         serve = subprocess.Popen(
-            [sys.executable, "manage.py", "serve", "--port", str(WEB_PORT), "--web-workers", "2"],
+            [sys.executable, "manage.py", "serve", "--port", str(port), "--web-workers", "2"],
             cwd=ROOT,
             env=env,
             stdout=out,

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT, wait_for
-from tests.helpers import free_port, http
+from tests.helpers import free_port, http, manage
 
 pytestmark = pytest.mark.slow
 
@@ -48,20 +48,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         "PYTHONUNBUFFERED": "1",
     }
 
-    def manage(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        return done.stdout
-
-    manage("migrate", "--noinput")
-    token = manage("bootstrap").split("API token:")[1].split()[0]
+    manage("migrate", "--noinput", env=env)
+    token = manage("bootstrap", env=env).split("API token:")[1].split()[0]
     port, log = free_port(), home / "serve.log"
     with open(log, "w") as handle:
         serve = subprocess.Popen(
