@@ -285,7 +285,7 @@ def test_a_database_restart_during_a_burst_costs_503s_and_a_delay_never_a_500_or
     try:
         wait_for(lambda: post(base, token, {"task": "noop"})[0] == 201, timeout=60)
         with Burst(base, token, log) as burst:
-            time.sleep(1)
+            wait_for(lambda: len(burst.answers) >= CLIENTS)  # the burst is under way
             # Jobs that finish while the database is down: the first one runs when it stops.
             slow = [
                 post(
@@ -311,7 +311,12 @@ def test_a_database_restart_during_a_burst_costs_503s_and_a_delay_never_a_500_or
             time.sleep(3)
             up_at = time.time()  # ...to here
             cluster.start()
-            time.sleep(2)
+            # The burst goes on until its jobs are created again.
+            created_before = sum(answer[1] == 201 for answer in burst.answers)
+            wait_for(
+                lambda: sum(a[1] == 201 for a in burst.answers) >= created_before + CLIENTS,
+                timeout=60,
+            )
         with psycopg.connect(url) as conn:
 
             def settled() -> bool:
@@ -328,7 +333,7 @@ def test_a_database_restart_during_a_burst_costs_503s_and_a_delay_never_a_500_or
                 )
             }
         serve.send_signal(signal.SIGTERM)
-        serve.wait(timeout=60)
+        assert serve.wait(timeout=60) == 0, (tmp_path / "serve.log").read_text()[-5000:]
     finally:
         if serve.poll() is None:
             os.killpg(serve.pid, signal.SIGKILL)
