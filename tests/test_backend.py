@@ -495,7 +495,10 @@ def test_a_task_waiting_in_an_executors_hand_is_not_running(processes, tmp_path)
     started, gate = tmp_path / "started", tmp_path / "gate"
     first = dt.wait_for_file.enqueue(str(started), str(gate))
     second = dt.add.enqueue(1, b=2)
-    processes.worker("--batch", "2", "--worker-id", "w-batch")
+    # Kept in hand behind the running task (by default it goes back to the queue after
+    # 50 ms, which a poll of the test could miss).
+    env = {"JOBS_HAND_BACK_AFTER": "60"}
+    processes.worker("--batch", "2", "--worker-id", "w-batch", env=env)
     wait_for(started.exists)
     assert Job.objects.get(pk=second.id).status == Status.PROCESSING  # claimed with the first
     waiting = dt.add.get_result(second.id)
