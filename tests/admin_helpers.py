@@ -9,18 +9,12 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 
 from jobs.models import Job
-from tests.test_lifecycle import ALL, put_in
 
 CHANGELIST = reverse("admin:jobs_job_changelist")
 
 
 def change_url(job: Job) -> str:
     return reverse("admin:jobs_job_change", args=[job.pk])
-
-
-def one_of_each(make_job: Callable[..., Job]) -> dict[str, Job]:
-    """One job per status (the queued one last, so no claim takes it)."""
-    return {status: put_in(status, make_job) for status in reversed(ALL)}
 
 
 def shown(response: Any) -> str:

@@ -40,6 +40,19 @@ def _test_settings(settings: Any) -> None:
     }
 
 
+@pytest.fixture(autouse=True)
+def _processes_are_slow(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that starts a program (``subprocess``) must be marked ``slow``, so that
+    ``-m "not slow"`` really runs in-process only."""
+    if request.node.get_closest_marker("slow"):
+        return
+
+    def refuse(self: subprocess.Popen, args: Any, *rest: Any, **options: Any) -> None:
+        raise AssertionError(f"{request.node.nodeid} starts {args!r}: mark it slow")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+
+
 @pytest.fixture
 def make_job(db: None) -> Callable[..., Any]:
     """Create a queued job through the lifecycle; overrides are enqueue()'s arguments."""

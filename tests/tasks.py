@@ -49,6 +49,14 @@ def stamp(payload: dict[str, Any]) -> str:
     return payload["line"]
 
 
+@register("test.pid")
+def pid(payload: dict[str, Any]) -> int:
+    """Append "<payload['line']> <pid of the process running the task>" to payload['path']."""
+    with open(payload["path"], "a") as handle:
+        handle.write(f"{payload['line']} {os.getpid()}\n")
+    return os.getpid()
+
+
 @register("test.record")
 def record(payload: dict[str, Any]) -> str:
     """Touch payload['marker'] if given, sleep payload['seconds'], then append
@@ -87,8 +95,9 @@ def slow_once(payload: dict[str, Any]) -> str:
 
 @register("test.gate")
 def gate(payload: dict[str, Any]) -> str:
-    """Create the file payload['marker'], then wait (up to a minute) for payload['gate']."""
-    Path(payload["marker"]).write_text("started")
+    """Write "<pid> <Unix time>" to the file payload['marker'], then wait (up to a
+    minute) for the file payload['gate']."""
+    Path(payload["marker"]).write_text(f"{os.getpid()} {time.time()}")
     deadline = time.monotonic() + 60
     while not Path(payload["gate"]).exists() and time.monotonic() < deadline:
         time.sleep(0.01)

@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from jobs import lifecycle, tasks
 from jobs.models import Job, JobAttempt, Status, Worker
-from tests.admin_helpers import CHANGELIST, act, change_url, one_of_each, page_form, shown
-from tests.test_lifecycle import ALL, put_in
+from tests.admin_helpers import CHANGELIST, act, change_url, page_form, shown
+from tests.helpers import ALL, one_of_each, put_in
 
 pytestmark = pytest.mark.django_db
 

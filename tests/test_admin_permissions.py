@@ -5,7 +5,7 @@ from django.urls import reverse
 
 from jobs.models import Job, Status
 from tests.admin_helpers import CHANGELIST, act, change_url, shown, staff  # noqa: F401
-from tests.test_lifecycle import put_in
+from tests.helpers import put_in
 
 pytestmark = pytest.mark.django_db
 

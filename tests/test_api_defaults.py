@@ -48,6 +48,7 @@ print(json.dumps(seen))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_project_without_rest_framework_settings_gets_the_same_api(user):
     token = Token.objects.create(user=user).key
@@ -107,22 +108,41 @@ def test_parser_classes_from_the_environment(api, monkeypatch):
     assert api.post("/api/jobs", {"task": "noop"}).status_code == 201
 
 
-@pytest.mark.parametrize(("enabled", "secure", "status"), [(True, True, 200), (True, False, 401)])
-def test_basic_authentication_when_enabled_over_https_only(
-    client, make_user, settings, enabled, secure, status
+BASIC_AUTH = [
+    # JOBS_API_BASIC_AUTH, HTTPS, password, status, error code
+    (True, True, "pw-for-tests-only", 200, None),
+    (True, True, "wrong", 401, "authentication_failed"),
+    (True, False, "pw-for-tests-only", 401, "authentication_failed"),
+    (False, True, "pw-for-tests-only", 401, "not_authenticated"),
+    (None, True, "pw-for-tests-only", 401, "not_authenticated"),  # not set: off
+]
+
+
+@pytest.mark.parametrize(("enabled", "secure", "password", "status", "code"), BASIC_AUTH)
+def test_basic_authentication_only_when_enabled_and_only_over_https(
+    client, make_user, make_job, settings, enabled, secure, password, status, code
 ):
-    settings.JOBS_API_BASIC_AUTH = enabled
+    """README: with JOBS_API_BASIC_AUTH (off by default) the API also accepts HTTP Basic,
+    only on HTTPS requests; Basic over plain HTTP is a 401 even with the right password."""
+    if enabled is None:
+        assert not hasattr(settings, "JOBS_API_BASIC_AUTH")
+        assert "JOBS_API_BASIC_AUTH" not in os.environ
+    else:
+        settings.JOBS_API_BASIC_AUTH = enabled
     make_user("view", name="basic")
-    credentials = base64.b64encode(b"basic:pw-for-tests-only").decode()
+    job = make_job()
+    credentials = base64.b64encode(f"basic:{password}".encode()).decode()
     headers = {"authorization": f"Basic {credentials}"}
-    assert client.get("/api/jobs", headers=headers, secure=secure).status_code == status
-
-
-def test_basic_authentication_is_off_by_default(client, make_user):
-    make_user("view", name="basic")
-    credentials = base64.b64encode(b"basic:pw-for-tests-only").decode()
-    headers = {"authorization": f"Basic {credentials}"}
-    assert client.get("/api/jobs", headers=headers, secure=True).status_code == 401
+    response = client.get("/api/jobs", headers=headers, secure=secure)
+    assert response.status_code == status, response.content
+    if code is None:
+        assert [j["id"] for j in response.json()] == [str(job.pk)]
+        return
+    assert response.json()["code"] == code
+    if not secure:
+        assert response.json()["detail"] == (
+            "HTTP Basic authentication is only accepted over HTTPS."
+        )
 
 
 def test_every_api_view_takes_the_api_defaults():

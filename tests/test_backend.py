@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.core import checks
 from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 from django.tasks import TaskResultStatus, default_task_backend, task, task_backends
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist, TaskResultMismatch
 from django.tasks.signals import task_enqueued, task_finished, task_started
@@ -429,11 +431,17 @@ def test_jobqueue_task_options_are_checked_under_any_backend(settings, options):
 
 
 def test_check_reports_a_missing_app(settings):
-    call_command("check")
-    settings.INSTALLED_APPS = [app for app in settings.INSTALLED_APPS if app != "jobs"]
+    """With the app installed the backend has nothing to report; without it, jobs.E001
+    names the TASKS alias and says what to add."""
     backend = JobsBackend(alias="x", params={})
-    assert [error.id for error in backend.check()] == ["jobs.E001"]
-    assert task_backends["default"] is not None
+    assert backend.check() == []
+    call_command("check")  # raises SystemCheckError on any error
+    settings.INSTALLED_APPS = [app for app in settings.INSTALLED_APPS if app != "jobs"]
+    [error] = backend.check()
+    assert (error.id, error.level, error.obj) == ("jobs.E001", checks.ERROR, "TASKS['x']")
+    assert error.msg == "JobsBackend needs 'jobs' in INSTALLED_APPS."
+    with pytest.raises(SystemCheckError, match=r"jobs\.E001"):
+        call_command("check")
 
 
 # -- through a real worker process ---------------------------------------------------------
@@ -487,7 +495,10 @@ def test_a_task_waiting_in_an_executors_hand_is_not_running(processes, tmp_path)
     started, gate = tmp_path / "started", tmp_path / "gate"
     first = dt.wait_for_file.enqueue(str(started), str(gate))
     second = dt.add.enqueue(1, b=2)
-    processes.worker("--batch", "2", "--worker-id", "w-batch")
+    # Kept in hand behind the running task (by default it goes back to the queue after
+    # 50 ms, which a poll of the test could miss).
+    env = {"JOBS_HAND_BACK_AFTER": "60"}
+    processes.worker("--batch", "2", "--worker-id", "w-batch", env=env)
     wait_for(started.exists)
     assert Job.objects.get(pk=second.id).status == Status.PROCESSING  # claimed with the first
     waiting = dt.add.get_result(second.id)

@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # each test runs manage.py in a fresh interpreter
+
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "k" * 10 + "-a-long-random-enough-test-secret-key-for-check-deploy-0123456789"
 PRODUCTION = {

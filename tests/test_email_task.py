@@ -1,6 +1,5 @@
 """The ``send_email`` task: through the locmem backend and one real SMTP round trip."""
 
-import socket
 from collections.abc import Iterator
 from email import message_from_bytes
 from typing import Any
@@ -11,6 +10,7 @@ from aiosmtpd.controller import Controller
 from jobs import lifecycle, runner
 from jobs.models import Job, Status
 from jobs.tasks.builtin.send_email import send_email
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -31,15 +31,23 @@ def run(job: Job) -> Job:
     return Job.objects.get(pk=job.pk)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Sink:
-    def __init__(self) -> None:
+    """An SMTP server's handler: accepts every message, refuses the ``refused`` recipients
+    (550) and counts every recipient it was asked for."""
+
+    def __init__(self, refused: frozenset[str] = frozenset()) -> None:
         self.envelopes: list[Any] = []
+        self.refused = refused
+        self.asked: list[str] = []
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        self.asked.append(address)
+        if address in self.refused:
+            return "550 5.1.1 No such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.envelopes.append(envelope)
@@ -90,6 +98,30 @@ def test_a_real_smtp_round_trip(smtp, make_job):
     assert received["Subject"] == "Your order" and "eve@" not in str(received)
     parts = {part.get_content_type(): part.get_payload() for part in received.walk()}
     assert "Plain text" in parts["text/plain"] and "<p>HTML</p>" in parts["text/html"]
+
+
+@pytest.mark.slow
+def test_a_refused_recipient_fails_the_job_at_once_in_a_real_worker(processes, make_job):
+    """README: up to 5 attempts, but refused recipients fail at once. A runworker process
+    sends through this service's DJANGO_EMAIL_* settings to an SMTP server that refuses
+    the address: one attempt, failed, nothing delivered."""
+    sink = Sink(refused=frozenset({"nobody@example.com"}))
+    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        payload = {"to": "nobody@example.com", "subject": "s", "body": "b"}
+        job = make_job(task="send_email", payload=payload)
+        assert job.max_attempts == 5
+        env = {"DJANGO_EMAIL_HOST": "127.0.0.1", "DJANGO_EMAIL_PORT": str(controller.port)}
+        worker = processes.worker("--once", env=env)
+        assert worker.wait(timeout=60) == 0, processes.output(worker)
+    finally:
+        controller.stop()
+    job.refresh_from_db()
+    assert (job.status, job.attempts, job.run_after) == (Status.FAILED, 1, None), job.error
+    assert job.error.startswith("jobs.exceptions.PermanentFailure: SMTPRecipientsRefused: ")
+    assert "nobody@example.com" in job.error and "No such user here" in job.error
+    assert sink.asked == ["nobody@example.com"] and sink.envelopes == []
 
 
 def test_a_server_that_is_down_is_retried(settings, make_job):

@@ -32,7 +32,7 @@ from jobs.tasks import registry
 ROOT = Path(__file__).resolve().parent.parent
 MIN_CASES = 2000
 
-pytestmark = [pytest.mark.fuzz, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.fuzz, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture

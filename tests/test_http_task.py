@@ -12,12 +12,14 @@ from jobs import lifecycle, runner
 from jobs.exceptions import PermanentFailure
 from jobs.models import Job, Status
 from jobs.tasks.builtin.http_request import RetryableHTTPError, http_request
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.django_db
 
 
 class Handler(BaseHTTPRequestHandler):
-    """Routes: /echo, /status/<n>, /flaky (503 once, then 200), /big, /redirect?to=<url>."""
+    """Routes: /echo, /status/<n>, /flaky (503 once, then 200), /big, /redirect?to=<url>,
+    /hops/<n> (a 302 to /hops/<n-1>, and /hops/0 a 302 to /echo: n + 1 redirects)."""
 
     hits: dict[str, int]
 
@@ -50,6 +52,9 @@ class Handler(BaseHTTPRequestHandler):
             self._reply(200, b"x" * 5000)
         elif path == "/redirect":
             self._reply(302, b"", {"Location": query.removeprefix("to=")})
+        elif path.startswith("/hops/"):
+            left = int(path.rsplit("/", 1)[1])
+            self._reply(302, b"", {"Location": f"/hops/{left - 1}" if left else "/echo"})
         else:
             self._reply(404, b"no such page")
 
@@ -121,8 +126,10 @@ def test_expected_status_decides_success(base):
 
 def test_network_errors_are_retryable(settings, make_job):
     settings.JOBS_HTTP_ALLOWED_HOSTS = ["127.0.0.1"]
-    job = run(make_job(task="http_request", payload={"url": "http://127.0.0.1:9/"}))
-    assert job.status == Status.QUEUED and "ConnectionRefusedError" in job.error
+    closed = free_port()  # bound and closed here: the connection is refused
+    job = run(make_job(task="http_request", payload={"url": f"http://127.0.0.1:{closed}/"}))
+    assert (job.status, job.attempts) == (Status.QUEUED, 1)
+    assert "ConnectionRefusedError" in job.error
 
 
 def test_refused_host_fails_at_run_time_without_a_request(server, settings, make_job):
@@ -142,6 +149,18 @@ def test_redirects_stay_on_the_same_host(base, server):
     with pytest.raises(PermanentFailure, match="another host"):
         http_request({"url": f"{base}/redirect?to={other}"})
     assert "/echo" in server.hits and server.hits["/echo"] == 1
+
+
+def test_at_most_5_redirects_are_followed_and_a_6th_fails_the_job_at_once(base, server, make_job):
+    """README: redirects are followed to the same host, at most 5; an unfollowed redirect
+    fails at once (no retry)."""
+    five = run(make_job(task="http_request", payload={"url": f"{base}/hops/4"}))
+    assert (five.status, five.result["status"], five.result["url"]) == ("done", 200, f"{base}/echo")
+    assert [server.hits[f"/hops/{n}"] for n in range(5)] == [1] * 5
+    six = run(make_job(task="http_request", payload={"url": f"{base}/hops/5"}, max_attempts=5))
+    assert (six.status, six.attempts) == (Status.FAILED, 1)
+    assert six.error == "jobs.exceptions.PermanentFailure: more than 5 redirects"
+    assert server.hits["/hops/5"] == 1 and server.hits["/echo"] == 1  # the 6th never followed
 
 
 def test_the_response_is_capped(base, settings):

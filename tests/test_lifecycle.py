@@ -10,27 +10,9 @@ from django.utils import timezone
 from jobs import lifecycle, runner
 from jobs.exceptions import JobChanged, TransitionRefused, UnknownTask
 from jobs.models import Job, JobAttempt, Outcome, Status
+from tests.helpers import ALL, put_in
 
 pytestmark = pytest.mark.django_db
-
-ALL = [s.value for s in Status]
-
-
-def put_in(status: str, make_job) -> Job:
-    """Create a job and drive it to ``status`` through the lifecycle."""
-    job = make_job(max_attempts=1)
-    if status == Status.QUEUED:
-        return job
-    (job,) = lifecycle.claim(worker_id="w1")
-    if status == Status.DONE:
-        lifecycle.succeed(job=job, worker_id="w1", result=1)
-    elif status == Status.FAILED:
-        lifecycle.fail(job=job, worker_id="w1", error="x")
-    elif status == Status.CANCELLED:
-        lifecycle.cancel(job_id=job.pk)
-    job.refresh_from_db()
-    assert job.status == status
-    return job
 
 
 @pytest.mark.parametrize(("current", "target"), [(a, b) for a in ALL for b in ALL if a != b])

@@ -9,7 +9,7 @@ from django.utils import timezone
 from jobs import lifecycle
 from jobs.exceptions import TransitionRefused
 from jobs.models import Job, JobAttempt, Outcome, Status
-from tests.test_lifecycle import ALL, put_in
+from tests.helpers import ALL, one_of_each, put_in
 
 pytestmark = pytest.mark.django_db
 
@@ -20,11 +20,6 @@ GUARDS = {
     "run_next_many": {Status.QUEUED},
     "delete_many": {Status.QUEUED, Status.DONE, Status.FAILED, Status.CANCELLED},
 }
-
-
-def one_of_each(make_job) -> dict[str, Job]:
-    """One job per status (the queued one last, so no claim takes it)."""
-    return {status: put_in(status, make_job) for status in reversed(ALL)}
 
 
 @pytest.mark.parametrize("verb", sorted(GUARDS))

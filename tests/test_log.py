@@ -64,6 +64,7 @@ def test_json_formatter_keeps_tracebacks_and_odd_values():
     assert "ValueError: bad" in line["exc_info"] and line["when"].startswith("<object")
 
 
+@pytest.mark.slow
 def test_worker_logs_json_lines(processes, make_job):
     ok = make_job(task="echo", payload="x", queue="jsonlog")
     bad = make_job(task="test.permanent", queue="jsonlog")
@@ -93,6 +94,7 @@ def test_worker_logs_json_lines(processes, make_job):
     assert Job.objects.get(pk=ok.pk).status == "done"
 
 
+@pytest.mark.slow
 def test_an_unknown_log_format_stops_start_up_with_a_message():
     result = subprocess.run(
         [sys.executable, "manage.py", "check"],

@@ -2,7 +2,6 @@
 
 import os
 import signal
-import socket
 import tempfile
 import urllib.error
 import urllib.request
@@ -16,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from jobs import lifecycle
 from jobs.models import Job
 from tests.conftest import run_python, wait_for
+from tests.helpers import free_port
 
 
 def scrape(client, **headers) -> dict[tuple[str, frozenset], float]:
@@ -41,6 +41,7 @@ def test_multiprocess_mode_is_on_in_the_tests():
     assert values.ValueClass is not values.MutexValue
 
 
+@pytest.mark.slow
 def test_counts_and_gauges_after_a_known_mix_run_by_a_real_worker(client, processes):
     """Jobs enqueued here and run by a worker process add up on one page."""
     queue = f"m-{uuid.uuid4().hex[:8]}"
@@ -79,6 +80,7 @@ def test_counts_and_gauges_after_a_known_mix_run_by_a_real_worker(client, proces
     assert sample(samples, "jobqueue_jobs_exact", status="done") == 1
 
 
+@pytest.mark.slow
 def test_live_workers_and_queue_depth_come_from_the_database(client, processes, make_job):
     queue = f"w-{uuid.uuid4().hex[:8]}"
     processes.worker("--queue", queue)
@@ -90,6 +92,7 @@ def test_live_workers_and_queue_depth_come_from_the_database(client, processes, 
     assert 119 <= sample(samples, "jobqueue_queue_lag_seconds", queue=f"{queue}-idle") < 180
 
 
+@pytest.mark.slow
 def test_without_a_multiprocess_directory_a_process_serves_its_own(processes):
     code = (
         "from jobs import lifecycle; from jobs.observability import metrics; "
@@ -167,12 +170,6 @@ class TestAccess:
         assert client.get("/metrics").status_code == 200
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_serve_adds_up_gunicorn_and_worker_processes(processes):
     """A job run by serve's worker shows in the counters that gunicorn serves."""
@@ -200,6 +197,7 @@ def test_serve_adds_up_gunicorn_and_worker_processes(processes):
     assert directory.startswith(tempfile.gettempdir()) and not os.path.exists(directory)
 
 
+@pytest.mark.slow
 def test_threads_of_one_process_share_the_instruments(tmp_path):
     """Threaded gunicorn workers record their first transitions at the same moment."""
     code = """
@@ -244,6 +242,7 @@ print(response.status_code, response["Content-Type"], response.content.decode())
 """
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_without_prometheus_client_jobs_run_quietly_and_metrics_answers_501():
     """prometheus_client is an optional extra: without it no transition logs a traceback."""

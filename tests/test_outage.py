@@ -12,8 +12,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -27,13 +25,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, wait_for
+from tests.conftest import wait_for
+from tests.helpers import free_port, serve, service
 from tests.pg_cluster import PgCluster
 
-# Ports of these tests: the private cluster, the server, one where nothing listens.
-PG_PORT = 8341
-WEB_PORT = 8342
-NOTHING_PORT = 8349
 CLIENTS = 8
 
 
@@ -52,7 +47,7 @@ def database_down() -> Iterator[None]:
 
     port = connection.settings_dict["PORT"]
     connection.close()
-    connection.settings_dict["PORT"] = str(NOTHING_PORT)
+    connection.settings_dict["PORT"] = str(free_port())
     try:
         yield
     finally:
@@ -186,7 +181,7 @@ def test_outcomes_an_outage_kept_are_recorded_once_the_database_answers(postgres
 
 @pytest.fixture
 def cluster() -> Iterator[PgCluster]:
-    pg = PgCluster(PG_PORT)
+    pg = PgCluster(free_port())
     try:
         pg.start()
         yield pg
@@ -245,48 +240,6 @@ class Burst:
             thread.join(timeout=60)
 
 
-def manage(*args: str, env: dict[str, str]) -> str:
-    done = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=True,
-    )
-    return done.stdout
-
-
-def service(url: str, **settings: str) -> tuple[dict[str, str], str]:
-    """Migrate the database at ``url`` and create its first user: the environment for
-    ``manage.py`` on it (with ``settings``) and the API token."""
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "JOBS_TASK_MODULES": "tests.tasks",
-        "JOBS_WRITE_RATE": "none",
-        "PYTHONUNBUFFERED": "1",
-        **settings,
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # serve makes its own
-    manage("migrate", "--noinput", env=env)
-    return env, manage("bootstrap", env=env).split("API token:")[1].split()[0]
-
-
-def serve(env: dict[str, str], port: int, log: Path, *options: str) -> subprocess.Popen:
-    """``manage.py serve`` on ``port`` in a session of its own, its output in ``log``."""
-    with open(log, "w") as out:
-        return subprocess.Popen(
-            [sys.executable, "manage.py", "serve", "--port", str(port), *options],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
 def executions(log: Path) -> list[tuple[str, float]]:
     """(line, when) for each execution of a ``test.record`` job."""
     if not log.exists():
@@ -305,12 +258,13 @@ def test_a_database_restart_during_a_burst_costs_503s_and_a_delay_never_a_500_or
     url = cluster.create_database("jobqueue_outage")
     env, token = service(url, JOBS_LEASE_SECONDS="10", JOBS_BATCH_SIZE="4")
     log, marker = tmp_path / "executions.log", tmp_path / "slow-started"
-    base = f"http://127.0.0.1:{WEB_PORT}"
-    server = serve(env, WEB_PORT, tmp_path / "serve.log", "--web-workers", "2")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = serve(env, port, tmp_path / "serve.log", "--web-workers", "2")
     try:
         wait_for(lambda: post(base, token, {"task": "noop"})[0] == 201, timeout=60)
         with Burst(base, token, log) as burst:
-            time.sleep(1)
+            wait_for(lambda: len(burst.answers) >= CLIENTS)  # the burst is under way
             # Jobs that finish while the database is down: the first one runs when it stops.
             slow = [
                 post(
@@ -336,7 +290,12 @@ def test_a_database_restart_during_a_burst_costs_503s_and_a_delay_never_a_500_or
             time.sleep(3)
             up_at = time.time()  # ...to here
             cluster.start()
-            time.sleep(2)
+            # The burst goes on until its jobs are created again.
+            created_before = sum(answer[1] == 201 for answer in burst.answers)
+            wait_for(
+                lambda: sum(a[1] == 201 for a in burst.answers) >= created_before + CLIENTS,
+                timeout=60,
+            )
         with psycopg.connect(url) as conn:
 
             def settled() -> bool:
@@ -353,7 +312,7 @@ def test_a_database_restart_during_a_burst_costs_503s_and_a_delay_never_a_500_or
                 )
             }
         server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
+        assert server.wait(timeout=60) == 0, (tmp_path / "serve.log").read_text()[-5000:]
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGKILL)

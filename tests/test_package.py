@@ -25,6 +25,7 @@ import pytest
 from packaging.requirements import Requirement
 
 from tests.conftest import ROOT, wait_for
+from tests.helpers import free_port
 
 README = (ROOT / "README.md").read_text()
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
@@ -107,12 +108,6 @@ def test_the_wheel_holds_the_jobs_app_and_only_it(wheel):
     assert "Requires-Dist: Django>=6.1" in requires
     assert any(line.startswith("Requires-Dist: croniter") for line in requires)
     assert any("prometheus-client" in line and 'extra == "metrics"' in line for line in requires)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Host:

@@ -1,7 +1,5 @@
 """Each API endpoint and admin action needs its Django model permission, and only that."""
 
-import base64
-
 import pytest
 from django.contrib.auth.backends import ModelBackend
 from rest_framework.authtoken.models import Token
@@ -9,7 +7,7 @@ from rest_framework.request import Request
 from rest_framework.test import APIRequestFactory
 
 from jobs import lifecycle
-from jobs.api.authentication import TLSBasicAuthentication, TokenAuthentication
+from jobs.api.authentication import TokenAuthentication
 from jobs.models import Job, Status
 from tests.admin_helpers import page_form
 
@@ -141,10 +139,6 @@ def test_docs_login_required_sends_a_browser_to_sign_in_and_back(
     assert back.status_code == 200 and b"swagger-ui" in back.content
 
 
-def test_health_is_public(anon):
-    assert anon.get("/health").status_code == 200
-
-
 def test_a_revoked_token_no_longer_works(make_user, client_for):
     user = make_user("view")
     client = client_for(user)
@@ -242,21 +236,6 @@ class NoJobsBackend(ModelBackend):
 
     def has_perm(self, user_obj, perm, obj=None):
         return perm in self.get_all_permissions(user_obj, obj)
-
-
-@pytest.mark.parametrize(("secure", "allowed"), [(True, True), (False, False)])
-def test_basic_authentication_only_over_https(make_user, secure, allowed):
-    user = make_user("view", name="basic")
-    credentials = base64.b64encode(b"basic:pw-for-tests-only").decode()
-    request = APIRequestFactory().get(
-        "/api/jobs", HTTP_AUTHORIZATION=f"Basic {credentials}", secure=secure
-    )
-    auth = TLSBasicAuthentication()
-    if allowed:
-        assert auth.authenticate(Request(request))[0] == user
-    else:
-        with pytest.raises(Exception, match="only accepted over HTTPS"):
-            auth.authenticate(Request(request))
 
 
 # -- the admin --------------------------------------------------------------------------

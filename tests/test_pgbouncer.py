@@ -10,14 +10,12 @@ that crossed the pooler relies on a session: no server-side cursor, no named
 prepared statement, no session advisory lock, no LISTEN.
 """
 
-import json
 import os
 import re
 import shutil
 import signal
 import subprocess
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,12 +24,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import wait_for
+from tests.helpers import free_port, http, serve, service
 from tests.pg_cluster import PgCluster
-from tests.test_outage import executions, serve, service
+from tests.test_outage import executions
 
-PG_PORT = 8354
-POOLER_PORT = 8355
-WEB_PORT = 8356
 PGBOUNCER = Path("/usr/sbin/pgbouncer")
 POLL_INTERVAL = 5.0  # a pickup faster than this was woken, not polled
 
@@ -68,7 +64,8 @@ def pooler(transactional_db: None, tmp_path: Path) -> Iterator[tuple[PgCluster, 
                 f"{PGBOUNCER} is missing (apt-get install pgbouncer) and REQUIRE_POSTGRES=1"
             )
         pytest.skip(f"{PGBOUNCER} is missing (apt-get install pgbouncer)")
-    pg = PgCluster(PG_PORT)
+    pg_port, pooler_port = free_port(), free_port()
+    pg = PgCluster(pg_port)
     bouncer = None
     log = open(tmp_path / "pgbouncer.log", "w")
     try:
@@ -84,9 +81,9 @@ def pooler(transactional_db: None, tmp_path: Path) -> Iterator[tuple[PgCluster, 
         users.write_text('"pooled" ""\n')
         ini.write_text(
             "[databases]\n"
-            f"jobqueue_pooled = host=127.0.0.1 port={PG_PORT} dbname=jobqueue_pooled user=pooled\n"
+            f"jobqueue_pooled = host=127.0.0.1 port={pg_port} dbname=jobqueue_pooled user=pooled\n"
             "[pgbouncer]\n"
-            f"listen_addr = 127.0.0.1\nlisten_port = {POOLER_PORT}\nunix_socket_dir =\n"
+            f"listen_addr = 127.0.0.1\nlisten_port = {pooler_port}\nunix_socket_dir =\n"
             f"auth_type = trust\nauth_file = {users}\n"
             "pool_mode = transaction\ndefault_pool_size = 20\nmax_client_conn = 500\n"
             "ignore_startup_parameters = extra_float_digits,options\n"
@@ -97,7 +94,7 @@ def pooler(transactional_db: None, tmp_path: Path) -> Iterator[tuple[PgCluster, 
         bouncer = subprocess.Popen(
             [*pg._as, str(PGBOUNCER), str(ini)], stdout=log, stderr=subprocess.STDOUT
         )
-        through = f"postgres://pooled@127.0.0.1:{POOLER_PORT}/jobqueue_pooled"
+        through = f"postgres://pooled@127.0.0.1:{pooler_port}/jobqueue_pooled"
         wait_for(lambda: _answers(through), timeout=20)
         yield pg, through, direct
     finally:
@@ -118,17 +115,6 @@ def _answers(url: str) -> bool:
     return True
 
 
-def http(method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{WEB_PORT}{path}",
-        method=method,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Authorization": f"Token {token}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return response.status, json.loads(response.read())
-
-
 def record_jobs(log: Path, lines: list[str]) -> list[dict[str, Any]]:
     return [{"task": "test.record", "payload": {"path": str(log), "line": n}} for n in lines]
 
@@ -144,18 +130,22 @@ def test_workers_and_the_api_through_pgbouncer_in_transaction_mode(pooler, tmp_p
         "JOBS_POLL_INTERVAL": str(POLL_INTERVAL),
     }
     log = tmp_path / "executions.log"
-    server = serve(env, WEB_PORT, tmp_path / "serve.log", "--web-workers", "2", "--workers", "4")
+    port = free_port()
+    server = serve(env, port, tmp_path / "serve.log", "--web-workers", "2", "--workers", "4")
     try:
         wait_for(lambda: b"Listening at" in (tmp_path / "serve.log").read_bytes(), timeout=60)
         wait_for(lambda: "listening channel" in (tmp_path / "serve.log").read_text(), timeout=60)
         # 2,000 jobs in two bulk requests; four workers drain them exactly once.
         lines = [f"job-{n}" for n in range(2000)]
         for chunk in (lines[:1000], lines[1000:]):
-            status, created = http("POST", "/api/jobs", token, record_jobs(log, chunk))
+            status, _, created = http(
+                "POST", port, "/api/jobs", token=token, body=record_jobs(log, chunk)
+            )
             assert status == 201 and len(created) == 1000
         wait_for(lambda: len(executions(log)) >= 2000, timeout=180)
         # Every job done (none queued or processing): nothing can run again after this.
-        wait_for(lambda: http("GET", "/api/stats", token)[1]["statuses"]["done"]["count"] == 2000)
+        stats = lambda: http("GET", port, "/api/stats", token=token)[2]  # noqa: E731
+        wait_for(lambda: stats()["statuses"]["done"]["count"] == 2000)
         counts = Counter(line for line, _ in executions(log))
         assert set(counts) == set(lines) and set(counts.values()) == {1}
 
@@ -164,7 +154,7 @@ def test_workers_and_the_api_through_pgbouncer_in_transaction_mode(pooler, tmp_p
         for n in range(3):
             time.sleep(1)  # let the workers go idle, into their (5 s) wait
             sent = time.time()
-            http("POST", "/api/jobs", token, record_jobs(log, [f"wake-{n}"])[0])
+            http("POST", port, "/api/jobs", token=token, body=record_jobs(log, [f"wake-{n}"])[0])
             wait_for(lambda n=n: f"wake-{n}" in dict(executions(log)), timeout=30)
             pickups.append(dict(executions(log))[f"wake-{n}"] - sent)
         assert max(pickups) < POLL_INTERVAL / 2, pickups

@@ -325,6 +325,7 @@ def test_cancel_then_retry():
 # -- the package: lazy names, and get_result ------------------------------------------------
 
 
+@pytest.mark.slow
 def test_importing_jobs_imports_no_models_before_django_is_set_up():
     """Django imports the app package while apps load: ``import jobs`` must not touch models."""
     code = (

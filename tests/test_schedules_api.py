@@ -111,12 +111,21 @@ def test_duplicate_name_is_a_409(api):
     assert Schedule.objects.count() == 1
 
 
-def test_anonymous_clients_get_nothing(anon):
+def test_anonymous_clients_get_a_401_and_change_nothing(anon):
+    """README: reading and writing schedules need credentials (401 without them)."""
     schedule = make()
-    assert anon.get("/api/schedules").status_code == 401
-    assert anon.post("/api/schedules", BODY, format="json").status_code in (401, 403)
-    assert anon.delete(f"/api/schedules/{schedule.pk}").status_code in (401, 403)
-    assert anon.post(f"/api/schedules/{schedule.pk}/run").status_code in (401, 403)
+    for response in [
+        anon.get("/api/schedules"),
+        anon.get(f"/api/schedules/{schedule.pk}"),
+        anon.post("/api/schedules", {**BODY, "name": "other"}, format="json"),
+        anon.patch(f"/api/schedules/{schedule.pk}", {"enabled": False}, format="json"),
+        anon.delete(f"/api/schedules/{schedule.pk}"),
+        anon.post(f"/api/schedules/{schedule.pk}/run"),
+    ]:
+        assert response.status_code == 401, response.content
+        assert response.json()["code"] == "not_authenticated"
+    assert list(Schedule.objects.values_list("pk", "enabled")) == [(schedule.pk, True)]
+    assert not Job.objects.exists()
 
 
 # -- admin ------------------------------------------------------------------------------------

@@ -37,15 +37,19 @@ def create(name, cron, path, *, catch_up=False, next_fire_at=None):
 
 
 def start(processes, n=3):
-    return [processes.worker(env=WORKER_ENV) for _ in range(n)]
+    """Start ``n`` workers and wait until each serves (its signal handlers are set)."""
+    workers = [processes.worker(env=WORKER_ENV) for _ in range(n)]
+    for proc in workers:
+        wait_for(lambda proc=proc: "concurrency=1 started" in processes.output(proc), timeout=60)
+    return workers
 
 
-def stop(workers):
-    """SIGTERM every worker and wait for it (one still starting up dies of the signal)."""
+def stop(workers, processes):
+    """SIGTERM every worker: each stops gracefully and exits 0."""
     for proc in workers:
         proc.send_signal(signal.SIGTERM)
     for proc in workers:
-        assert proc.wait(timeout=20) in (0, -signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0, processes.output(proc)
 
 
 def fire_times(schedule, **filters):
@@ -69,7 +73,7 @@ def test_three_workers_create_exactly_one_job_per_second(processes, tmp_path):
     wait_for(lambda: ScheduleFire.objects.filter(schedule=schedule).count() >= 10, timeout=40)
     schedules.set_enabled(schedule_id=schedule.pk, enabled=False)
     wait_for(lambda: not Job.objects.filter(status__in=["queued", "processing"]).exists())
-    stop(workers)
+    stop(workers, processes)
 
     times = fire_times(schedule)
     assert len(times) >= 10
@@ -84,7 +88,7 @@ def test_restarted_workers_do_not_replay_missed_fire_times(processes, tmp_path):
     second = create("every-second", "* * * * * *", out)
     workers = start(processes)
     wait_for(lambda: len(fire_times(second)) >= 2)
-    stop(workers)
+    stop(workers, processes)
     last_before = fire_times(second)[-1]
 
     # Real downtime of several fire times for the every-second schedule, and a
@@ -96,7 +100,7 @@ def test_restarted_workers_do_not_replay_missed_fire_times(processes, tmp_path):
     restarted_at = datetime.now(UTC)
     workers = start(processes)
     wait_for(lambda: len(fire_times(second, fire_at__gt=restarted_at)) >= 2)
-    stop(workers)
+    stop(workers, processes)
 
     missed = fire_times(second, fire_at__gt=last_before, fire_at__lte=restarted_at)
     assert len(missed) <= 1  # at most the latest missed second, never all four or more

@@ -53,8 +53,11 @@ def known_mix(make_job):
 
 def test_stats_need_authentication(anon):
     response = anon.get("/api/stats")
-    assert response.status_code in (401, 403)
-    assert "credentials" in response.json()["detail"]
+    assert response.status_code == 401
+    assert response.json() == {
+        "detail": "Authentication credentials were not provided.",
+        "code": "not_authenticated",
+    }
 
 
 def test_stats_after_a_known_mix_of_jobs(api, known_mix):

@@ -12,7 +12,8 @@ from jobs.models import Job, JobAttempt, Outcome, Status
 from jobs.models import Worker as WorkerRow
 from jobs.worker.loop import Worker
 from tests.conftest import wait_for
-from tests.tcp_proxy import TcpProxy, free_port
+from tests.helpers import free_port
+from tests.tcp_proxy import TcpProxy
 
 
 def drain(**options) -> int:
@@ -32,20 +33,26 @@ class TestWorkerClass:
         assert [Job.objects.get(pk=j.pk).result for j in jobs] == [0, 1, 2]
         assert not Job.objects.exclude(status=Status.DONE).exists()
 
-    def test_records_error_and_traceback_then_retries(self, make_job, settings):
-        job = make_job(task="test.fail", payload="p", max_attempts=2)
-        drain()  # first attempt fails; the retry waits for its backoff
-        job.refresh_from_db()
-        assert job.status == Status.QUEUED and job.attempts == 1
-        assert job.error == "ValueError: failed on 'p'"
-        assert "Traceback" in job.traceback and job.run_after > timezone.now() - (
-            timezone.timedelta(seconds=1)
-        )
-        Job.objects.filter(pk=job.pk).update(run_after=None)
+    def test_records_error_and_traceback_then_retries_after_the_backoff(self, make_job):
+        """README: a failed attempt n with attempts left is queued again with run_after
+        uniform in [d/2, d] after the failure, d = min(JOBS_BACKOFF_MAX,
+        JOBS_BACKOFF_BASE * 2^(n-1)): with the defaults (2, 600), 1-2 s after the first
+        failure and 2-4 s after the second."""
+        job = make_job(task="test.fail", payload="p", max_attempts=3)
+        for attempt, (low, high) in enumerate([(1, 2), (2, 4)], start=1):
+            drain()  # the attempt fails; the retry waits for its backoff
+            job.refresh_from_db()
+            assert (job.status, job.attempts) == (Status.QUEUED, attempt)
+            assert job.error == "ValueError: failed on 'p'" and "Traceback" in job.traceback
+            failed_at = job.history.get(number=attempt).finished_at
+            assert job.updated_at == failed_at
+            wait = (job.run_after - failed_at).total_seconds()
+            assert low <= wait <= high, wait
+            Job.objects.filter(pk=job.pk).update(run_after=None)
         drain()
         job.refresh_from_db()
-        assert (job.status, job.attempts) == (Status.FAILED, 2)
-        assert list(job.history.values_list("outcome", flat=True)) == ["failed", "failed"]
+        assert (job.status, job.attempts, job.run_after) == (Status.FAILED, 3, None)
+        assert list(job.history.values_list("outcome", flat=True)) == ["failed"] * 3
 
     def test_permanent_failure_and_unserialisable_results_fail_at_once(self, make_job):
         permanent = make_job(task="test.permanent", max_attempts=5)
@@ -101,12 +108,15 @@ def make_sleeper(make_job, tmp_path, seconds, **options):
 
 @pytest.mark.slow
 class TestWorkerProcesses:
-    def test_sigterm_lets_the_running_job_finish_and_exits_0(self, processes, make_job, tmp_path):
+    @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+    def test_a_first_signal_lets_the_running_job_finish_and_exits_0(
+        self, processes, make_job, tmp_path, signum
+    ):
         job, marker = make_sleeper(make_job, tmp_path, 1.5)
         queued = make_job(task="echo", priority=-10)
         worker = processes.worker()
         wait_for(marker.exists)
-        worker.send_signal(signal.SIGTERM)
+        worker.send_signal(signum)
         assert worker.wait(timeout=30) == 0, processes.output(worker)
         assert status_of(job) == Status.DONE
         assert status_of(queued) == Status.QUEUED  # not started, handed back
@@ -126,6 +136,74 @@ class TestWorkerProcesses:
         (attempt,) = job.history.all()  # the counted attempt is in the history
         assert (attempt.number, attempt.outcome) == (1, Outcome.RELEASED)
         assert attempt.error == "stopped by its worker before its outcome was recorded"
+
+    @pytest.mark.parametrize(
+        ("first", "second"),
+        [
+            (signal.SIGTERM, signal.SIGTERM),
+            (signal.SIGINT, signal.SIGINT),
+            (signal.SIGTERM, signal.SIGINT),
+        ],
+    )
+    def test_a_second_signal_stops_at_once_and_exits_1(
+        self, processes, make_job, tmp_path, first, second
+    ):
+        """README: a second signal during the graceful stop kills the running job at once
+        (back in the queue, its attempt counted) and exits 1; nothing is left processing.
+        The job would run a minute and the shutdown timeout is 30 s: only the second
+        signal can end it within 20 s."""
+        job, marker = make_sleeper(make_job, tmp_path, 60)
+        worker = processes.worker()
+        wait_for(marker.exists)
+        worker.send_signal(first)
+        wait_for(lambda: f"signal={first.value} stopping" in processes.output(worker))
+        assert worker.poll() is None  # still waiting for the job
+        worker.send_signal(second)
+        assert worker.wait(timeout=20) == 1, processes.output(worker)
+        assert f"signal={second.value} stopping now" in processes.output(worker)
+        job.refresh_from_db()
+        assert (job.status, job.attempts, job.worker_id) == (Status.QUEUED, 1, None)
+        assert not Job.objects.filter(status=Status.PROCESSING).exists()
+        assert not WorkerRow.objects.exists()
+
+    def test_concurrency_runs_that_many_jobs_at_once(self, processes, make_job, tmp_path):
+        """--concurrency 3: three jobs run at the same time, each in its own executor.
+        Each task records its start and waits for a gate that opens only once all three
+        have started: one at a time they could never all start."""
+        gate = tmp_path / "gate"
+        markers = [tmp_path / f"started-{n}" for n in range(3)]
+        jobs = [
+            make_job(task="test.gate", payload={"marker": str(m), "gate": str(gate)})
+            for m in markers
+        ]
+        processes.worker("--concurrency", "3")
+        wait_for(lambda: all(m.exists() for m in markers))
+        started = [m.read_text().split() for m in markers]
+        gate.write_text("open")
+        done = Job.objects.filter(pk__in=[j.pk for j in jobs], status=Status.DONE)
+        wait_for(lambda: done.count() == 3)
+        assert len({pid for pid, _ in started}) == 3  # three executor processes
+        # Every task began before any of them ended: all three ran at once.
+        last_start = max(float(at) for _, at in started)
+        assert last_start < min(job.finished_at.timestamp() for job in done)
+
+    def test_max_jobs_per_child_replaces_the_executor_child(self, processes, make_job, tmp_path):
+        """--max-jobs-per-child 2: one executor's child runs two jobs, then a fresh child
+        (a new process) runs the next two, and so on; each job runs once."""
+        out = tmp_path / "pids"
+        jobs = [
+            make_job(task="test.pid", payload={"path": str(out), "line": n}, priority=-n)
+            for n in range(6)
+        ]
+        worker = processes.worker("--once", "--max-jobs-per-child", "2")
+        assert worker.wait(timeout=60) == 0, processes.output(worker)
+        ran = [line.split() for line in out.read_text().splitlines()]
+        assert [int(line) for line, _ in ran] == list(range(6))  # in claim order, once each
+        pids = [pid for _, pid in ran]
+        assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4] == pids[5], pids
+        assert len(set(pids)) == 3 and str(worker.pid) not in pids
+        done = Job.objects.filter(pk__in=[j.pk for j in jobs], status=Status.DONE, attempts=1)
+        assert done.count() == 6
 
     def test_cancel_stops_a_running_job_and_the_worker_goes_on(self, processes, make_job, tmp_path):
         job, marker = make_sleeper(make_job, tmp_path, 60)
@@ -285,25 +363,35 @@ class TestWorkerProcesses:
     def test_a_paused_worker_cannot_overwrite_the_newer_attempt(
         self, processes, make_job, tmp_path
     ):
+        """A worker frozen mid-job (SIGSTOP: a VM pause) loses the job to recovery and
+        another worker finishes it. Resumed while its task still runs (it would run a
+        minute), it finds at its next heartbeat that it lost the job and stops the task:
+        its attempt can never land. Both workers then stop cleanly."""
         env = {"JOBS_LEASE_SECONDS": "1"}
-        job = make_job(task="test.slow_once", payload={"marker": str(tmp_path / "m"), "seconds": 3})
-        paused = processes.worker(env=env)
-        wait_for((tmp_path / "m").exists)
+        marker = tmp_path / "m"
+        job = make_job(task="test.slow_once", payload={"marker": str(marker), "seconds": 60})
+        paused = processes.worker("--worker-id", "paused", env=env)
+        wait_for(marker.exists)
         os.killpg(paused.pid, signal.SIGSTOP)  # the worker and its executors: a frozen host
-        rescuer = processes.worker(env=env)
+        rescuer = processes.worker("--worker-id", "rescuer", env=env)
         wait_for(lambda: status_of(job) == Status.DONE)
-        assert Job.objects.get(pk=job.pk).result == "second"
         rescuer.send_signal(signal.SIGTERM)
-        rescuer.wait(timeout=30)
-        # Resumed, it finds at its next heartbeat that it lost the job and stops the task,
-        # or the task finishes first and its fenced report is discarded.
+        assert rescuer.wait(timeout=30) == 0, processes.output(rescuer)
         os.killpg(paused.pid, signal.SIGCONT)
+        wait_for(lambda: "no longer held" in processes.output(paused))
         paused.send_signal(signal.SIGTERM)
-        paused.wait(timeout=30)
+        assert paused.wait(timeout=30) == 0, processes.output(paused)
         output = processes.output(paused)
-        assert "no longer held" in output or "outcome=discarded" in output
+        assert f"job={job.pk} no longer held" in output and "outcome=discarded" not in output
         job.refresh_from_db()
-        assert (job.status, job.result) == (Status.DONE, "second")
+        assert (job.status, job.result, job.attempts, job.worker_id) == (
+            Status.DONE,
+            "second",
+            2,
+            "rescuer",
+        )
+        assert list(job.history.values_list("worker_id", "outcome")) == [("paused", Outcome.LOST)]
+        assert not WorkerRow.objects.exists()
 
     def test_four_workers_run_each_of_2000_jobs_exactly_once(self, processes, tmp_path):
         out = tmp_path / "runs"

@@ -11,7 +11,6 @@ import json
 import socket
 import wsgiref.util
 from collections.abc import Iterator
-from http.client import HTTPConnection, HTTPResponse
 from typing import Any
 
 import pytest
@@ -25,13 +24,7 @@ from jobqueue.wsgi import application
 from jobs import lifecycle
 from jobs.models import Job, Status
 from tests.conftest import wait_for
-from tests.test_metrics import free_port
-
-
-def chunks(document: Any, size: int = 7) -> Iterator[bytes]:
-    """The JSON document in small pieces, so the server must join chunks to parse it."""
-    raw = json.dumps(document).encode()
-    return (raw[i : i + size] for i in range(0, len(raw), size))
+from tests.helpers import free_port, http
 
 
 @pytest.fixture
@@ -62,42 +55,30 @@ def server(processes: Any) -> Iterator[tuple[int, str]]:
     yield port, token
 
 
-def post_chunked(port: int, token: str, path: str, body: Iterator[bytes]) -> HTTPResponse:
-    """POST ``body`` with ``Transfer-Encoding: chunked`` and no ``Content-Length``."""
-    connection = HTTPConnection("127.0.0.1", port, timeout=30)
-    headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
-    # An iterable body without a length: http.client sends it chunk by chunk.
-    connection.request("POST", path, body=body, headers=headers, encode_chunked=True)
-    response = connection.getresponse()
-    response.read_body = response.read()  # type: ignore[attr-defined]
-    connection.close()
-    return response
-
-
 @pytest.mark.slow
 def test_gunicorn_reads_chunked_bodies(server):
     """A chunked create makes the job it describes; a chunked retry touches only its ids;
     a chunked body over the cap is a 413 that creates nothing."""
     port, token = server
     document = {"task": "echo", "payload": {"n": 42}, "queue": "chunky", "priority": 7}
-    created = post_chunked(port, token, "/api/jobs", chunks(document))
-    assert created.status == 201, created.read_body
-    job = Job.objects.get(pk=json.loads(created.read_body)["id"])
+    status, _, created = http("POST", port, "/api/jobs", token=token, body=document, chunk_size=7)
+    assert status == 201, created
+    job = Job.objects.get(pk=created["id"])
     assert (job.task, job.payload, job.queue, job.priority) == ("echo", {"n": 42}, "chunky", 7)
 
     first, second = (lifecycle.enqueue(task="echo")[0] for _ in range(2))
     for failed in (first, second):
         lifecycle.cancel(job_id=failed.pk)
-    retried = post_chunked(port, token, "/api/jobs/retry", chunks({"ids": [str(first.pk)]}))
-    assert retried.status == 200, retried.read_body
-    assert json.loads(retried.read_body) == {"changed": 1, "skipped": {}}
+    ids = {"ids": [str(first.pk)]}
+    status, _, retried = http("POST", port, "/api/jobs/retry", token=token, body=ids, chunk_size=7)
+    assert (status, retried) == (200, {"changed": 1, "skipped": {}})
     assert Job.objects.get(pk=first.pk).status == Status.QUEUED
     assert Job.objects.get(pk=second.pk).status == Status.CANCELLED
 
     jobs_before = Job.objects.count()
-    too_big = post_chunked(port, token, "/api/jobs", chunks({"payload": "x" * 2000}, size=100))
-    assert too_big.status == 413, too_big.read_body
-    assert json.loads(too_big.read_body)["code"] == "too_large"
+    big = {"payload": "x" * 2000}
+    status, _, too_big = http("POST", port, "/api/jobs", token=token, body=big, chunk_size=100)
+    assert (status, too_big["code"]) == (413, "too_large"), too_big
     assert Job.objects.count() == jobs_before
 
 
@@ -108,12 +89,8 @@ def test_basic_auth_over_plain_http_is_refused_whatever_x_forwarded_proto_says(s
     port, _ = server
     basic = "Basic " + base64.b64encode(b"chunky:pw-for-tests-only").decode()
     for extra in ({}, {"X-Forwarded-Proto": "https"}, {"X-Forwarded-Ssl": "on"}):
-        connection = HTTPConnection("127.0.0.1", port, timeout=30)
-        connection.request("GET", "/api/stats", headers={"Authorization": basic, **extra})
-        response = connection.getresponse()
-        body = json.loads(response.read())
-        connection.close()
-        assert response.status == 401, (extra, body)
+        status, _, body = http("GET", port, "/api/stats", headers={"Authorization": basic, **extra})
+        assert status == 401, (extra, body)
         assert "HTTPS" in body["detail"], body
 
 

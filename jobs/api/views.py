@@ -145,7 +145,7 @@ class JobViewSet(
 
     def _create_many(self, items: Sequence[Any]) -> Response:
         if not 1 <= len(items) <= conf.MAX_BULK:
-            raise ValidationError({"detail": f"send between 1 and {conf.MAX_BULK} jobs at once"})
+            raise ValidationError(f"send between 1 and {conf.MAX_BULK} jobs at once")
         jobs = None
         if (specs := plain_jobs(items)) is not None:
             # The common case, without the serializer's per-field work; on an error,

@@ -70,6 +70,7 @@ class Slot:
     handed_back: set = field(default_factory=set)  # ids released while in the child's hand
     submitted: float = 0.0  # when (monotonic) the slot got its jobs
     size: int = 0  # how many it got
+    given: int = 0  # jobs handed to this child over its life (see max_jobs_per_child)
 
 
 class Pool:
@@ -126,11 +127,24 @@ class Pool:
             if job.pk not in s.handed_back
         ]
 
+    def capacity(self, slot: Slot) -> int | None:
+        """The most jobs to hand the idle ``slot`` now (None: no limit): a child runs
+        whole batches, so one never crosses ``max_jobs_per_child``. A child that has
+        had its share is replaced by ``submit``, and the fresh one takes a full share."""
+        limit = self.max_jobs_per_child
+        if limit is None:
+            return None
+        return limit - slot.given if slot.given < limit else limit
+
     def submit(self, slot: Slot, jobs: list[Any]) -> None:
         """Hand ``jobs`` to the idle ``slot`` (replacing its child if it has retired)."""
-        if not slot.process.is_alive():  # retired after max_jobs_per_child
-            self._stop(slot, kill=True)
+        limit = self.max_jobs_per_child
+        if not slot.process.is_alive() or (limit is not None and slot.given >= limit):
+            # Retired after max_jobs_per_child (or about to: it ran all it was given
+            # and exits after recording its successes, so let it).
+            self._stop(slot, kill=not slot.process.is_alive())
             slot = self.slots[slot.index] = self._spawn(slot.index)
+        slot.given += len(jobs)
         slot.jobs.extend(jobs)
         slot.skipped.clear()
         slot.handed_back.clear()

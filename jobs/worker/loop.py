@@ -268,7 +268,8 @@ class Worker:
             claimed = len(jobs)
         share = max(1, -(-len(self._buffer) // max(1, len(idle))))  # ceil: spread evenly
         for slot in idle:
-            chunk = [self._buffer.popleft() for _ in range(min(share, len(self._buffer)))]
+            size = min(share, len(self._buffer), self.pool.capacity(slot) or share)
+            chunk = [self._buffer.popleft() for _ in range(size)]
             if chunk:
                 self.pool.submit(slot, chunk)
         return claimed

@@ -1,5 +1,6 @@
 import ctypes
 import ctypes.util
+import functools
 import os
 import shutil
 import signal
@@ -32,14 +33,13 @@ HURRY_SECONDS = 10.0
 PR_SET_PDEATHSIG = 1
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
+    """The C library, for prctl (found on first use: finding it runs ``ldconfig``)."""
     try:
         return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     except OSError:
         return None
-
-
-_LIBC = _libc()
 
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
@@ -57,10 +57,11 @@ def spawn(argv: list[str], *, hold_stop_signals: bool = False) -> subprocess.Pop
     start-up arrive as one: "stop now" needs a second one after it.)
     """
     parent = os.getpid()
+    libc = _libc()
 
     def die_with_serve() -> None:  # in the child, before exec
-        if _LIBC is not None:
-            _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if libc is not None:
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != parent:  # serve died before prctl took effect
             os._exit(1)
         if hold_stop_signals:
