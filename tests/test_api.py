@@ -273,7 +273,11 @@ def test_bulk_create_queues_an_array_in_one_request(api):
         ([], "non_field_errors", "send between 1 and 1000 jobs at once"),
         ([{"task": "echo"}, {"task": "nope"}], "1.task", "unknown task 'nope'; registered "),
         ([{"task": "echo", "idempotency_key": "k"}], "0.idempotency_key", "not supported in "),
-        ([{"task": "echo"}] * 2 + [{"priority": 101}], "2.priority", "Ensure this value is "),
+        (
+            [{"task": "echo"}] * 2 + [{"priority": 101}],
+            "2.priority",
+            "Use a number from -100 to 100.",
+        ),
     ],
 )
 def test_bulk_create_is_all_or_nothing_with_a_400_naming_the_item(api, body, field, message):

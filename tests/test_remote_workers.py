@@ -179,7 +179,11 @@ def test_a_paused_client_s_late_report_is_refused(clients, tmp_path):
     wait_for(lambda: "report refused" in paused.log.read_text(), timeout=20)
     done = Job.objects.get(pk=job.pk)
     assert done.worker_id == "other" and done.result == {"pid": other.pid}
-    assert done.attempts == 2
+    # The paused attempt was the first, and lost; on a loaded machine the other client's
+    # 2 s lease may lapse once too (a later attempt, still its own result).
+    first = done.history.order_by("number").first()
+    assert (first.number, first.outcome, first.worker_id) == (1, "lost", "paused")
+    assert done.attempts >= 2
 
 
 def test_a_cancelled_job_is_reported_at_the_next_heartbeat(clients, tmp_path):

@@ -64,6 +64,7 @@ print(json.dumps(seen))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_list_dashboard_stats_and_metrics_read_from_the_replica_and_nothing_else_does():
     url = database_url()
