@@ -11,12 +11,10 @@ import json
 import logging
 import re
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib import admin, messages
-from django.contrib.admin import ActionLocation
-from django.contrib.admin.actions import delete_selected as confirm_delete
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet, TextField
 from django.db.models.functions import Cast
@@ -27,10 +25,17 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from jobs import lifecycle
-from jobs.admin import dashboard
-from jobs.admin.changelist import EstimatedCountPaginator, HasErrorFilter, QueueFilter, TaskFilter
+from jobs.admin import dashboard, failures
+from jobs.admin.actions import JobActions
+from jobs.admin.changelist import (
+    DelayedFilter,
+    ErrorClassFilter,
+    EstimatedCountPaginator,
+    HasErrorFilter,
+    QueueFilter,
+    TaskFilter,
+)
 from jobs.admin.forms import EDITABLE_FIELDS, JobAttemptInline, JobForm
-from jobs.conf import conf
 from jobs.exceptions import JobChanged, TransitionRefused
 from jobs.models import Job, Status, Worker
 
@@ -38,7 +43,8 @@ logger = logging.getLogger(__name__)
 
 # A whole job id, or its first 8 or more hex digits (the list shows the first 8).
 ID_PREFIX = re.compile(r"[0-9a-fA-F]{8}(-?[0-9a-fA-F]){0,24}")
-EVERYWHERE = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
+# The list's error column shows this many characters of the error's first line.
+ERROR_COLUMN = 48
 
 # The admin index gains a link to the dashboard (the template extends Django's own).
 admin.site.index_template = "admin/jobs_index.html"
@@ -56,7 +62,14 @@ def short(delta: timedelta | None) -> str:
     return dashboard.human(delta) or "-"
 
 
-class JobAdmin(admin.ModelAdmin):
+def stamp(moment: datetime | None) -> str:
+    """A time as the job page and list show every time: seconds and the zone."""
+    if moment is None:
+        return "-"
+    return f"{timezone.localtime(moment):%Y-%m-%d %H:%M:%S %Z}"
+
+
+class JobAdmin(JobActions, admin.ModelAdmin):
     form = JobForm
     list_display = [
         "short_id",
@@ -65,8 +78,10 @@ class JobAdmin(admin.ModelAdmin):
         "queue",
         "priority",
         "attempts_of",
+        "error_summary",
         "worker",
         "age",
+        "run_after_at",
         "duration",
         "progress_percent",
     ]
@@ -78,6 +93,8 @@ class JobAdmin(admin.ModelAdmin):
         ("created_at", admin.DateFieldListFilter),
         ("finished_at", admin.DateFieldListFilter),
         HasErrorFilter,
+        DelayedFilter,
+        ErrorClassFilter,
     ]
     search_fields = ["id"]  # see get_search_results
     search_help_text = "A job id or its first 8+ characters, or text in the payload or error."
@@ -141,6 +158,25 @@ class JobAdmin(admin.ModelAdmin):
     @admin.display(description="age", ordering="created_at")
     def age(self, job: Job) -> str:
         return short(timezone.now() - job.created_at)
+
+    @admin.display(description="error", ordering="error_class")
+    def error_summary(self, job: Job) -> str:
+        """The cause and the error's first line, shortened; the whole line on hover."""
+        if not job.error:
+            return ""
+        first = job.error.strip().partition("\n")[0]
+        text = first if len(first) <= ERROR_COLUMN else first[: ERROR_COLUMN - 1] + "…"
+        return format_html('<span class="job-error" title="{}">{}</span>', first, text)
+
+    @admin.display(description="run after", ordering="run_after")
+    def run_after_at(self, job: Job) -> str:
+        """When a queued job becomes due: "in 5 min" while delayed, else blank."""
+        if job.run_after is None:
+            return ""
+        left = job.run_after - timezone.now()
+        if job.status == Status.QUEUED and left.total_seconds() > 0:
+            return format_html('<span title="{}">in {}</span>', stamp(job.run_after), short(left))
+        return format_html('<span title="{}">{}</span>', stamp(job.run_after), "due")
 
     @admin.display(description="duration")
     def duration(self, job: Job) -> str:
@@ -276,77 +312,31 @@ class JobAdmin(admin.ModelAdmin):
         self.message_user(request, message, messages.ERROR)
         return HttpResponseRedirect(request.get_full_path())
 
-    # -- actions --------------------------------------------------------------------------
-
-    def report(self, request: HttpRequest, result: lifecycle.BulkResult, done: str, why: str):
-        """Tell the operator how many jobs changed, and how many were skipped and why."""
-        message = f"{result.changed} job{'s' if result.changed != 1 else ''} {done}."
-        if result.skipped:
-            total = sum(result.skipped.values())
-            found = ", ".join(f"{n} {status}" for status, n in sorted(result.skipped.items()))
-            message += f" {total} skipped: {found} ({why})."
-        level = messages.WARNING if result.skipped else messages.SUCCESS
-        self.message_user(request, message, level)
-        logger.info(
-            "admin user=%s action=%s changed=%s skipped=%s",
-            request.user.get_username(),
-            done,
-            result.changed,
-            result.skipped,
-        )
-
-    def too_many(self, request: HttpRequest, queryset: QuerySet) -> bool:
-        """Refuse (and say so) an action on more than JOBS_MAX_BULK jobs."""
-        if (count := queryset.count()) <= conf.MAX_BULK:
-            return False
-        self.message_user(
-            request,
-            f"{count} jobs selected; one action handles at most {conf.MAX_BULK} "
-            "(JOBS_MAX_BULK). Nothing changed.",
-            messages.ERROR,
-        )
-        return True
-
-    @admin.action(description="Retry / requeue", permissions=["change"], location=EVERYWHERE)
-    def retry_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
-        if self.too_many(request, queryset):
-            return
-        result = lifecycle.retry_many(ids=queryset)
-        self.report(request, result, "requeued", "only failed, cancelled or done jobs are retried")
-
-    @admin.action(description="Cancel", permissions=["change"], location=EVERYWHERE)
-    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
-        if self.too_many(request, queryset):
-            return
-        result = lifecycle.cancel_many(ids=queryset)
-        self.report(request, result, "cancelled", "only queued or processing jobs are cancelled")
-
-    @admin.action(
-        description="Run next (move to the front of the queue)",
-        permissions=["change"],
-        location=EVERYWHERE,
-    )
-    def run_next(self, request: HttpRequest, queryset: QuerySet) -> None:
-        if self.too_many(request, queryset):
-            return
-        result = lifecycle.run_next_many(ids=queryset)
-        self.report(request, result, "moved to the front", "only queued jobs can be moved")
-
-    @admin.action(description="Delete selected jobs", permissions=["delete"])
-    def delete_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
-        if self.too_many(request, queryset):
-            return None
-        if not request.POST.get("post"):
-            return confirm_delete(self, request, queryset)  # the confirmation page
-        result = lifecycle.delete_many(ids=queryset)
-        self.report(request, result, "deleted", "running jobs are not deleted: cancel them first")
-        return None
-
     # -- the dashboard --------------------------------------------------------------------
 
     def get_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view(self.dashboard_view)
-        return [path("dashboard/", view, name="jobs_dashboard"), *super().get_urls()]
+        failed = self.admin_site.admin_view(self.failures_view)
+        return [
+            path("dashboard/", view, name="jobs_dashboard"),
+            path("failures/", failed, name="jobs_failures"),
+            *super().get_urls(),
+        ]
+
+    def failures_view(self, request: HttpRequest) -> TemplateResponse:
+        """The failure queue grouped by cause and task (``jobs.admin.failures``)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Failures by cause",
+            "opts": self.opts,
+            "groups": failures.groups(),
+            "max_groups": failures.MAX_GROUPS,
+            "can_change": self.has_change_permission(request),
+            "can_delete": self.has_delete_permission(request),
+        }
+        return TemplateResponse(request, "admin/jobs/failures.html", context)
 
     def dashboard_view(self, request: HttpRequest) -> TemplateResponse:
         if not self.has_view_permission(request):
