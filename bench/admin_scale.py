@@ -8,8 +8,11 @@ most, in process through Django's test client, and prints the timings as JSON::
     python bench/admin_scale.py                 # load (if needed) and time
     python bench/admin_scale.py --reload        # drop the jobs and load again
 
-The data: about 2% queued, 0.02% processing, 4% failed, 2% cancelled and the
-rest done, created over the last 30 days across three queues and three tasks.
+The data: about 2% queued, 0.02% processing, 4% failed (six error classes), 2%
+cancelled and the rest done, created over the last 30 days across three queues and
+three tasks. Then "apply to all" (``lifecycle.apply_to_all``) retries ``--apply`` done
+jobs (default 100,000) selected by a date filter, timed with its batches, and the
+bench puts them back as they were (a bench's own reset, not an operator's action).
 """
 
 import argparse
@@ -28,7 +31,7 @@ DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/jobqueue_bench"
 LOAD_SQL = """
 INSERT INTO jobs_job (
     id, task, payload, status, queue, priority, run_after, attempts, max_attempts,
-    timeout, idempotency_key, result, error, traceback, created_at, updated_at,
+    timeout, idempotency_key, result, error, error_class, traceback, created_at, updated_at,
     started_at, finished_at, worker_id, lease_expires_at, progress, progress_message
 )
 SELECT
@@ -41,7 +44,8 @@ SELECT
     CASE WHEN s.status = 'queued' THEN 0 ELSE 1 END, 3,
     NULL, NULL,
     CASE WHEN s.status = 'done' THEN '{"ok": true}'::jsonb END,
-    CASE WHEN s.status = 'failed' THEN 'ValueError: order ' || i || ' was rejected' END,
+    CASE WHEN s.status = 'failed' THEN e.cause || ': order ' || i || ' was rejected' END,
+    CASE WHEN s.status = 'failed' THEN e.cause END,
     CASE WHEN s.status = 'failed' THEN 'Traceback (most recent call last):\n  ...' END,
     c.created_at, c.created_at + interval '2 seconds',
     CASE WHEN s.status <> 'queued' THEN c.created_at + interval '1 second' END,
@@ -63,6 +67,10 @@ CROSS JOIN LATERAL (
         ELSE 'done'
     END AS status
 ) s
+CROSS JOIN LATERAL (
+    SELECT (ARRAY['ValueError', 'KeyError', 'ConnectionError', 'shop.PaymentDeclined',
+                  'TimeoutError', 'PermissionError'])[1 + i %% 13 %% 6] AS cause
+) e
 """
 
 
@@ -165,6 +173,45 @@ def pages() -> dict[str, str]:
         "changelist sorted by priority": f"{changelist}?o=5",
         "job change page": reverse("admin:jobs_job_change", args=[some_id]),
         "dashboard": reverse("admin:jobs_dashboard"),
+        "failures by cause": reverse("admin:jobs_failures"),
+        "changelist failures of one cause": (
+            f"{changelist}?status__exact=failed&error_class=KeyError&task=echo"
+        ),
+    }
+
+
+def apply_to_all(rows: int) -> dict[str, Any]:
+    """Retry ``rows`` done jobs (the oldest, by a created_at filter) with the admin's
+    "apply to all", time it, then reset them to done with one UPDATE."""
+    from django.db import connection
+
+    from jobs import lifecycle
+    from jobs.conf import conf
+    from jobs.models import Job, Status
+
+    done = Job.objects.filter(status=Status.DONE).order_by("created_at")
+    cutoff = done.values_list("created_at", flat=True)[rows - 1]
+    chosen = Job.objects.filter(status=Status.DONE, created_at__lte=cutoff)
+    ids = list(chosen.values_list("pk", flat=True))
+    started = time.perf_counter()
+    result = lifecycle.apply_to_all(verb="retry", jobs=chosen)
+    seconds = time.perf_counter() - started
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE jobs_job SET status = 'done', run_after = NULL, max_attempts = 3, "
+            "finished_at = created_at + interval '2 seconds', worker_id = 'host-0' "
+            "WHERE id = ANY(%s)",
+            [ids],
+        )
+        cursor.execute("VACUUM ANALYZE jobs_job")
+    return {
+        "verb": "retry",
+        "matching": len(ids),
+        "changed": result.changed,
+        "batches": result.batches,
+        "batch_size": conf.MAX_BULK,
+        "seconds": round(seconds, 1),
+        "jobs_per_second": round(result.changed / seconds) if seconds else None,
     }
 
 
@@ -173,6 +220,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--reload", action="store_true", help="drop and load the jobs again")
+    parser.add_argument(
+        "--apply", type=int, default=100_000, help='jobs "apply to all" retries (0: skip)'
+    )
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
     args = parser.parse_args()
     setup(args.database_url)
@@ -187,6 +237,8 @@ def main() -> None:
     client = Client()
     client.force_login(user)
     report["pages"] = {name: measure(client, url, args.repeat) for name, url in pages().items()}
+    if args.apply:
+        report["apply to all"] = apply_to_all(args.apply)
     print(json.dumps(report, indent=2))
 
 
