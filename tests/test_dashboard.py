@@ -189,3 +189,10 @@ def test_view_site_leads_to_a_page_that_exists(admin_client):
     (site,) = re.findall(r'<a href="([^"]*)">View site</a>', page)
     assert site == reverse("docs")
     assert admin_client.get(site).status_code == 200
+
+
+def test_workers_list_fits_and_says_times_with_seconds_and_zone(admin_client):
+    worker("w1", beat_ago=5)
+    cl = admin_client.get(WORKERS).context["cl"]
+    assert "hostname" not in cl.list_display and "pid" not in cl.list_display
+    assert re.search(r"\d\d:\d\d:\d\d UTC", shown(admin_client.get(WORKERS)))

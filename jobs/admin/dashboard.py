@@ -7,7 +7,7 @@ the last hour through the ``finished_at`` index.
 """
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from django.db.models import Count
@@ -80,6 +80,14 @@ def human(delta: timedelta | None) -> str | None:
         if seconds >= 2 * size:
             return f"{seconds / size:.1f} {unit}"
     return f"{seconds:.0f} s"
+
+
+def stamp(moment: datetime | None, zone: tzinfo | None = None) -> str:
+    """Say a time as the console shows every time: with seconds and the zone (the
+    site's, or ``zone``)."""
+    if moment is None:
+        return "-"
+    return f"{timezone.localtime(moment, zone):%Y-%m-%d %H:%M:%S %Z}"
 
 
 def context() -> dict[str, Any]:

@@ -11,7 +11,7 @@ import json
 import logging
 import re
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.contrib import admin, messages
@@ -35,6 +35,7 @@ from jobs.admin.changelist import (
     QueueFilter,
     TaskFilter,
 )
+from jobs.admin.dashboard import stamp
 from jobs.admin.forms import EDITABLE_FIELDS, JobAttemptInline, JobForm
 from jobs.exceptions import JobChanged, TransitionRefused
 from jobs.models import Job, Status, Worker
@@ -60,13 +61,6 @@ def pre(text: str | None) -> str:
 
 def short(delta: timedelta | None) -> str:
     return dashboard.human(delta) or "-"
-
-
-def stamp(moment: datetime | None) -> str:
-    """A time as the job page and list show every time: seconds and the zone."""
-    if moment is None:
-        return "-"
-    return f"{timezone.localtime(moment):%Y-%m-%d %H:%M:%S %Z}"
 
 
 class JobAdmin(JobActions, admin.ModelAdmin):
@@ -114,10 +108,10 @@ class JobAdmin(JobActions, admin.ModelAdmin):
         "progress_bar",
         "worker_link",
         "lease",
-        "created_at",
-        "updated_at",
-        "started_at",
-        "finished_at",
+        "created",
+        "updated",
+        "started",
+        "finished",
         "idempotency_key",
     ]
     fieldsets = [
@@ -131,7 +125,7 @@ class JobAdmin(JobActions, admin.ModelAdmin):
                     ("attempts", "max_attempts", "timeout"),
                     "progress_bar",
                     ("worker_link", "lease"),
-                    ("created_at", "started_at", "finished_at", "updated_at"),
+                    ("created", "started", "finished", "updated"),
                     "idempotency_key",
                 ]
             },
@@ -191,7 +185,8 @@ class JobAdmin(JobActions, admin.ModelAdmin):
 
     @admin.display(description="progress")
     def progress_percent(self, job: Job) -> str:
-        return f"{job.progress}%" if job.progress is not None else ""
+        running = job.status == Status.PROCESSING and job.progress is not None
+        return f"{job.progress}%" if running else ""
 
     # -- the change page ------------------------------------------------------------------
 
@@ -207,11 +202,32 @@ class JobAdmin(JobActions, admin.ModelAdmin):
 
     @admin.display(description="traceback")
     def traceback_text(self, job: Job) -> str:
-        return pre(job.traceback)
+        """The whole traceback, never scrolled: its last line is the exception itself."""
+        if not job.traceback:
+            return "-"
+        return format_html('<pre class="job-pre job-pre-full">{}</pre>', job.traceback)
+
+    @admin.display(description="created")
+    def created(self, job: Job) -> str:
+        return stamp(job.created_at)
+
+    @admin.display(description="started")
+    def started(self, job: Job) -> str:
+        return stamp(job.started_at)
+
+    @admin.display(description="finished")
+    def finished(self, job: Job) -> str:
+        return stamp(job.finished_at)
+
+    @admin.display(description="updated")
+    def updated(self, job: Job) -> str:
+        return stamp(job.updated_at)
 
     @admin.display(description="progress")
     def progress_bar(self, job: Job) -> str:
-        if job.progress is None:
+        """Progress while running, or as a finished job last reported it; a failed or
+        cancelled job shows none (its last report says nothing about the outcome)."""
+        if job.progress is None or job.status not in (Status.PROCESSING, Status.DONE):
             return "-"
         return format_html(
             '<progress max="100" value="{}"></progress> {}% {}',
@@ -235,7 +251,7 @@ class JobAdmin(JobActions, admin.ModelAdmin):
             return "-"
         left = (job.lease_expires_at - timezone.now()).total_seconds()
         when = f"in {left:.0f} s" if left >= 0 else f"{-left:.0f} s ago (expired)"
-        return f"{job.lease_expires_at:%Y-%m-%d %H:%M:%S} UTC, {when}"
+        return f"{stamp(job.lease_expires_at)}, {when}"
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [*self.readonly_fields, "task"] if obj else self.readonly_fields
