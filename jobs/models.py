@@ -127,6 +127,13 @@ class Job(models.Model):
                 name="jobs_failed_cause_idx",
                 condition=Q(status="failed"),
             ),
+            # ... and counts the jobs of each cause still retrying (few: only those with
+            # a failed attempt behind them).
+            models.Index(
+                fields=["error_class", "task"],
+                name="jobs_retrying_cause_idx",
+                condition=Q(status__in=["queued", "processing"], error_class__isnull=False),
+            ),
             # Retention deletes finished jobs by age, a batch at a time.
             models.Index(
                 fields=["status", "finished_at"],

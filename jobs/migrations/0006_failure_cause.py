@@ -46,5 +46,15 @@ class Migration(migrations.Migration):
                 name="jobs_failed_cause_idx",
             ),
         ),
+        migrations.AddIndex(
+            model_name="job",
+            index=models.Index(
+                condition=models.Q(
+                    ("error_class__isnull", False), ("status__in", ["queued", "processing"])
+                ),
+                fields=["error_class", "task"],
+                name="jobs_retrying_cause_idx",
+            ),
+        ),
         migrations.RunPython(fill_error_class, migrations.RunPython.noop),
     ]
