@@ -77,7 +77,6 @@ class JobAdmin(JobActions, admin.ModelAdmin):
         "age",
         "run_after_at",
         "duration",
-        "progress_percent",
     ]
     list_display_links = ["short_id"]
     list_filter = [
@@ -145,7 +144,7 @@ class JobAdmin(JobActions, admin.ModelAdmin):
     def status_badge(self, job: Job) -> str:
         return badge(job.status)
 
-    @admin.display(description="attempts")
+    @admin.display(description="tries")
     def attempts_of(self, job: Job) -> str:
         return f"{job.attempts}/{job.max_attempts}"
 
@@ -174,19 +173,24 @@ class JobAdmin(JobActions, admin.ModelAdmin):
 
     @admin.display(description="duration")
     def duration(self, job: Job) -> str:
+        """How long the attempt ran (runs, while processing, with its progress)."""
         if job.started_at is None:
             return "-"
-        end = job.finished_at or (timezone.now() if job.status == Status.PROCESSING else None)
-        return short(end - job.started_at) if end else "-"
+        running = job.status == Status.PROCESSING
+        end = job.finished_at or (timezone.now() if running else None)
+        if end is None:
+            return "-"
+        if running and job.progress is not None:
+            return f"{short(end - job.started_at)} · {job.progress}%"
+        return short(end - job.started_at)
 
     @admin.display(description="worker", ordering="worker_id")
     def worker(self, job: Job) -> str:
-        return job.worker_id or "-"
-
-    @admin.display(description="progress")
-    def progress_percent(self, job: Job) -> str:
-        running = job.status == Status.PROCESSING and job.progress is not None
-        return f"{job.progress}%" if running else ""
+        if not job.worker_id:
+            return "-"
+        return format_html(
+            '<span class="job-worker" title="{}">{}</span>', job.worker_id, job.worker_id
+        )
 
     # -- the change page ------------------------------------------------------------------
 
