@@ -100,6 +100,8 @@ def failed_job() -> Job:
     """An echo job that failed for good, with its error, traceback and attempt history."""
     job, _ = lifecycle.enqueue(task="echo", payload={"order": 17, "items": ["a", "b"]})
     (job,) = lifecycle.claim(worker_id="host-1-old")
+    job.started_at = timezone.now() - timedelta(seconds=2.5)
+    lifecycle.mark_started(worker_id="host-1-old", starts=[(job, job.started_at)])
     lifecycle.fail(
         job=job,
         worker_id="host-1-old",
