@@ -114,6 +114,28 @@ def test_retry_many_skips_a_job_whose_idempotency_key_is_taken_again(make_job):
 # -- apply_to_all: a verb over every job a filter matches, in batches -------------------
 
 
+def test_apply_to_all_ends_when_jobs_refuse_the_verb(make_job):
+    """Jobs whose retry is refused (their idempotency key is taken again) fill whole
+    batches: they are reported as skipped and never chosen again, so the loop ends and
+    the other jobs are still retried."""
+    refusing = []
+    for key in ("a", "b", "c"):
+        job = make_job(idempotency_key=key)
+        lifecycle.cancel(job_id=job.pk)
+        make_job(idempotency_key=key)  # the key is taken again
+        refusing.append(job)
+    others = [make_job() for _ in range(3)]
+    for job in others:
+        lifecycle.cancel(job_id=job.pk)
+    result = lifecycle.apply_to_all(
+        verb="retry", jobs=Job.objects.filter(status=Status.CANCELLED), batch_size=2
+    )
+    assert (result.changed, result.skipped) == (3, {"cancelled": 3})
+    statuses = dict(Job.objects.values_list("pk", "status"))
+    assert {statuses[j.pk] for j in refusing} == {Status.CANCELLED}
+    assert {statuses[j.pk] for j in others} == {Status.QUEUED}
+
+
 @pytest.mark.parametrize("verb", sorted(lifecycle.VERBS))
 def test_apply_to_all_changes_every_allowed_job_in_batches(make_job, verb):
     """However many jobs match, all those the verb allows change, a batch at a time; the

@@ -158,14 +158,21 @@ def apply_to_all(*, verb: str, jobs: QuerySet, batch_size: int | None = None) ->
     if verb == "run_next":  # those already at the front would match for ever
         todo = todo.exclude(priority=100, run_after__isnull=True)
     changed = batches = 0
+    refused: set[Any] = set()  # jobs the verb left as they were (a retry's taken key)
     lock = connection.features.has_select_for_update_skip_locked
     while True:
         with transaction.atomic():
-            chosen = todo.select_for_update(skip_locked=True) if lock else todo
+            rest = todo.exclude(pk__in=refused) if refused else todo
+            chosen = rest.select_for_update(skip_locked=True) if lock else rest
             ids = list(chosen.values_list("pk", flat=True)[:batch_size])
             if ids:
-                changed += many(ids=ids).changed
+                result = many(ids=ids)
+                changed += result.changed
                 batches += 1
+                if result.changed < len(ids):  # never choose those again
+                    refused.update(todo.filter(pk__in=ids).values_list("pk", flat=True))
+                for status, n in result.skipped.items():
+                    skipped[status] = skipped.get(status, 0) + n
         if len(ids) < batch_size:
             break
     logger.info(
