@@ -85,7 +85,7 @@ def test_gunicorn_reads_chunked_bodies(server):
         lifecycle.cancel(job_id=failed.pk)
     retried = post_chunked(port, token, "/api/jobs/retry", chunks({"ids": [str(first.pk)]}))
     assert retried.status == 200, retried.read_body
-    assert json.loads(retried.read_body) == {"changed": 1, "skipped": {}}
+    assert json.loads(retried.read_body) == {"changed": 1, "skipped": {}, "batches": 1}
     assert Job.objects.get(pk=first.pk).status == Status.QUEUED
     assert Job.objects.get(pk=second.pk).status == Status.CANCELLED
 
