@@ -10,8 +10,11 @@ one warm-up render; prints the timings as JSON and writes docs/admin-scale.md
     python -m bench.admin_scale                 # load (if needed) and time
     python -m bench.admin_scale --reload        # drop the jobs and load again
 
-The data: about 2% queued, 0.02% processing, 4% failed, 2% cancelled and the
-rest done, created over the last 30 days across three queues and three tasks.
+The data: about 2% queued, 0.02% processing, 4% failed (six error classes), 2%
+cancelled and the rest done, created over the last 30 days across three queues and
+three tasks. Then "apply to all" (``lifecycle.apply_to_all``) retries ``--apply`` done
+jobs (default 100,000) selected by a date filter, timed with its batches, and the
+bench puts them back as they were (a bench's own reset, not an operator's action).
 """
 
 import argparse
@@ -29,7 +32,7 @@ DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/jobqueue_bench"
 LOAD_SQL = """
 INSERT INTO jobs_job (
     id, task, payload, status, queue, priority, run_after, attempts, max_attempts,
-    timeout, idempotency_key, result, error, traceback, created_at, updated_at,
+    timeout, idempotency_key, result, error, error_class, traceback, created_at, updated_at,
     started_at, finished_at, worker_id, lease_expires_at, progress, progress_message
 )
 SELECT
@@ -42,7 +45,8 @@ SELECT
     CASE WHEN s.status = 'queued' THEN 0 ELSE 1 END, 3,
     NULL, NULL,
     CASE WHEN s.status = 'done' THEN '{"ok": true}'::jsonb END,
-    CASE WHEN s.status = 'failed' THEN 'ValueError: order ' || i || ' was rejected' END,
+    CASE WHEN s.status = 'failed' THEN e.cause || ': order ' || i || ' was rejected' END,
+    CASE WHEN s.status = 'failed' THEN e.cause END,
     CASE WHEN s.status = 'failed' THEN 'Traceback (most recent call last):\n  ...' END,
     c.created_at, c.created_at + interval '2 seconds',
     CASE WHEN s.status <> 'queued' THEN c.created_at + interval '1 second' END,
@@ -64,6 +68,10 @@ CROSS JOIN LATERAL (
         ELSE 'done'
     END AS status
 ) s
+CROSS JOIN LATERAL (
+    SELECT (ARRAY['ValueError', 'KeyError', 'ConnectionError', 'shop.PaymentDeclined',
+                  'TimeoutError', 'PermissionError'])[1 + i %% 13 %% 6] AS cause
+) e
 """
 
 
@@ -193,6 +201,45 @@ def pages() -> dict[str, str]:
             f"{changelist}?q=no-such-text&status__exact=failed"
         ),
         "search text, no match at all": f"{changelist}?q=no-such-text",
+        "failures by cause": reverse("admin:jobs_failures"),
+        "changelist failures of one cause": (
+            f"{changelist}?status__exact=failed&error_class=KeyError&task=echo"
+        ),
+    }
+
+
+def apply_to_all(rows: int) -> dict[str, Any]:
+    """Retry ``rows`` done jobs (the oldest, by a created_at filter) with the admin's
+    "apply to all", time it, then reset them to done with one UPDATE."""
+    from django.db import connection
+
+    from jobs import lifecycle
+    from jobs.conf import conf
+    from jobs.models import Job, Status
+
+    done = Job.objects.filter(status=Status.DONE).order_by("created_at")
+    cutoff = done.values_list("created_at", flat=True)[rows - 1]
+    chosen = Job.objects.filter(status=Status.DONE, created_at__lte=cutoff)
+    ids = list(chosen.values_list("pk", flat=True))
+    started = time.perf_counter()
+    result = lifecycle.apply_to_all(verb="retry", jobs=chosen)
+    seconds = time.perf_counter() - started
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE jobs_job SET status = 'done', run_after = NULL, max_attempts = 3, "
+            "finished_at = created_at + interval '2 seconds', worker_id = 'host-0' "
+            "WHERE id = ANY(%s)",
+            [ids],
+        )
+        cursor.execute("VACUUM ANALYZE jobs_job")
+    return {
+        "verb": "retry",
+        "matching": len(ids),
+        "changed": result.changed,
+        "batches": result.batches,
+        "batch_size": conf.MAX_BULK,
+        "seconds": round(seconds, 1),
+        "jobs_per_second": round(result.changed / seconds) if seconds else None,
     }
 
 
@@ -211,11 +258,7 @@ def markdown(result: dict[str, Any], machine: dict[str, Any], seconds: float) ->
         [name, page["median_ms"], page["max_ms"], page["queries"], page["query_median_ms"]]
         for name, page in result["pages"].items()
     ]
-    return report.standalone(
-        "The admin at scale",
-        machine,
-        seconds,
-        f"PostgreSQL, `{result['database']}`",
+    sections = [
         "## Data\n\n"
         f"{sum(result['statuses'].values()):,} jobs ({statuses}), created over the last "
         f"30 days across three queues and three tasks; {load}.\n",
@@ -223,6 +266,27 @@ def markdown(result: dict[str, Any], machine: dict[str, Any], seconds: float) ->
         "Each page rendered in process through Django's test client as a superuser; "
         "*query ms* is the median of the time its queries took per render.\n\n"
         + report.table("page | median ms | max ms | queries | query ms", rows),
+    ]
+    if applied := result.get("apply to all"):
+        sections.append(
+            '## "Apply to all"\n\n'
+            f'`lifecycle.apply_to_all(verb="{applied["verb"]}")` on the oldest done jobs, in '
+            f"batches of `JOBS_MAX_BULK` ({applied['batch_size']:,}) that lock only their rows.\n\n"
+            + report.table(
+                "matching | changed | batches | seconds | jobs/s",
+                [
+                    [
+                        f"{applied['matching']:,}",
+                        f"{applied['changed']:,}",
+                        applied["batches"],
+                        applied["seconds"],
+                        f"{applied['jobs_per_second']:,}",
+                    ]
+                ],
+            )
+        )
+    return report.standalone(
+        "The admin at scale", machine, seconds, f"PostgreSQL, `{result['database']}`", *sections
     )
 
 
@@ -231,6 +295,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--reload", action="store_true", help="drop and load the jobs again")
+    parser.add_argument(
+        "--apply", type=int, default=100_000, help='jobs "apply to all" retries (0: skip)'
+    )
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "admin-scale.md")
     args = parser.parse_args()
@@ -255,6 +322,8 @@ def main() -> None:
     client = Client()
     client.force_login(user)
     result["pages"] = {name: measure(client, url, args.repeat) for name, url in pages().items()}
+    if args.apply:
+        result["apply to all"] = apply_to_all(args.apply)
     print(json.dumps(result, indent=2))
     report.write(args.output, markdown(result, machine, time.monotonic() - started))
 

@@ -83,6 +83,9 @@ class Job(models.Model):
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(null=True, blank=True)
+    # The cause of the last failure, short enough to group by (``lifecycle.error_key``):
+    # the exception's class name, or the error's first line when it names none.
+    error_class = models.CharField(max_length=200, null=True, blank=True)
     traceback = models.TextField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -130,6 +133,19 @@ class Job(models.Model):
                 fields=["finished_at"],
                 name="jobs_finished_idx",
                 condition=Q(finished_at__isnull=False),
+            ),
+            # The admin's failures view groups the failure queue by cause and task.
+            models.Index(
+                fields=["error_class", "task", "finished_at"],
+                name="jobs_failed_cause_idx",
+                condition=Q(status="failed"),
+            ),
+            # ... and counts the jobs of each cause still retrying (few: only those with
+            # a failed attempt behind them).
+            models.Index(
+                fields=["error_class", "task"],
+                name="jobs_retrying_cause_idx",
+                condition=Q(status__in=["queued", "processing"], error_class__isnull=False),
             ),
             # Retention deletes finished jobs by age, a batch at a time.
             models.Index(

@@ -93,18 +93,21 @@ def _delete_in_batches(old: QuerySet, batch_size: int) -> int:
                 .values_list("pk", flat=True)[:batch_size]
             )
             if ids:
-                deleted += _delete_jobs(ids)
+                deleted += delete_locked(ids)
         if len(ids) < batch_size:
             return deleted
 
 
-def _delete_jobs(ids: list[Any]) -> int:
-    """Delete these locked jobs and what refers to them in one statement per table.
+def delete_locked(ids: list[Any]) -> int:
+    """Delete these jobs, locked by the caller, and what refers to them in one statement
+    per table; return how many jobs went.
 
     ``QuerySet.delete()`` would load every row and delete in chunks of 100; the
     cascade is done here by hand instead (attempts go, fire records keep their
     fire time with a null job), then the jobs go in one raw DELETE.
     """
+    if not ids:
+        return 0
     JobAttempt.objects.filter(job_id__in=ids).delete()
     ScheduleFire.objects.filter(job_id__in=ids).update(job=None)
     return Job.objects.filter(pk__in=ids)._raw_delete(Job.objects.db)

@@ -1,4 +1,5 @@
 import atexit
+import contextlib
 import os
 import shutil
 import signal
@@ -207,3 +208,29 @@ def processes(transactional_db: None, tmp_path: Path) -> Iterator[Processes]:
     procs = Processes(tmp_path)
     yield procs
     procs.stop_all()
+
+
+@contextlib.contextmanager
+def row_locked_elsewhere(job_id: Any) -> Iterator[None]:
+    """Hold a row lock on the job from a second, real PostgreSQL connection (as a claim in
+    flight does), with this connection's lock waits capped at 2 s so a wait fails fast."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks with SKIP LOCKED are PostgreSQL's; SQLite serialises writers")
+    import psycopg
+
+    s = connection.settings_dict
+    other = psycopg.connect(
+        dbname=s["NAME"], user=s["USER"], host=s["HOST"] or "127.0.0.1", port=s["PORT"] or 5432
+    )
+    try:
+        other.execute("SELECT id FROM jobs_job WHERE id = %s FOR UPDATE", [job_id])
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '2s'")  # a wait would fail, not hang
+        yield
+    finally:
+        other.rollback()
+        other.close()
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")

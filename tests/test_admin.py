@@ -207,17 +207,75 @@ def test_run_next_moves_a_queued_job_to_the_front(admin_client, make_job):
 
 
 def test_action_across_all_filtered_rows(admin_client, make_job):
-    """'Select all' acts on every job the filters match, in one operation."""
+    """'Select all' acts on every job the filters match, after a confirmation page that
+    shows the count by status."""
     failed = [put_in(Status.FAILED, make_job) for _ in range(3)]
     put_in(Status.DONE, make_job)
     queued = make_job()
-    shown_messages, _ = act(
+    shown_messages, response = act(
         admin_client, "retry_jobs", failed[:1], query="status__exact=failed", select_across=1
     )
-    assert shown_messages == ["3 jobs requeued."]
+    assert shown_messages == []
+    assert "3 jobs match this filter" in shown(response)
+    assert Job.objects.filter(status=Status.QUEUED).count() == 1  # nothing changed yet
+    shown_messages, _ = act(
+        admin_client,
+        "retry_jobs",
+        failed[:1],
+        query="status__exact=failed",
+        select_across=1,
+        confirmed="yes",
+    )
+    assert shown_messages == ["3 jobs requeued in 1 batch."]
     assert Job.objects.filter(status=Status.QUEUED).count() == 4
-    shown_messages, _ = act(admin_client, "cancel_jobs", [queued], query="q=zzz", select_across=1)
+    shown_messages, _ = act(
+        admin_client, "cancel_jobs", [queued], query="q=zzz", select_across=1, confirmed="yes"
+    )
     assert shown_messages == ["0 jobs cancelled."]  # the search matched nothing
+
+
+@pytest.mark.parametrize(
+    ("action", "status", "after"),
+    [
+        ("retry_jobs", Status.FAILED, Status.QUEUED),
+        ("cancel_jobs", Status.QUEUED, Status.CANCELLED),
+        ("run_next", Status.QUEUED, Status.QUEUED),
+        ("delete_selected", Status.FAILED, None),
+    ],
+)
+def test_apply_to_all_goes_beyond_max_bulk_in_batches(
+    admin_client, make_job, settings, action, status, after
+):
+    """More matching jobs than JOBS_MAX_BULK: the confirmed action handles every one, in
+    batches of JOBS_MAX_BULK, and says how many changed and in how many batches."""
+    settings.JOBS_MAX_BULK = 2
+    put_in(Status.DONE, make_job)  # outside the filter
+    jobs = [put_in(status, make_job) for _ in range(5)]
+    query = f"status__exact={status}"
+    _, response = act(admin_client, action, jobs[:1], query=query, select_across=1)
+    assert "5 jobs match this filter" in shown(response)
+    shown_messages, _ = act(
+        admin_client, action, jobs[:1], query=query, select_across=1, confirmed="yes"
+    )
+    assert len(shown_messages) == 1 and "5 jobs" in shown_messages[0]
+    assert "in 3 batches." in shown_messages[0]
+    left = Job.objects.filter(pk__in=[j.pk for j in jobs])
+    if after is None:
+        assert not left.exists()
+    else:
+        assert set(left.values_list("status", flat=True)) == {after}
+    if action == "run_next":
+        assert set(left.values_list("priority", flat=True)) == {100}
+    assert Job.objects.filter(status=Status.DONE).count() == 1
+
+
+def test_selected_rows_past_max_bulk_are_refused_without_select_all(
+    admin_client, make_job, settings
+):
+    settings.JOBS_MAX_BULK = 2
+    jobs = [put_in(Status.FAILED, make_job) for _ in range(3)]
+    shown_messages, _ = act(admin_client, "retry_jobs", jobs)
+    assert "3 jobs selected" in shown_messages[0] and "Nothing changed" in shown_messages[0]
 
 
 def test_changelist_queries_do_not_grow_with_rows(

@@ -1,8 +1,10 @@
 """The REST API, over real HTTP handling through Django's test client."""
 
 import uuid
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from jobs import lifecycle
 from jobs.models import Job, Status
@@ -329,7 +331,7 @@ def test_bulk_retry_by_ids_and_by_filter(api, make_job, failed):
     queued = make_job()
     response = api.post("/api/jobs/retry", {"ids": [str(a.pk), str(queued.pk)]}, format="json")
     assert response.status_code == 200, response.content
-    assert response.json() == {"changed": 1, "skipped": {"queued": 1}}
+    assert response.json() == {"changed": 1, "skipped": {"queued": 1}, "batches": 1}
     assert Job.objects.get(pk=a.pk).status == Status.QUEUED
     response = api.post("/api/jobs/retry", {"status": "failed", "queue": "b"}, format="json")
     assert response.json()["changed"] == 1
@@ -369,7 +371,7 @@ def test_bulk_retry_all_retries_the_failure_queue(api, failed, make_job):
     jobs, cancelled = [failed(), failed()], make_job()
     lifecycle.cancel(job_id=cancelled.pk)
     response = api.post("/api/jobs/retry", {"all": True}, format="json")
-    assert response.json() == {"changed": 2, "skipped": {}}
+    assert response.json() == {"changed": 2, "skipped": {}, "batches": 1}
     assert {Job.objects.get(pk=job.pk).status for job in jobs} == {Status.QUEUED}
     assert Job.objects.get(pk=cancelled.pk).status == Status.CANCELLED
 
@@ -532,3 +534,59 @@ def test_a_range_error_reads_the_same_from_a_create_a_bulk_create_and_python(
     assert single["errors"] == {field: [message]}
     assert bulk.json()["errors"] == {f"1.{field}": [message]}
     assert python.value.errors == {field: [message]}
+
+
+def test_bulk_cancel_and_delete_by_filter_reach_every_matching_job(api, make_job, settings):
+    """A filter acts on every matching job, past JOBS_MAX_BULK, in batches; a running job
+    is cancelled (never deleted from under its worker)."""
+    settings.JOBS_MAX_BULK = 2
+    jobs = [make_job(queue="mail") for _ in range(5)]
+    other = make_job(queue="media")
+    (running,) = lifecycle.claim(worker_id="w", queues=["mail"], limit=1)
+    deleted = api.post("/api/jobs/delete", {"queue": "mail"}, format="json").json()
+    assert deleted == {"changed": 4, "skipped": {"processing": 1}, "batches": 2}
+    assert Job.objects.get(pk=running.pk).status == Status.PROCESSING
+    response = api.post("/api/jobs/cancel", {"queue": "mail"}, format="json")
+    assert response.json() == {"changed": 1, "skipped": {}, "batches": 1}
+    assert Job.objects.get(pk=running.pk).status == Status.CANCELLED
+    assert Job.objects.get(pk=other.pk).status == Status.QUEUED
+    assert len(jobs) == 5
+
+
+def test_bulk_retry_by_cause_and_time(api, failed):
+    old = failed()
+    Job.objects.filter(pk=old.pk).update(finished_at=timezone.now() - timedelta(hours=2))
+    new = failed()
+    since = (timezone.now() - timedelta(hours=1)).isoformat()
+    body = {"error_class": "boom", "finished_after": since}  # "boom": its first line
+    assert api.post("/api/jobs/retry", body, format="json").json()["changed"] == 1
+    assert Job.objects.get(pk=new.pk).status == Status.QUEUED
+    assert Job.objects.get(pk=old.pk).status == Status.FAILED
+
+
+@pytest.mark.parametrize("path", ["/api/jobs/cancel", "/api/jobs/delete"])
+@pytest.mark.parametrize(
+    "body",
+    [None, {}, {"all": False}, {"ids": []}, {"status": "bogus"}, {"ids": ["x"], "task": "a"}],
+)
+def test_bulk_cancel_and_delete_refuse_no_or_bad_selection(api, make_job, path, body):
+    job = make_job()
+    assert api.post(path, body, format="json").status_code == 400
+    assert Job.objects.get(pk=job.pk).status == Status.QUEUED
+
+
+@pytest.mark.parametrize(
+    ("path", "perm"),
+    [
+        ("/api/jobs/cancel", "change"),
+        ("/api/jobs/delete", "delete"),
+        ("/api/jobs/retry", "change"),
+    ],
+)
+def test_bulk_verbs_need_their_permission(make_user, client_for, make_job, path, perm):
+    job = make_job()
+    others = {"change", "delete", "view"} - {perm}
+    refused = client_for(make_user(*sorted(others)))
+    assert refused.post(path, {"ids": [str(job.pk)]}, format="json").status_code == 403
+    allowed = client_for(make_user(perm, name="allowed"))
+    assert allowed.post(path, {"ids": [str(job.pk)]}, format="json").status_code == 200

@@ -34,6 +34,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 PASSWORD = "pw-for-tests-only"
+# The operator's laptop: every list must fit it without hidden columns.
+VIEWPORT = {"width": 1280, "height": 800}
 
 
 def missing_browser() -> str | None:
@@ -75,7 +77,7 @@ def browser() -> Iterator[Any]:
 def page(browser: Any, live_server: Any, django_user_model: Any) -> Iterator[Any]:
     """A logged-in operator's page on the live server."""
     django_user_model.objects.create_superuser("operator", password=PASSWORD)
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1400, "height": 900})
+    context = browser.new_context(base_url=live_server.url, viewport=VIEWPORT)
     context.set_default_timeout(15_000)
     tab = context.new_page()
     tab.goto("/admin/login/")
@@ -98,6 +100,8 @@ def failed_job() -> Job:
     """An echo job that failed for good, with its error, traceback and attempt history."""
     job, _ = lifecycle.enqueue(task="echo", payload={"order": 17, "items": ["a", "b"]})
     (job,) = lifecycle.claim(worker_id="host-1-old")
+    job.started_at = timezone.now() - timedelta(seconds=2.5)
+    lifecycle.mark_started(worker_id="host-1-old", starts=[(job, job.started_at)])
     lifecycle.fail(
         job=job,
         worker_id="host-1-old",
@@ -136,6 +140,7 @@ def test_filter_open_retry_and_see_it_done_through_a_worker(page: Any, processes
 
     page.goto("/admin/jobs/job/")
     screenshot(page, "changelist")
+    assert_last_column_visible(page)
     page.locator("#changelist-filter").get_by_role("link", name="Failed", exact=True).click()
     page.wait_for_url("**status__exact=failed**")
     badges = page.locator("#result_list .job-badge")
@@ -237,3 +242,130 @@ def test_two_tabs_on_one_job_a_page_opened_before_the_job_ran_changes_nothing(
     fresh.click("input[name=_save]")
     assert "was changed successfully" in fresh.locator("ul.messagelist").inner_text()
     wait_for(lambda: Job.objects.filter(pk=job.pk, status=Status.DONE, attempts=2).exists())
+
+
+def assert_last_column_visible(tab: Any) -> None:
+    """The list's last column lies inside the 1280 px viewport and inside the list's own
+    box (which would otherwise scroll sideways): nothing is cut off."""
+    last = tab.locator("#result_list thead th").last.bounding_box()
+    frame = tab.locator("#result_list").locator("xpath=..").bounding_box()
+    assert last is not None and frame is not None
+    right = last["x"] + last["width"]
+    assert right <= min(VIEWPORT["width"], frame["x"] + frame["width"]) + 0.5, (last, frame)
+
+
+def failures_of(cause: str, n: int, *, task: str = "echo") -> list[Job]:
+    """Jobs that failed for good with ``cause``, through the lifecycle."""
+    jobs = []
+    for i in range(n):
+        job, _ = lifecycle.enqueue(task=task, payload={"n": i}, max_attempts=1)
+        (held,) = lifecycle.claim(worker_id="host-2-old")
+        error = f"{cause}: order {i} rejected"
+        trace = f'Traceback (most recent call last):\n  File "shop/orders.py", line 40\n{error}'
+        lifecycle.fail(job=held, worker_id="host-2-old", error=error, traceback=trace)
+        jobs.append(job)
+    return jobs
+
+
+def test_group_failures_by_cause_and_retry_a_whole_group(page: Any, processes: Any) -> None:
+    """The failures view groups failed jobs by cause; "Retry all" on one group, confirmed,
+    requeues exactly that group, and a worker runs them to done."""
+    declined = failures_of("shop.PaymentDeclined", 4)
+    others = failures_of("KeyError", 2)
+    processes.worker()
+
+    page.goto("/admin/jobs/job/")
+    page.locator(".object-tools").get_by_role("link", name="Failures").click()
+    page.wait_for_selector("#failure-groups")
+    rows = page.locator("#failure-groups tbody tr")
+    assert rows.count() == 2
+    first = rows.first
+    assert "shop.PaymentDeclined" in first.inner_text() and "4" in first.inner_text()
+    first.locator("summary").click()  # the latest traceback, unfolded
+    assert "shop/orders.py" in first.locator("pre").inner_text()
+    screenshot(page, "failures")
+
+    first.get_by_role("button", name="Retry all 4").click()
+    page.wait_for_selector("#confirm-count")
+    assert "4 jobs match this filter" in page.inner_text("#confirm-count")
+    screenshot(page, "apply-to-all-confirm")
+    page.get_by_role("button", name="Yes, apply to all 4").click()
+    assert "4 jobs requeued in 1 batch." in page.locator("ul.messagelist").inner_text()
+    wait_for(
+        lambda: Job.objects.filter(pk__in=[j.pk for j in declined], status=Status.DONE).count() == 4
+    )
+    assert set(
+        Job.objects.filter(pk__in=[j.pk for j in others]).values_list("status", flat=True)
+    ) == {Status.FAILED}
+
+
+def test_apply_to_all_of_a_filter_larger_than_max_bulk_while_a_worker_runs(
+    page: Any, processes: Any, settings: Any
+) -> None:
+    """ "Select all" on a filter of 60 jobs with JOBS_MAX_BULK = 7 cancels every one the
+    worker has not finished, in batches; running ones are cancelled, none is lost."""
+    settings.JOBS_MAX_BULK = 7
+    jobs = lifecycle.enqueue_many(
+        [{"task": "test.sleep", "queue": "bulk", "payload": {"seconds": 0.2}} for _ in range(60)]
+    )
+    processes.worker("--queue", "bulk")
+    wait_for(lambda: Job.objects.filter(queue="bulk", status=Status.PROCESSING).exists())
+
+    page.goto("/admin/jobs/job/?queue=bulk")
+    screenshot(page, "changelist-running")
+    assert_last_column_visible(page)
+    page.check("#action-toggle")
+    page.click(".actions .question a")  # "Select all 60 jobs"
+    page.select_option("select[name=action]", "cancel_jobs")
+    page.click(".actions button[name=index]")
+    page.wait_for_selector("#confirm-count")
+    assert "60 jobs match this filter" in page.inner_text("#confirm-count")
+    page.locator("input[type=submit][value^='Yes, apply to all']").click()
+    message = page.locator("ul.messagelist").inner_text()
+    assert "cancelled in" in message and "batches" in message, message
+    wait_for(lambda: not Job.objects.filter(queue="bulk", status=Status.PROCESSING).exists())
+    statuses = list(Job.objects.filter(queue="bulk").values_list("status", flat=True))
+    assert len(statuses) == len(jobs) == 60
+    assert set(statuses) <= {Status.DONE, Status.CANCELLED}
+    assert statuses.count(Status.CANCELLED) > 40  # the worker finished only a few
+
+
+def test_job_page_shows_the_whole_traceback_and_attempt_times(page: Any) -> None:
+    job = failed_job()
+    page.goto(f"/admin/jobs/job/{job.pk}/change/")
+    trace = page.locator(".field-traceback_text pre")
+    assert trace.inner_text().rstrip().endswith("ConnectionError: payment gateway timed out")
+    # Nothing of it is scrolled out of sight: the last line, the exception, shows.
+    assert trace.evaluate("el => el.scrollHeight <= el.clientHeight + 1")
+    assert "UTC" in page.inner_text(".field-created")
+    options = page.locator("#id_status option").all_inner_texts()
+    assert sorted(options) == ["Failed", "Queued"]
+    screenshot(page, "job")
+
+
+@pytest.mark.parametrize("path", ["/admin/jobs/worker/", "/admin/jobs/schedule/"])
+def test_workers_and_schedules_fit_1280(page: Any, path: str) -> None:
+    now = timezone.now()
+    Worker.objects.create(
+        id="host-1-4242-1a2b3c",
+        hostname="host-1",
+        pid=4242,
+        queues=["default", "mail", "media"],
+        started_at=now - timedelta(minutes=5),
+        last_heartbeat_at=now,
+    )
+    from jobs.models import Schedule
+
+    Schedule.objects.create(
+        name="every-quarter-hour-report",
+        cron="*/15 * * * *",
+        task="echo",
+        timezone="Europe/Paris",
+        next_fire_at=now + timedelta(minutes=15),
+    )
+    page.goto(path)
+    assert_last_column_visible(page)
+    if "schedule" in path:
+        cron = page.locator("code.job-cron").first.bounding_box()
+        assert cron is not None and cron["height"] < 24  # one line, not "*/15 / * * * / *"
+    screenshot(page, path.strip("/").split("/")[-1] + "s")

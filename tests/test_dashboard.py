@@ -57,6 +57,21 @@ def test_dashboard_shows_counts_chart_lag_failure_rate_and_workers(admin_client,
     assert "?queue=mail" in page
 
 
+def test_dashboard_tells_delayed_jobs_from_lag(admin_client, make_job):
+    """Queued jobs whose run-after is later are counted as delayed, per queue and in all,
+    and are not lag: with only delayed jobs queued, the lag is none."""
+    later = timezone.now() + timedelta(hours=1)
+    for _ in range(3):
+        make_job(queue="mail", run_after=later)
+    page = shown(admin_client.get(DASHBOARD))
+    assert re.search(r'id="queue-lag">\s*<div class="value">none<', page)
+    assert re.search(r'id="queued-delayed">\s*<div class="value">3<', page)
+    make_job(queue="mail")
+    context = admin_client.get(DASHBOARD).context
+    (row,) = context["queue_depths"]
+    assert (row["queue"], row["due"], row["delayed"], row["processing"]) == ("mail", 1, 3, 0)
+
+
 def test_throughput_buckets_by_minute():
     now = timezone.now().replace(second=30)
     series = dashboard.Throughput()
@@ -196,3 +211,10 @@ def test_view_site_leads_to_a_page_that_exists(admin_client):
     (site,) = re.findall(r'<a href="([^"]*)">View site</a>', page)
     assert site == reverse("docs")
     assert admin_client.get(site).status_code == 200
+
+
+def test_workers_list_fits_and_says_times_with_seconds_and_zone(admin_client):
+    worker("w1", beat_ago=5)
+    cl = admin_client.get(WORKERS).context["cl"]
+    assert "hostname" not in cl.list_display and "pid" not in cl.list_display
+    assert re.search(r"\d\d:\d\d:\d\d UTC", shown(admin_client.get(WORKERS)))

@@ -10,6 +10,7 @@ from django.utils import timezone
 from jobs import lifecycle, runner
 from jobs.exceptions import JobChanged, TransitionRefused, UnknownTask
 from jobs.models import Job, JobAttempt, Outcome, Status
+from tests.conftest import row_locked_elsewhere
 from tests.helpers import ALL, put_in
 
 pytestmark = pytest.mark.django_db
@@ -330,28 +331,10 @@ def test_retry_refuses_when_another_unfinished_job_holds_the_idempotency_key(mak
 def test_claim_skips_a_row_another_connection_has_locked(make_job):
     """A second, real connection locks the first job in line; claim takes the next one
     at once instead of waiting for the lock."""
-    from django.db import connection
-
-    if connection.vendor != "postgresql":
-        pytest.skip("row locks with SKIP LOCKED are PostgreSQL's; SQLite serialises writers")
-    import psycopg
-
     first, second = make_job(priority=5), make_job()
-    s = connection.settings_dict
-    other = psycopg.connect(
-        dbname=s["NAME"], user=s["USER"], host=s["HOST"] or "127.0.0.1", port=s["PORT"] or 5432
-    )
-    try:
-        other.execute("SELECT id FROM jobs_job WHERE id = %s FOR UPDATE", [first.pk])
-        with connection.cursor() as cursor:
-            cursor.execute("SET lock_timeout = '2s'")  # a wait would fail, not hang
+    with row_locked_elsewhere(first.pk):
         claimed = lifecycle.claim(worker_id="w", limit=2)
         assert [job.pk for job in claimed] == [second.pk]
-    finally:
-        other.rollback()
-        other.close()
-        with connection.cursor() as cursor:
-            cursor.execute("RESET lock_timeout")
     assert [job.pk for job in lifecycle.claim(worker_id="w", limit=2)] == [first.pk]
 
 

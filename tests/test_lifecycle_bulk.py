@@ -4,11 +4,13 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from django.db.models import Count
 from django.utils import timezone
 
 from jobs import lifecycle
 from jobs.exceptions import TransitionRefused
 from jobs.models import Job, JobAttempt, Outcome, Status
+from tests.conftest import row_locked_elsewhere
 from tests.helpers import ALL, one_of_each, put_in
 
 pytestmark = pytest.mark.django_db
@@ -102,3 +104,145 @@ def test_retry_many_skips_a_job_whose_idempotency_key_is_taken_again(make_job):
     assert holder.pk != first.pk
     statuses = dict(Job.objects.values_list("pk", "status"))
     assert statuses[first.pk] == Status.CANCELLED and statuses[other.pk] == Status.QUEUED
+
+
+# -- apply_to_all: a verb over every job a filter matches, in batches -------------------
+
+
+def test_apply_to_all_ends_when_jobs_refuse_the_verb(make_job):
+    """Jobs whose retry is refused (their idempotency key is taken again) fill whole
+    batches: they are reported as skipped and never chosen again, so the loop ends and
+    the other jobs are still retried."""
+    refusing = []
+    for key in ("a", "b", "c"):
+        job = make_job(idempotency_key=key)
+        lifecycle.cancel(job_id=job.pk)
+        make_job(idempotency_key=key)  # the key is taken again
+        refusing.append(job)
+    others = [make_job() for _ in range(3)]
+    for job in others:
+        lifecycle.cancel(job_id=job.pk)
+    result = lifecycle.apply_to_all(
+        verb="retry", jobs=Job.objects.filter(status=Status.CANCELLED), batch_size=2
+    )
+    assert (result.changed, result.skipped) == (3, {"cancelled": 3})
+    statuses = dict(Job.objects.values_list("pk", "status"))
+    assert {statuses[j.pk] for j in refusing} == {Status.CANCELLED}
+    assert {statuses[j.pk] for j in others} == {Status.QUEUED}
+
+
+@pytest.mark.parametrize("verb", sorted(lifecycle.VERBS))
+def test_apply_to_all_changes_every_allowed_job_in_batches(make_job, verb):
+    """However many jobs match, all those the verb allows change, a batch at a time; the
+    rest are reported by status, as the verb alone reports them."""
+    jobs = one_of_each(make_job)
+    for _ in range(6):
+        put_in(Status.FAILED, make_job)
+    for _ in range(3):
+        make_job(max_attempts=1)
+    _, allowed = lifecycle.VERBS[verb]
+    before = dict(Job.objects.order_by().values_list("status").annotate(n=Count("pk")))
+    expected = sum(n for status, n in before.items() if status in allowed)
+    result = lifecycle.apply_to_all(verb=verb, jobs=Job.objects.all(), batch_size=2)
+    assert result.changed == expected
+    assert result.skipped == {s: n for s, n in before.items() if s not in allowed}
+    assert result.batches == -(-expected // 2)  # ceil
+    if verb == "delete":
+        assert set(Job.objects.values_list("status", flat=True)) == {Status.PROCESSING}
+    assert Job.objects.get(pk=jobs[Status.PROCESSING].pk).status in (
+        {Status.CANCELLED} if verb == "cancel" else {Status.PROCESSING}
+    )
+
+
+def test_apply_to_all_only_touches_the_filter(make_job):
+    mine = [put_in(Status.FAILED, make_job) for _ in range(5)]
+    Job.objects.filter(pk__in=[j.pk for j in mine]).update(queue="mail")
+    other = put_in(Status.FAILED, make_job)
+    result = lifecycle.apply_to_all(
+        verb="retry", jobs=Job.objects.filter(queue="mail", status=Status.FAILED), batch_size=2
+    )
+    assert (result.changed, result.batches) == (5, 3)
+    assert Job.objects.get(pk=other.pk).status == Status.FAILED
+    assert Job.objects.filter(queue="mail", status=Status.QUEUED).count() == 5
+
+
+def test_apply_to_all_cancels_a_running_job_as_cancel_does(make_job):
+    """A job a worker holds is cancelled (its attempt archived as cancelled), never deleted
+    from under it; its holder's report then changes nothing."""
+    make_job()
+    (running,) = lifecycle.claim(worker_id="w1")
+    lifecycle.apply_to_all(verb="delete", jobs=Job.objects.all())
+    assert Job.objects.get(pk=running.pk).status == Status.PROCESSING
+    result = lifecycle.apply_to_all(verb="cancel", jobs=Job.objects.all())
+    assert result.changed == 1
+    assert JobAttempt.objects.get(job_id=running.pk).outcome == Outcome.CANCELLED
+    with pytest.raises(TransitionRefused):
+        lifecycle.succeed(job=running, worker_id="w1", result=1)
+
+
+def test_apply_to_all_run_next_moves_queued_jobs_to_the_front_and_ends(make_job):
+    later = timezone.now() + timedelta(hours=1)
+    jobs = [make_job(run_after=later, priority=-5) for _ in range(3)]
+    make_job(priority=100)  # already at the front: left as it is
+    result = lifecycle.apply_to_all(verb="run_next", jobs=Job.objects.all(), batch_size=1)
+    assert (result.changed, result.batches) == (3, 3)
+    for job in jobs:
+        job.refresh_from_db()
+        assert (job.priority, job.run_after, job.status) == (100, None, Status.QUEUED)
+
+
+def test_apply_to_all_refuses_an_unknown_verb():
+    with pytest.raises(ValueError, match="unknown verb"):
+        lifecycle.apply_to_all(verb="explode", jobs=Job.objects.all())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_apply_to_all_skips_rows_another_connection_holds(make_job):
+    """Each batch locks only its own rows: a row another transaction holds (a claim in
+    flight) is skipped at once, not waited for."""
+    held, free = (put_in(Status.FAILED, make_job) for _ in range(2))
+    with row_locked_elsewhere(held.pk):
+        result = lifecycle.apply_to_all(verb="retry", jobs=Job.objects.all(), batch_size=10)
+        assert result.changed == 1
+    assert Job.objects.get(pk=free.pk).status == Status.QUEUED
+    assert Job.objects.get(pk=held.pk).status == Status.FAILED
+
+
+# -- the failure's cause -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "key"),
+    [
+        ("ValueError: bad input", "ValueError"),
+        ("shop.errors.PaymentDeclined: card 42", "shop.errors.PaymentDeclined"),
+        ("timed out after 30 seconds", "timed out"),
+        ("worker lost", "worker lost"),
+        ("executor process died\nmore", "executor process died"),
+        ("not a class name: spaces before the colon", "not a class name: spaces before the colon"),
+        ("x" * 300, "x" * 200),
+        (None, None),
+    ],
+)
+def test_error_key_names_the_cause(error, key):
+    assert lifecycle.error_key(error) == key
+
+
+def test_a_failure_records_its_cause_and_success_clears_it(make_job):
+    job = make_job(max_attempts=2)
+    (job,) = lifecycle.claim(worker_id="w1")
+    lifecycle.fail(job=job, worker_id="w1", error="KeyError: 'sku'")
+    assert Job.objects.get(pk=job.pk).error_class == "KeyError"  # requeued, cause kept
+    Job.objects.filter(pk=job.pk).update(run_after=None)
+    (job,) = lifecycle.claim(worker_id="w1")
+    lifecycle.succeed(job=job, worker_id="w1", result=1)
+    assert Job.objects.get(pk=job.pk).error_class is None
+
+
+def test_recovery_records_a_lost_worker_as_the_cause(make_job):
+    make_job(max_attempts=1)
+    (job,) = lifecycle.claim(worker_id="w1")
+    Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert lifecycle.recover() == 1
+    job.refresh_from_db()
+    assert (job.status, job.error_class) == (Status.FAILED, "worker lost")

@@ -212,3 +212,12 @@ def test_an_invalid_purge_cron_is_logged_and_creates_nothing(settings, monkeypat
     schedules.ensure_builtin_schedules()
     assert not Schedule.objects.exists()
     assert "JOBS_PURGE_CRON" in caplog.text
+
+
+def test_schedules_admin_shows_cron_unbroken_and_fire_times_in_their_zone(admin_client):
+    make_schedule(name="nightly", cron="0 3 * * *", timezone="Europe/Paris")
+    from django.urls import reverse
+
+    page = admin_client.get(reverse("admin:jobs_schedule_changelist")).content.decode()
+    assert '<code class="job-cron">0 3 * * *</code>' in page
+    assert "2026-01-02 03:00:00 CET" in page  # 03:00 Paris time, named as such

@@ -71,7 +71,7 @@ def test_gunicorn_reads_chunked_bodies(server):
         lifecycle.cancel(job_id=failed.pk)
     ids = {"ids": [str(first.pk)]}
     status, _, retried = http("POST", port, "/api/jobs/retry", token=token, body=ids, chunk_size=7)
-    assert (status, retried) == (200, {"changed": 1, "skipped": {}})
+    assert (status, retried) == (200, {"changed": 1, "skipped": {}, "batches": 1})
     assert Job.objects.get(pk=first.pk).status == Status.QUEUED
     assert Job.objects.get(pk=second.pk).status == Status.CANCELLED
 

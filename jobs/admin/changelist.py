@@ -12,7 +12,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.core.paginator import Paginator
-from django.db.models import Max, Min, QuerySet
+from django.db.models import Max, Min, Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.functional import cached_property
@@ -48,6 +48,42 @@ class HasErrorFilter(admin.SimpleListFilter):
             return queryset.filter(error__isnull=False)
         if self.value() == "no":
             return queryset.filter(error__isnull=True)
+        return queryset
+
+
+class ErrorClassFilter(admin.SimpleListFilter):
+    """The jobs whose last failure had this cause (``Job.error_class``); the failures view
+    links here. Only the chosen cause is listed: the failures view is where causes are
+    found, and listing them all would cost every page a scan."""
+
+    title = "error class"
+    parameter_name = "error_class"
+    NONE = "(none)"  # failed without an error (none recorded)
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(self.value(), self.value())] if self.value() else []
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if not self.value():
+            return queryset
+        return queryset.filter(error_class=None if self.value() == self.NONE else self.value())
+
+
+class DelayedFilter(admin.SimpleListFilter):
+    """Queued jobs that are due now, or delayed: not claimed before their run-after."""
+
+    title = "scheduled"
+    parameter_name = "scheduled"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("due", "Due (queued, runnable now)"), ("delayed", "Delayed (run-after later)")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        queued = queryset.filter(status=Status.QUEUED)
+        if self.value() == "due":
+            return queued.filter(Q(run_after__isnull=True) | Q(run_after__lte=timezone.now()))
+        if self.value() == "delayed":
+            return queued.filter(run_after__gt=timezone.now())
         return queryset
 
 

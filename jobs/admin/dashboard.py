@@ -7,7 +7,7 @@ the last hour through the ``finished_at`` index.
 """
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from django.db.models import Count
@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from jobs.models import ACTIVE_STATUSES, Job, Status, Worker
+from jobs.models import ACTIVE_STATUSES, DUE_AT, Job, Status, Worker
 from jobs.observability import stats
 
 MINUTES = 60
@@ -82,6 +82,14 @@ def human(delta: timedelta | None) -> str | None:
     return f"{seconds:.0f} s"
 
 
+def stamp(moment: datetime | None, zone: tzinfo | None = None) -> str:
+    """Say a time as the console shows every time: with seconds and the zone (the
+    site's, or ``zone``)."""
+    if moment is None:
+        return "-"
+    return f"{timezone.localtime(moment, zone):%Y-%m-%d %H:%M:%S %Z}"
+
+
 def context() -> dict[str, Any]:
     """Everything the dashboard template shows."""
     now = timezone.now()
@@ -89,16 +97,23 @@ def context() -> dict[str, Any]:
     statuses, queues = snapshot["statuses"], snapshot["queues"]
     lags = [entry["lag_seconds"] for entry in queues.values() if entry["lag_seconds"]]
     series = throughput(now)
+    delayed = delayed_by_queue(now)
     return {
         "now": now,
         "status_counts": [
             StatusCount(s.value, statuses[s]["count"], not statuses[s]["exact"]) for s in Status
         ],
         "queue_depths": [
-            {"queue": name, **{s.value: entry[s] for s in ACTIVE_STATUSES}}
+            {
+                "queue": name,
+                **{s.value: entry[s] for s in ACTIVE_STATUSES},
+                "delayed": delayed.get(name, 0),
+                "due": max(entry[Status.QUEUED] - delayed.get(name, 0), 0),
+            }
             for name, entry in queues.items()
             if any(entry[s] for s in ACTIVE_STATUSES)
         ],
+        "delayed": sum(delayed.values()),
         "throughput": series,
         "finished_last_hour": sum(series.done) + sum(series.failed),
         "failed_last_hour": sum(series.failed),
@@ -108,6 +123,13 @@ def context() -> dict[str, Any]:
         "dead_workers": Worker.objects.dead(now=now).count(),
         "chart": chart_svg(series),
     }
+
+
+def delayed_by_queue(now: datetime) -> dict[str, int]:
+    """Queued jobs not due yet (run-after in the future), per queue: a range of the
+    partial index on queued jobs' due time. They are waiting on purpose, not lagging."""
+    later = Job.objects.filter(status=Status.QUEUED).alias(due_at=DUE_AT).filter(due_at__gt=now)
+    return dict(later.order_by().values_list("queue").annotate(n=Count("pk")))
 
 
 def chart_svg(series: Throughput, *, width: int = 720, height: int = 200) -> SafeString:

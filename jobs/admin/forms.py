@@ -10,6 +10,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from jobs import lifecycle
+from jobs.admin.dashboard import stamp
 from jobs.exceptions import InvalidInput
 from jobs.models import Job, JobAttempt, Status
 
@@ -65,6 +66,12 @@ class JobForm(forms.ModelForm):
                 # Shown again (after an error), the page keeps what it was opened with.
                 self.initial[name] = shown
         current = self.initial["status"]
+        if isinstance(self.fields["status"], forms.ChoiceField):
+            # The drop-down offers only what the lifecycle allows from here; the field
+            # still accepts any status, so a crafted post meets clean()'s explanation.
+            allowed = {current, *allowed_targets(current)}
+            widget = self.fields["status"].widget
+            widget.choices = [c for c in Status.choices if c[0] in allowed]
         self.fields["status"].help_text = (
             f"Changed through the lifecycle. From {current}: "
             f"{', '.join(allowed_targets(current)) or 'no change allowed'}."
@@ -131,8 +138,22 @@ class JobAttemptInline(admin.TabularInline):
     extra = 0
     can_delete = False
     verbose_name_plural = "attempt history (attempts that did not succeed)"
-    fields = ["number", "outcome", "worker_id", "started_at", "finished_at", "error", "trace"]
+    fields = ["number", "outcome", "worker_id", "started", "finished", "seconds", "error", "trace"]
     readonly_fields = fields
+
+    @admin.display(description="started")
+    def started(self, attempt: JobAttempt) -> str:
+        return stamp(attempt.started_at)
+
+    @admin.display(description="finished")
+    def finished(self, attempt: JobAttempt) -> str:
+        return stamp(attempt.finished_at)
+
+    @admin.display(description="duration")
+    def seconds(self, attempt: JobAttempt) -> str:
+        if attempt.started_at is None or attempt.finished_at is None:
+            return "-"
+        return f"{(attempt.finished_at - attempt.started_at).total_seconds():.3f} s"
 
     @admin.display(description="traceback")
     def trace(self, attempt: JobAttempt) -> str:

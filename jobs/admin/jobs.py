@@ -15,8 +15,6 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib import admin, messages
-from django.contrib.admin import ActionLocation
-from django.contrib.admin.actions import delete_selected as confirm_delete
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet, TextField
 from django.db.models.functions import Cast
@@ -28,10 +26,18 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 
 from jobs import lifecycle
-from jobs.admin import dashboard
-from jobs.admin.changelist import EstimatedCountPaginator, HasErrorFilter, QueueFilter, TaskFilter
+from jobs.admin import dashboard, failures
+from jobs.admin.actions import JobActions
+from jobs.admin.changelist import (
+    DelayedFilter,
+    ErrorClassFilter,
+    EstimatedCountPaginator,
+    HasErrorFilter,
+    QueueFilter,
+    TaskFilter,
+)
+from jobs.admin.dashboard import stamp
 from jobs.admin.forms import EDITABLE_FIELDS, JobAttemptInline, JobForm
-from jobs.conf import conf
 from jobs.exceptions import JobChanged, TransitionRefused
 from jobs.models import Job, Status, Worker
 from jobs.routers import reads_from_replica
@@ -40,7 +46,8 @@ logger = logging.getLogger(__name__)
 
 # A whole job id, or its first 8 or more hex digits (the list shows the first 8).
 ID_PREFIX = re.compile(r"[0-9a-fA-F]{8}(-?[0-9a-fA-F]){0,24}")
-EVERYWHERE = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
+# The list's error column shows this many characters of the error's first line.
+ERROR_COLUMN = 48
 
 # The admin index gains a link to the dashboard (the template extends Django's own).
 admin.site.index_template = "admin/jobs_index.html"
@@ -58,7 +65,7 @@ def short(delta: timedelta | None) -> str:
     return dashboard.human(delta) or "-"
 
 
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(JobActions, admin.ModelAdmin):
     form = JobForm
     list_display = [
         "short_id",
@@ -67,10 +74,11 @@ class JobAdmin(admin.ModelAdmin):
         "queue",
         "priority",
         "attempts_of",
+        "error_summary",
         "worker",
         "age",
+        "run_after_at",
         "duration",
-        "progress_percent",
     ]
     list_display_links = ["short_id"]
     list_filter = [
@@ -80,6 +88,8 @@ class JobAdmin(admin.ModelAdmin):
         ("created_at", admin.DateFieldListFilter),
         ("finished_at", admin.DateFieldListFilter),
         HasErrorFilter,
+        DelayedFilter,
+        ErrorClassFilter,
     ]
     search_fields = ["id"]  # see get_search_results
     search_help_text = "A job id or its first 8+ characters, or text in the payload or error."
@@ -99,10 +109,10 @@ class JobAdmin(admin.ModelAdmin):
         "progress_bar",
         "worker_link",
         "lease",
-        "created_at",
-        "updated_at",
-        "started_at",
-        "finished_at",
+        "created",
+        "updated",
+        "started",
+        "finished",
         "idempotency_key",
     ]
     fieldsets = [
@@ -116,7 +126,7 @@ class JobAdmin(admin.ModelAdmin):
                     ("attempts", "max_attempts", "timeout"),
                     "progress_bar",
                     ("worker_link", "lease"),
-                    ("created_at", "started_at", "finished_at", "updated_at"),
+                    ("created", "started", "finished", "updated"),
                     "idempotency_key",
                 ]
             },
@@ -136,7 +146,7 @@ class JobAdmin(admin.ModelAdmin):
     def status_badge(self, job: Job) -> str:
         return badge(job.status)
 
-    @admin.display(description="attempts")
+    @admin.display(description="tries")
     def attempts_of(self, job: Job) -> str:
         return f"{job.attempts}/{job.max_attempts}"
 
@@ -144,20 +154,45 @@ class JobAdmin(admin.ModelAdmin):
     def age(self, job: Job) -> str:
         return short(timezone.now() - job.created_at)
 
+    @admin.display(description="error", ordering="error_class")
+    def error_summary(self, job: Job) -> str:
+        """The cause and the error's first line, shortened; the whole line on hover."""
+        if not job.error:
+            return ""
+        first = job.error.strip().partition("\n")[0]
+        text = first if len(first) <= ERROR_COLUMN else first[: ERROR_COLUMN - 1] + "…"
+        return format_html('<span class="job-error" title="{}">{}</span>', first, text)
+
+    @admin.display(description="run after", ordering="run_after")
+    def run_after_at(self, job: Job) -> str:
+        """When a queued job becomes due: "in 5 min" while delayed, else blank."""
+        if job.run_after is None:
+            return ""
+        left = job.run_after - timezone.now()
+        if job.status == Status.QUEUED and left.total_seconds() > 0:
+            return format_html('<span title="{}">in {}</span>', stamp(job.run_after), short(left))
+        return format_html('<span title="{}">{}</span>', stamp(job.run_after), "due")
+
     @admin.display(description="duration")
     def duration(self, job: Job) -> str:
+        """How long the attempt ran (runs, while processing, with its progress)."""
         if job.started_at is None:
             return "-"
-        end = job.finished_at or (timezone.now() if job.status == Status.PROCESSING else None)
-        return short(end - job.started_at) if end else "-"
+        running = job.status == Status.PROCESSING
+        end = job.finished_at or (timezone.now() if running else None)
+        if end is None:
+            return "-"
+        if running and job.progress is not None:
+            return f"{short(end - job.started_at)} · {job.progress}%"
+        return short(end - job.started_at)
 
     @admin.display(description="worker", ordering="worker_id")
     def worker(self, job: Job) -> str:
-        return job.worker_id or "-"
-
-    @admin.display(description="progress")
-    def progress_percent(self, job: Job) -> str:
-        return f"{job.progress}%" if job.progress is not None else ""
+        if not job.worker_id:
+            return "-"
+        return format_html(
+            '<span class="job-worker" title="{}">{}</span>', job.worker_id, job.worker_id
+        )
 
     # -- the change page ------------------------------------------------------------------
 
@@ -173,11 +208,32 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.display(description="traceback")
     def traceback_text(self, job: Job) -> str:
-        return pre(job.traceback)
+        """The whole traceback, never scrolled: its last line is the exception itself."""
+        if not job.traceback:
+            return "-"
+        return format_html('<pre class="job-pre job-pre-full">{}</pre>', job.traceback)
+
+    @admin.display(description="created")
+    def created(self, job: Job) -> str:
+        return stamp(job.created_at)
+
+    @admin.display(description="started")
+    def started(self, job: Job) -> str:
+        return stamp(job.started_at)
+
+    @admin.display(description="finished")
+    def finished(self, job: Job) -> str:
+        return stamp(job.finished_at)
+
+    @admin.display(description="updated")
+    def updated(self, job: Job) -> str:
+        return stamp(job.updated_at)
 
     @admin.display(description="progress")
     def progress_bar(self, job: Job) -> str:
-        if job.progress is None:
+        """Progress while running, or as a finished job last reported it; a failed or
+        cancelled job shows none (its last report says nothing about the outcome)."""
+        if job.progress is None or job.status not in (Status.PROCESSING, Status.DONE):
             return "-"
         return format_html(
             '<progress max="100" value="{}"></progress> {}% {}',
@@ -201,7 +257,7 @@ class JobAdmin(admin.ModelAdmin):
             return "-"
         left = (job.lease_expires_at - timezone.now()).total_seconds()
         when = f"in {left:.0f} s" if left >= 0 else f"{-left:.0f} s ago (expired)"
-        return f"{job.lease_expires_at:%Y-%m-%d %H:%M:%S} UTC, {when}"
+        return f"{stamp(job.lease_expires_at)}, {when}"
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [*self.readonly_fields, "task"] if obj else self.readonly_fields
@@ -278,77 +334,31 @@ class JobAdmin(admin.ModelAdmin):
         self.message_user(request, message, messages.ERROR)
         return HttpResponseRedirect(request.get_full_path())
 
-    # -- actions --------------------------------------------------------------------------
-
-    def report(self, request: HttpRequest, result: lifecycle.BulkResult, done: str, why: str):
-        """Tell the operator how many jobs changed, and how many were skipped and why."""
-        message = f"{result.changed} job{'s' if result.changed != 1 else ''} {done}."
-        if result.skipped:
-            total = sum(result.skipped.values())
-            found = ", ".join(f"{n} {status}" for status, n in sorted(result.skipped.items()))
-            message += f" {total} skipped: {found} ({why})."
-        level = messages.WARNING if result.skipped else messages.SUCCESS
-        self.message_user(request, message, level)
-        logger.info(
-            "admin user=%s action=%s changed=%s skipped=%s",
-            request.user.get_username(),
-            done,
-            result.changed,
-            result.skipped,
-        )
-
-    def too_many(self, request: HttpRequest, queryset: QuerySet) -> bool:
-        """Refuse (and say so) an action on more than JOBS_MAX_BULK jobs."""
-        if (count := queryset.count()) <= conf.MAX_BULK:
-            return False
-        self.message_user(
-            request,
-            f"{count} jobs selected; one action handles at most {conf.MAX_BULK} "
-            "(JOBS_MAX_BULK). Nothing changed.",
-            messages.ERROR,
-        )
-        return True
-
-    @admin.action(description="Retry / requeue", permissions=["change"], location=EVERYWHERE)
-    def retry_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
-        if self.too_many(request, queryset):
-            return
-        result = lifecycle.retry_many(ids=queryset)
-        self.report(request, result, "requeued", "only failed, cancelled or done jobs are retried")
-
-    @admin.action(description="Cancel", permissions=["change"], location=EVERYWHERE)
-    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
-        if self.too_many(request, queryset):
-            return
-        result = lifecycle.cancel_many(ids=queryset)
-        self.report(request, result, "cancelled", "only queued or processing jobs are cancelled")
-
-    @admin.action(
-        description="Run next (move to the front of the queue)",
-        permissions=["change"],
-        location=EVERYWHERE,
-    )
-    def run_next(self, request: HttpRequest, queryset: QuerySet) -> None:
-        if self.too_many(request, queryset):
-            return
-        result = lifecycle.run_next_many(ids=queryset)
-        self.report(request, result, "moved to the front", "only queued jobs can be moved")
-
-    @admin.action(description="Delete selected jobs", permissions=["delete"])
-    def delete_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
-        if self.too_many(request, queryset):
-            return None
-        if not request.POST.get("post"):
-            return confirm_delete(self, request, queryset)  # the confirmation page
-        result = lifecycle.delete_many(ids=queryset)
-        self.report(request, result, "deleted", "running jobs are not deleted: cancel them first")
-        return None
-
     # -- the dashboard --------------------------------------------------------------------
 
     def get_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view(self.dashboard_view)
-        return [path("dashboard/", view, name="jobs_dashboard"), *super().get_urls()]
+        failed = self.admin_site.admin_view(self.failures_view)
+        return [
+            path("dashboard/", view, name="jobs_dashboard"),
+            path("failures/", failed, name="jobs_failures"),
+            *super().get_urls(),
+        ]
+
+    def failures_view(self, request: HttpRequest) -> TemplateResponse:
+        """The failure queue grouped by cause and task (``jobs.admin.failures``)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Failures by cause",
+            "opts": self.opts,
+            "groups": failures.groups(),
+            "max_groups": failures.MAX_GROUPS,
+            "can_change": self.has_change_permission(request),
+            "can_delete": self.has_delete_permission(request),
+        }
+        return TemplateResponse(request, "admin/jobs/failures.html", context)
 
     @method_decorator(reads_from_replica)
     def changelist_view(

@@ -2,14 +2,17 @@
 
 import copy
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.forms.models import construct_instance
 from django.http import HttpRequest
+from django.utils.html import format_html
 
 from jobs import schedules
+from jobs.admin.dashboard import stamp
 from jobs.admin.forms import add_invalid
 from jobs.exceptions import InvalidInput, InvalidJob
 from jobs.models import Schedule
@@ -41,24 +44,51 @@ class ScheduleForm(forms.ModelForm):
         return cleaned
 
 
+def _zone(schedule: Schedule) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(schedule.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
 @admin.register(Schedule)
 class ScheduleAdmin(admin.ModelAdmin):
     form = ScheduleForm
     list_display = [
         "name",
-        "cron",
-        "timezone",
+        "timetable",
         "task",
         "queue",
         "enabled",
         "catch_up",
-        "last_fire_at",
-        "next_fire_at",
+        "last_fire",
+        "next_fire",
     ]
     list_filter = ["enabled", "task", "queue"]
     search_fields = ["name", "task"]
-    readonly_fields = ["last_fire_at", "next_fire_at", "created_at", "updated_at"]
+    readonly_fields = ["last_fire", "next_fire", "created_at", "updated_at"]
     actions = ["run_now", "enable", "disable"]
+
+    class Media:
+        css = {"all": ["jobs/admin.css"]}
+
+    @admin.display(description="cron (time zone)", ordering="cron")
+    def timetable(self, schedule: Schedule) -> str:
+        """The cron string never wraps mid-field; its zone under it."""
+        return format_html(
+            '<code class="job-cron">{}</code><br><span class="job-zone">{}</span>',
+            schedule.cron,
+            schedule.timezone,
+        )
+
+    @admin.display(description="last fire", ordering="last_fire_at")
+    def last_fire(self, schedule: Schedule) -> str:
+        return stamp(schedule.last_fire_at, _zone(schedule))
+
+    @admin.display(description="next fire", ordering="next_fire_at")
+    def next_fire(self, schedule: Schedule) -> str:
+        """In the schedule's own time zone, named (the cron string's hours are in it)."""
+        return stamp(schedule.next_fire_at, _zone(schedule))
 
     def save_model(self, request: HttpRequest, obj: Schedule, form: Any, change: bool) -> None:
         schedules.save(obj)

@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from jobs.admin.dashboard import human
+from jobs.admin.dashboard import human, stamp
 from jobs.models import Worker
 
 
@@ -34,17 +34,9 @@ class WorkerAdmin(admin.ModelAdmin):
 
     # The heartbeat beside the state: it says why a worker is dead, and stays in view
     # on a 1280-pixel screen.
-    list_display = [
-        "id",
-        "state",
-        "heartbeat",
-        "hostname",
-        "pid",
-        "queue_list",
-        "concurrency",
-        "started_at",
-        "current",
-    ]
+    # The id already names the host and pid (host-pid-suffix): the list leaves those
+    # two out, so that every column fits at 1280 px; the worker's page shows them.
+    list_display = ["id", "state", "heartbeat", "queue_list", "concurrency", "started", "current"]
     list_filter = [AliveFilter]
     search_fields = ["id", "hostname"]
     fields = [
@@ -54,8 +46,8 @@ class WorkerAdmin(admin.ModelAdmin):
         "pid",
         "queue_list",
         "concurrency",
-        "started_at",
-        "last_heartbeat_at",
+        "started",
+        "last_beat",
         "heartbeat",
         "current",
     ]
@@ -82,7 +74,15 @@ class WorkerAdmin(admin.ModelAdmin):
         """Seconds ago (minutes, hours or days when longer): dead is a lease of silence,
         so "0 minutes" would say nothing."""
         ago = human(timezone.now() - worker.last_heartbeat_at)
-        return format_html('<span title="{}">{} ago</span>', worker.last_heartbeat_at, ago)
+        return format_html('<span title="{}">{} ago</span>', stamp(worker.last_heartbeat_at), ago)
+
+    @admin.display(description="started", ordering="started_at")
+    def started(self, worker: Worker) -> str:
+        return stamp(worker.started_at)
+
+    @admin.display(description="last heartbeat at")
+    def last_beat(self, worker: Worker) -> str:
+        return stamp(worker.last_heartbeat_at)
 
     @admin.display(description="current jobs")
     def current(self, worker: Worker) -> str:

@@ -14,7 +14,7 @@ from rest_framework import serializers
 from jobs import tasks
 from jobs.api.errors import ErrorSerializer
 from jobs.api.payload_schema import JSON_VALUE_REF, NO_NUL, task_branches
-from jobs.api.serializers import RETRY_SELECTORS
+from jobs.api.serializers import BULK_FILTERS
 from jobs.conf import conf
 
 ERRORS = {
@@ -123,10 +123,10 @@ TIME_ZONE = {
 }
 
 
-# A bulk retry names its jobs: an empty body is refused, never "the whole failure queue".
-RETRY_SELECTION = {
+# A bulk verb names its jobs: an empty body is refused, never "everything".
+BULK_SELECTION = {
     "anyOf": [
-        *({"required": [name]} for name in sorted(RETRY_SELECTORS)),
+        *({"required": [name]} for name in sorted({"ids", *BULK_FILTERS})),
         {"required": ["all"], "properties": {"all": {"const": True}}},
     ]
 }
@@ -149,11 +149,12 @@ def document_requests(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         if name.endswith("Request") and component.get("type") == "object":
             component["additionalProperties"] = False
     schemas["JsonValue"] = JSON_VALUE
-    if "BulkRetryRequest" in schemas:
-        schemas["BulkRetryRequest"] |= RETRY_SELECTION
-    retry = result.get("paths", {}).get("/api/jobs/retry/", {}).get("post", {})
-    if "requestBody" in retry:
-        retry["requestBody"]["required"] = True  # no body is no selection: a 400
+    for verb in ("Retry", "Cancel", "Delete"):
+        if f"Bulk{verb}Request" in schemas:
+            schemas[f"Bulk{verb}Request"] |= BULK_SELECTION
+        bulk = result.get("paths", {}).get(f"/api/jobs/{verb.lower()}/", {}).get("post", {})
+        if "requestBody" in bulk:
+            bulk["requestBody"]["required"] = True  # no body is no selection: a 400
     for name in ("JobRequest", "ScheduleRequest", "PatchedScheduleRequest"):
         if name in schemas:
             _tie_payload_to_task(schemas[name], together=name.startswith("Patched"))

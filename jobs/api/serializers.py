@@ -4,6 +4,7 @@ task catalogue, the stats and the bulk retry; built on ``jobs.api.fields``."""
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from django.db.models import QuerySet
 from rest_framework import serializers
 
 from jobs import lifecycle, schedules, tasks
@@ -361,12 +362,20 @@ class StatsSerializer(serializers.Serializer):
 
 
 RETRYABLE_STATUSES = [Status.FAILED.value, Status.CANCELLED.value, Status.DONE.value]
-RETRY_FILTERS = ("status", "queue", "task")
-RETRY_SELECTORS = {"ids", *RETRY_FILTERS}
+BULK_FILTERS = ("status", "queue", "task", "error_class", "finished_after")
 
 
-class BulkRetrySerializer(ClosedSerializerMixin, serializers.Serializer):
-    """Which jobs to requeue: a list of ids, a filter, or "all": true (the failure queue)."""
+class BulkSelectionSerializer(ClosedSerializerMixin, serializers.Serializer):
+    """Which jobs a bulk verb acts on: a list of ids, a filter, or "all": true.
+
+    A subclass names the ``verb`` (``lifecycle.VERBS``), the statuses its ``status``
+    filter offers, the status a filter means when it names none (``default_status``)
+    and what "all" means (``everything``)."""
+
+    verb: ClassVar[str]
+    statuses: ClassVar[list[str]]
+    default_status: ClassVar[str | None] = None
+    everything: ClassVar[str]
 
     # The body's alternatives, as validate() tells them apart (AutoSchema adds this).
     # {"not": {}} is "absent": no value is allowed.
@@ -375,38 +384,88 @@ class BulkRetrySerializer(ClosedSerializerMixin, serializers.Serializer):
             {
                 "title": "By ids",
                 "required": ["ids"],
-                "properties": {name: {"not": {}} for name in (*RETRY_FILTERS, "all")},
+                "properties": {name: {"not": {}} for name in (*BULK_FILTERS, "all")},
             },
             {"title": "By filter", "properties": {"ids": {"not": {}}}},
         ]
     }
 
-    status = serializers.ChoiceField(choices=RETRYABLE_STATUSES, required=False)
     queue = StrictCharField(required=False, max_length=100)
     task = StrictCharField(required=False, max_length=MAX_TASK_NAME)
-    all = StrictBooleanField(
-        required=False, help_text="true: the whole failure queue (or all jobs of `status`)."
+    error_class = StrictCharField(
+        required=False,
+        max_length=200,
+        help_text="The cause of the last failure: the exception's class name, e.g. ValueError.",
     )
+    finished_after = serializers.DateTimeField(required=False)
 
     def get_fields(self) -> dict[str, serializers.Field]:
         # At most JOBS_MAX_BULK ids, read when the body is read (and the schema written).
         ids = serializers.ListField(
             child=StrictUUIDField(), required=False, min_length=1, max_length=conf.MAX_BULK
         )
-        return {"ids": ids, **super().get_fields()}
+        status = serializers.ChoiceField(choices=self.statuses, required=False)
+        every = StrictBooleanField(required=False, help_text=f"true: {self.everything}.")
+        return {"ids": ids, "status": status, **super().get_fields(), "all": every}
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "ids" in attrs and len(attrs) > 1:
             raise serializers.ValidationError("Give either ids or a filter, not both.")
-        # An empty body is no selection: it must never mean "the whole failure queue".
-        if not attrs.keys() & RETRY_SELECTORS and not attrs.get("all"):
+        # An empty body is no selection: it must never mean "everything".
+        if not attrs.keys() & {"ids", *BULK_FILTERS} and not attrs.get("all"):
             raise serializers.ValidationError(
-                'Say which jobs to retry: "ids", a filter ("status", "queue", "task"), '
-                'or "all": true for the whole failure queue.'
+                f'Say which jobs to {self.verb.replace("_", " ")}: "ids", a filter '
+                f"({', '.join(f'{name!r}' for name in BULK_FILTERS)}), "
+                f'or "all": true for {self.everything}.'.replace("'", '"')
             )
         return attrs
+
+    def selection(self) -> QuerySet:
+        """The jobs chosen, as a queryset (the ids, or the filter)."""
+        chosen = self.validated_data
+        if "ids" in chosen:
+            return Job.objects.filter(pk__in=chosen["ids"])
+        jobs = Job.objects.all()
+        if status := chosen.get("status", self.default_status):
+            jobs = jobs.filter(status=status)
+        for name in ("queue", "task", "error_class"):
+            if name in chosen:
+                jobs = jobs.filter(**{name: chosen[name]})
+        if "finished_after" in chosen:
+            jobs = jobs.filter(finished_at__gte=chosen["finished_after"])
+        return jobs
+
+
+class BulkRetrySerializer(BulkSelectionSerializer):
+    """Which jobs to requeue: a list of ids, a filter, or "all": true (the failure queue)."""
+
+    verb = "retry"
+    statuses = RETRYABLE_STATUSES
+    default_status = Status.FAILED.value
+    everything = "the whole failure queue (or all jobs of `status`)"
+
+
+class BulkCancelSerializer(BulkSelectionSerializer):
+    """Which jobs to cancel: a list of ids, a filter, or "all": true (every queued and
+    running job)."""
+
+    verb = "cancel"
+    statuses = [Status.QUEUED.value, Status.PROCESSING.value]
+    everything = "every queued and running job (or all jobs of `status`)"
+
+
+class BulkDeleteSerializer(BulkSelectionSerializer):
+    """Which jobs to delete: a list of ids, a filter, or "all": true (every job not
+    running)."""
+
+    verb = "delete"
+    statuses = [s for s in Status.values if s != Status.PROCESSING]
+    everything = "every job that is not running (or all jobs of `status`)"
 
 
 class BulkResultSerializer(serializers.Serializer):
     changed = serializers.IntegerField()
     skipped = serializers.DictField(child=serializers.IntegerField())
+    batches = serializers.IntegerField(
+        help_text="How many batches (of at most JOBS_MAX_BULK jobs) it took."
+    )

@@ -29,8 +29,11 @@ from jobs.api.errors import ErrorSerializer, json_error, log_unavailable, read_o
 from jobs.api.filters import JobFilter, ScheduleFilter
 from jobs.api.schema import error_response
 from jobs.api.serializers import (
+    BulkCancelSerializer,
+    BulkDeleteSerializer,
     BulkResultSerializer,
     BulkRetrySerializer,
+    BulkSelectionSerializer,
     JobDetailSerializer,
     JobSerializer,
     JobStatusSerializer,
@@ -42,7 +45,7 @@ from jobs.api.serializers import (
 )
 from jobs.conf import conf
 from jobs.exceptions import InvalidJob, NameTaken, TransitionRefused, database_unavailable
-from jobs.models import Job, Schedule, Status, Worker
+from jobs.models import Job, Schedule, Worker
 from jobs.observability import metrics, stats
 from jobs.routers import reads_from_replica
 
@@ -84,6 +87,7 @@ class JobViewSet(
     filterset_class = JobFilter
     ordering_fields = ["created_at", "updated_at", "priority", "status", "queue", "task"]
     ordering = ["-created_at"]
+    action_permissions = {"delete_many": "delete"}
 
     @extend_schema(
         parameters=[
@@ -208,24 +212,44 @@ class JobViewSet(
     )
     @action(detail=False, methods=["post"], url_path="retry", url_name="retry-many")
     def retry_many(self, request: Request) -> Response:
-        """Requeue many jobs: ``{"ids": [...]}``, a filter over the failure queue
-        (``{"status": "failed", "queue": ..., "task": ...}``, status defaulting to failed),
-        or ``{"all": true}`` for the whole failure queue; an empty body is a 400. At most
-        JOBS_MAX_BULK per call. Answers how many changed and, by status, how many were
-        skipped."""
-        serializer = BulkRetrySerializer(data=request.data)
+        """Requeue many jobs: ``{"ids": [...]}`` (at most JOBS_MAX_BULK), a filter over the
+        failure queue (``{"status": "failed", "queue": ..., "task": ..., "error_class": ...,
+        "finished_after": ...}``, status defaulting to failed), or ``{"all": true}`` for the
+        whole failure queue; an empty body is a 400. Every matching job, in batches of
+        JOBS_MAX_BULK. Answers how many changed and, by status, how many were skipped."""
+        return self._apply_to_all(BulkRetrySerializer(data=request.data))
+
+    @extend_schema(
+        operation_id="api_jobs_cancel_many",
+        request=BulkCancelSerializer,
+        responses={200: BulkResultSerializer},
+    )
+    @action(detail=False, methods=["post"], url_path="cancel", url_name="cancel-many")
+    def cancel_many(self, request: Request) -> Response:
+        """Cancel many queued or running jobs: ``{"ids": [...]}``, a filter (``status``,
+        ``queue``, ``task``, ``error_class``, ``finished_after``), or ``{"all": true}``; an
+        empty body is a 400. A running job's worker finds it cancelled at its next
+        heartbeat. Answers how many changed and, by status, how many were skipped."""
+        return self._apply_to_all(BulkCancelSerializer(data=request.data))
+
+    @extend_schema(
+        operation_id="api_jobs_delete_many",
+        request=BulkDeleteSerializer,
+        responses={200: BulkResultSerializer},
+    )
+    @action(detail=False, methods=["post"], url_path="delete", url_name="delete-many")
+    def delete_many(self, request: Request) -> Response:
+        """Delete many jobs that are not running: ``{"ids": [...]}``, a filter, or
+        ``{"all": true}``; an empty body is a 400. Running jobs are skipped (cancel them
+        first). Answers how many were deleted and, by status, how many were skipped."""
+        return self._apply_to_all(BulkDeleteSerializer(data=request.data))
+
+    def _apply_to_all(self, serializer: BulkSelectionSerializer) -> Response:
         serializer.is_valid(raise_exception=True)
-        chosen = serializer.validated_data
-        if "ids" in chosen:
-            ids = chosen["ids"]
-        else:
-            selected = Job.objects.filter(status=chosen.get("status", Status.FAILED))
-            for name in ("queue", "task"):
-                if name in chosen:
-                    selected = selected.filter(**{name: chosen[name]})
-            ids = list(selected.values_list("pk", flat=True)[: conf.MAX_BULK])
-        result = lifecycle.retry_many(ids=ids)
-        return Response({"changed": result.changed, "skipped": result.skipped})
+        result = lifecycle.apply_to_all(verb=serializer.verb, jobs=serializer.selection())
+        return Response(
+            {"changed": result.changed, "skipped": result.skipped, "batches": result.batches}
+        )
 
     def _transition(self, verb: Any, **kwargs: Any) -> Response:
         try:

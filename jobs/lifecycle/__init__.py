@@ -36,8 +36,11 @@ Nothing below the lifecycle imports it; only the lifecycle writes ``Job.status``
 """
 
 from jobs.lifecycle.bulk import (
+    VERBS,
+    BatchedResult,
     BulkResult,
     Selection,
+    apply_to_all,
     cancel_many,
     delete_many,
     retry_many,
@@ -72,6 +75,7 @@ from jobs.lifecycle.transitions import (
     MANUAL_TRANSITIONS,
     TRANSITIONS,
     backoff,
+    error_key,
     new_worker_id,
 )
 
@@ -86,8 +90,11 @@ __all__ = [
     "QUEUE_NAME",
     "TIMEOUT_RANGE",
     "TRANSITIONS",
+    "VERBS",
+    "BatchedResult",
     "BulkResult",
     "Selection",
+    "apply_to_all",
     "backoff",
     "cancel",
     "cancel_many",
@@ -101,6 +108,7 @@ __all__ = [
     "enqueue",
     "enqueue_fire",
     "enqueue_many",
+    "error_key",
     "fail",
     "heartbeat",
     "mark_started",

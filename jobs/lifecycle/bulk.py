@@ -1,9 +1,17 @@
 """Set-based operator verbs, the admin's actions: ``cancel_many``, ``retry_many``,
-``run_next_many`` and ``delete_many``.
+``run_next_many`` and ``delete_many``; and ``apply_to_all``, one of them over every
+job a filter matches, a batch at a time.
 
-Each is one guarded UPDATE (or DELETE) over a selection of jobs and reports what it
-changed and, by status, what it skipped (``BulkResult``). One log line per call,
+Each verb is one guarded UPDATE (or DELETE) over a selection of jobs and reports what
+it changed and, by status, what it skipped (``BulkResult``). One log line per call,
 not per job: a bulk verb may touch thousands.
+
+``apply_to_all`` serves "retry everything that failed with this error": however many
+jobs match, each batch of at most ``JOBS_MAX_BULK`` is chosen and locked in its own
+short transaction (``FOR UPDATE SKIP LOCKED`` where the database has it, as retention
+does), so workers are never stalled behind it, and rows someone else holds at that
+instant are left alone rather than waited for. A running job is cancelled as
+``cancel`` does (its holder finds out at its next heartbeat), never deleted.
 """
 
 from collections import Counter
@@ -11,15 +19,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
+from jobs.conf import conf
 from jobs.exceptions import TransitionRefused
 from jobs.lifecycle.events import logger
 from jobs.lifecycle.operator import requeue_changes, retry
 from jobs.lifecycle.transitions import CANCELLED, PROCESSING, QUEUED, TRANSITIONS, archive
-from jobs.models import ACTIVE_STATUSES, Job, Outcome
+from jobs.models import ACTIVE_STATUSES, Job, Outcome, Status
+from jobs.retention import delete_locked
 
 
 @dataclass(frozen=True)
@@ -110,11 +120,62 @@ def delete_many(*, ids: Selection) -> BulkResult:
         found = _by_status(selected)
         doomed = selected.exclude(status=PROCESSING)
         # Lock them first, so none is claimed between being chosen and deleted.
-        list(doomed.select_for_update().values_list("pk", flat=True))
-        deleted = doomed.delete()[1].get(Job._meta.label, 0)
+        deleted = delete_locked(list(doomed.select_for_update().values_list("pk", flat=True)))
     skipped = {PROCESSING: found[PROCESSING]} if found.get(PROCESSING) else {}
     logger.info("transition=delete changed=%s skipped=%s", deleted, skipped)
     return BulkResult(deleted, skipped)
 
 
-# -- logging ------------------------------------------------------------------------------
+# verb -> (the set-based verb, the statuses it changes)
+VERBS: dict[str, tuple[Any, frozenset[str]]] = {
+    "retry": (retry_many, TRANSITIONS["retry"][0]),
+    "cancel": (cancel_many, frozenset(ACTIVE_STATUSES)),
+    "run_next": (run_next_many, frozenset({QUEUED})),
+    "delete": (delete_many, frozenset(Status.values) - {PROCESSING}),
+}
+
+
+@dataclass(frozen=True)
+class BatchedResult(BulkResult):
+    """``BulkResult`` of ``apply_to_all``, and how many batches it took."""
+
+    batches: int = 0
+
+
+def apply_to_all(*, verb: str, jobs: QuerySet, batch_size: int | None = None) -> BatchedResult:
+    """Apply ``verb`` (a key of ``VERBS``) to every job ``jobs`` matches, in batches.
+
+    Jobs in a status the verb does not change are counted as skipped, by status, as
+    the verb alone reports them. Raises ``ValueError`` for an unknown verb.
+    """
+    if verb not in VERBS:
+        raise ValueError(f"unknown verb {verb!r}: one of {', '.join(VERBS)}")
+    many, allowed = VERBS[verb]
+    batch_size = max(1, batch_size or conf.MAX_BULK)
+    jobs = jobs.order_by()
+    skipped = {s: n for s, n in _by_status(jobs).items() if s not in allowed}
+    todo = jobs.filter(status__in=allowed)
+    if verb == "run_next":  # those already at the front would match for ever
+        todo = todo.exclude(priority=100, run_after__isnull=True)
+    changed = batches = 0
+    refused: set[Any] = set()  # jobs the verb left as they were (a retry's taken key)
+    lock = connection.features.has_select_for_update_skip_locked
+    while True:
+        with transaction.atomic():
+            rest = todo.exclude(pk__in=refused) if refused else todo
+            chosen = rest.select_for_update(skip_locked=True) if lock else rest
+            ids = list(chosen.values_list("pk", flat=True)[:batch_size])
+            if ids:
+                result = many(ids=ids)
+                changed += result.changed
+                batches += 1
+                if result.changed < len(ids):  # never choose those again
+                    refused.update(todo.filter(pk__in=ids).values_list("pk", flat=True))
+                for status, n in result.skipped.items():
+                    skipped[status] = skipped.get(status, 0) + n
+        if len(ids) < batch_size:
+            break
+    logger.info(
+        "transition=%s_all changed=%s skipped=%s batches=%s", verb, changed, skipped, batches
+    )
+    return BatchedResult(changed, skipped, batches)

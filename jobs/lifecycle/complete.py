@@ -20,6 +20,7 @@ from jobs.lifecycle.transitions import (
     QUEUED,
     archive,
     backoff,
+    error_key,
     held,
     refused,
 )
@@ -45,6 +46,7 @@ def _mark_done(job: Job, worker_id: str, result: Any, now: datetime) -> bool:
         status=DONE,
         result=result,
         error=None,
+        error_class=None,
         traceback=None,
         finished_at=now,
         lease_expires_at=None,
@@ -78,7 +80,7 @@ def succeed_many(*, worker_id: str, completions: Sequence[tuple[Job, Any]]) -> i
     adapt = connection.ops.adapt_datetimefield_value
     starts = [adapt(job.started_at) for job in held]
     table = connection.ops.quote_name(Job._meta.db_table)
-    done = "status = %s, error = NULL, traceback = NULL, finished_at = %s, "
+    done = "status = %s, error = NULL, error_class = NULL, traceback = NULL, finished_at = %s, "
     done += "lease_expires_at = NULL, updated_at = %s"
     with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
@@ -144,6 +146,7 @@ def fail(
     with transaction.atomic():
         changes: dict[str, Any] = {
             "error": error,
+            "error_class": error_key(error),
             "traceback": traceback,
             "lease_expires_at": None,
             "updated_at": now,

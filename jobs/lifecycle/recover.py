@@ -31,6 +31,7 @@ def recover(*, now: datetime | None = None, limit: int = 500) -> int:
             requeue = job.attempts < job.max_attempts
             changes: dict[str, Any] = {
                 "error": "worker lost",
+                "error_class": "worker lost",
                 "traceback": None,
                 "lease_expires_at": None,
                 "updated_at": now,

@@ -8,6 +8,7 @@ it imports no other lifecycle module and moves no job itself.
 """
 
 import random
+import re
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -49,6 +50,26 @@ MANUAL_TRANSITIONS: dict[tuple[str, str], str] = {
 
 # The holder of a job claimed by hand (``claim_for_hand``, a manual edit to processing).
 MANUAL_HOLDER = "manual"
+
+
+# "ValueError: ..." or "pkg.mod.Error: ...": the runner's "<class>: <message>".
+ERROR_CLASS = re.compile(r"[A-Za-z_][\w.]*")
+ERROR_KEY_LENGTH = 200
+
+
+def error_key(error: str | None) -> str | None:
+    """The cause of a failure, to group failures by: the exception's class name in
+    ``"<class>: <message>"``, else the error's first line (a timeout's without its
+    seconds, so all timeouts group together)."""
+    if error is None:
+        return None
+    head, colon, _ = error.partition(":")
+    if colon and ERROR_CLASS.fullmatch(head):
+        return head[:ERROR_KEY_LENGTH]
+    first = error.strip().partition("\n")[0]
+    if first.startswith("timed out after"):
+        return "timed out"
+    return first[:ERROR_KEY_LENGTH]
 
 
 def new_worker_id(prefix: str) -> str:

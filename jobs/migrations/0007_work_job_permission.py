@@ -6,7 +6,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('jobs', '0005_idempotency_index_keys_only'),
+        ('jobs', '0006_failure_cause'),
     ]
 
     operations = [
