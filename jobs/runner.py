@@ -331,8 +331,15 @@ def run_due(
 def run_now(*, job_id: Any) -> Job:
     """Claim a queued (or hand-held) job and run it in this process; return it afterwards.
 
-    Raises ``TransitionRefused`` when a worker holds it or it has finished.
+    Raises ``TransitionRefused`` when a worker holds it or it has finished, or when its
+    task is external (a remote worker runs it: it is left as it is).
     """
+    task = Job.objects.filter(pk=job_id).values_list("task", "status").first()
+    if task and task[0] in tasks.external_names():
+        raise TransitionRefused(
+            f"task {task[0]!r} is external: a remote worker runs it, not this server",
+            current=task[1],
+        )
     worker_id = lifecycle.new_worker_id("run")
     job = lifecycle.claim_for_run(job_id=job_id, worker_id=worker_id)
     execute(job, worker_id=worker_id)

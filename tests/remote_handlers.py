@@ -24,3 +24,15 @@ def sleep(payload: dict[str, Any]) -> dict[str, Any]:
     Path(payload["marker"]).write_text(str(os.getpid()))
     time.sleep(payload["seconds"])
     return {"pid": os.getpid()}
+
+
+def odd(payload: dict[str, Any]) -> Any:
+    """Outcomes a handler may produce that the client must turn into a permanent failure."""
+    kind = payload["kind"]
+    if kind == "not json":
+        return {1, 2}
+    if kind == "permanent":
+        from jobqueue_worker import PermanentFailure  # as the README tells handlers to
+
+        raise PermanentFailure("no use trying again")
+    return "x" * 300_000  # "too large": over the server's 256 KiB

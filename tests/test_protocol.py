@@ -179,3 +179,23 @@ def test_reports_on_unknown_or_malformed_jobs_are_404(worker):
     for pk in (uuid.uuid4(), "not-a-uuid"):
         answer = report(worker, {"id": pk}, "succeed", worker_id="w1", attempt=1)
         assert answer.status_code == 404
+
+
+def test_run_now_refuses_an_external_job_and_leaves_it_queued(api, external):
+    job, _ = lifecycle.enqueue(task=EXTERNAL, payload={"w": 1})
+    response = api.post(f"/api/jobs/{job.pk}/run")
+    assert response.status_code == 409, response.content
+    assert "external" in response.json()["detail"]
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == ("queued", 0)
+
+
+def test_an_external_task_cannot_take_a_python_task_s_name(monkeypatch):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from jobs import tasks
+    from jobs.tasks import registry
+
+    monkeypatch.setattr(registry, "_registry", dict(registry._registry))
+    with pytest.raises(ImproperlyConfigured, match="echo"):
+        tasks.register_external("echo")

@@ -33,6 +33,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -50,6 +51,11 @@ class PermanentFailure(Exception):
 
 class Stale(Exception):
     """The server refused a report: this attempt is no longer ours (409)."""
+
+
+class Refused(Exception):
+    """The server refused a request as invalid (4xx other than 409): sending it again
+    would be refused again."""
 
 
 class Client:
@@ -79,6 +85,8 @@ class Client:
         except urllib.error.HTTPError as error:
             if error.code == 409:
                 raise Stale(json.load(error).get("detail", "")) from None
+            if 400 <= error.code < 500:
+                raise Refused(f"{error.code}: {error.read().decode(errors='replace')}") from None
             raise
 
     def claim(self, tasks: list[str], limit: int, wait: float) -> list[dict[str, Any]]:
@@ -120,6 +128,9 @@ class Worker:
         self.taken: set[tuple[str, int]] = set()  # attempts the server took away
 
     def stop(self, *_: Any) -> None:
+        if self.stopping.is_set():  # a second signal: stop now (leases bring the jobs back)
+            logger.warning("stopping now")
+            raise SystemExit(1)
         logger.info("stopping: finishing the running job, releasing the rest")
         self.stopping.set()
 
@@ -156,18 +167,41 @@ class Worker:
                 not isinstance(error, PermanentFailure),
             )
         else:
+            try:
+                json.dumps(result)
+            except (TypeError, ValueError) as error:
+                self._report(job, "fail", f"the result is not JSON: {error}", "", False)
+                return
             self._report(job, "succeed", result)
 
     def _report(self, job: dict[str, Any], verb: str, *args: Any) -> None:
-        try:
-            getattr(self.client, verb)(job, *args)
-        except Stale as refused:
-            logger.warning(
-                "job %s attempt %s: report refused: %s", job["id"], job["attempt"], refused
-            )
-        except (OSError, urllib.error.URLError) as error:
-            # The lease runs out and the job is claimed again: at-least-once.
-            logger.error("job %s: could not report (%s); it will run again", job["id"], error)
+        """Report an outcome; retry a network error a few times (the attempt is still ours
+        while its lease lasts); an invalid report (e.g. a result over the server's size
+        limit) fails the job for good, saying why."""
+        for delay in (0.5, 1, 2, 4, None):
+            try:
+                getattr(self.client, verb)(job, *args)
+                logger.info("job %s attempt %s: %s", job["id"], job["attempt"], verb)
+                break
+            except Stale as refused:
+                logger.warning(
+                    "job %s attempt %s: report refused: %s", job["id"], job["attempt"], refused
+                )
+                break
+            except Refused as refused:
+                logger.error("job %s: %s refused: %s", job["id"], verb, refused)
+                if verb == "succeed":  # a result the server will not take: say so, for good
+                    verb, args = "fail", (f"the server refused the result: {refused}", "", False)
+                    continue
+                # A failure report too large or invalid: send a short one.
+                verb, args = "fail", (str(args[0])[:1000], "", args[2])
+            except (OSError, urllib.error.URLError) as error:
+                if delay is None:  # the lease runs out and the job is claimed again
+                    logger.error(
+                        "job %s: could not report (%s); it will run again", job["id"], error
+                    )
+                    break
+                time.sleep(delay)
         self._forget(job)
 
     def _forget(self, job: dict[str, Any]) -> None:
@@ -196,7 +230,8 @@ class Worker:
                 continue
             try:
                 for item in self.client.heartbeat(held):
-                    logger.warning("job %s was taken away: dropping it", item["id"])
+                    if (item["id"], item["attempt"]) not in self.taken:
+                        logger.warning("job %s was taken away: dropping it", item["id"])
                     self.taken.add((item["id"], item["attempt"]))
             except (OSError, urllib.error.URLError, Stale) as error:
                 logger.warning("heartbeat failed: %s", error)
@@ -210,13 +245,19 @@ def load(spec: str) -> tuple[str, Callable[[Any], Any]]:
 
 
 def main() -> None:
+    # Run as a script: handlers' modules are found from the current directory, and a
+    # handler's ``from jobqueue_worker import PermanentFailure`` is this module's class.
+    sys.path.insert(0, os.getcwd())
+    sys.modules.setdefault("jobqueue_worker", sys.modules[__name__])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", required=True, help="the server, e.g. http://127.0.0.1:8000")
     parser.add_argument("--token", default=os.environ.get("JOBQUEUE_TOKEN"), help="API token")
     parser.add_argument("--task", action="append", required=True, help="NAME=module:function")
     parser.add_argument("--worker-id", default=f"{socket.gethostname()}-{os.getpid()}")
     parser.add_argument("--batch", type=int, default=10, help="jobs per claim (1-100)")
-    parser.add_argument("--wait", type=float, default=20, help="long poll seconds")
+    parser.add_argument(
+        "--wait", type=float, default=5, help="long poll seconds (a stop waits for it to end)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     worker = Worker(

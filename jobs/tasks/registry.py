@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
+from django.core.exceptions import ImproperlyConfigured
 
 from jobs.exceptions import InvalidPayload, PermanentFailure, UnknownTask
 
@@ -167,6 +168,12 @@ def register_external(
     Its jobs are created and validated like any other; only a remote worker that
     names it in ``POST /api/worker/claim`` runs them.
     """
+    known = _registry.get(name)
+    if known is not None and not known.external:
+        raise ImproperlyConfigured(
+            f"task {name!r} is already a Python task here; an external task needs a name of "
+            "its own"
+        )
     if isinstance(schema, dict):
         import jsonschema  # only tasks with a JSON Schema need it: not loaded at start-up
 
