@@ -171,8 +171,7 @@ def register_external(
     known = _registry.get(name)
     if known is not None and not known.external:
         raise ImproperlyConfigured(
-            f"task {name!r} is already a Python task here; an external task needs a name of "
-            "its own"
+            f"task {name!r} is already a Python task here; an external task needs a name of its own"
         )
     if isinstance(schema, dict):
         import jsonschema  # only tasks with a JSON Schema need it: not loaded at start-up
