@@ -30,7 +30,7 @@ from jobs.exceptions import InvalidJob, JobNotFound, TransitionRefused
 from jobs.models import Job
 
 # The options of a job, beside its task and payload (``enqueue``'s keyword arguments).
-OPTIONS = ("queue", "priority", "run_after", "max_attempts", "timeout")
+OPTIONS = ("queue", "priority", "run_after", "max_attempts", "timeout", "concurrency_key")
 UNSUPPORTED = "Not supported in a bulk enqueue."
 
 
@@ -43,6 +43,7 @@ class JobOptions(TypedDict, total=False):
     max_attempts: int | None
     timeout: float | None
     idempotency_key: str | None
+    concurrency_key: str | None
 
 
 def enqueue(
@@ -55,6 +56,7 @@ def enqueue(
     max_attempts: int | None = None,
     timeout: float | None = None,
     idempotency_key: str | None = None,
+    concurrency_key: str | None = None,
 ) -> Job:
     """Queue one job of the registered ``task``; return it.
 
@@ -71,6 +73,7 @@ def enqueue(
         max_attempts=max_attempts,
         timeout=timeout,
         idempotency_key=idempotency_key,
+        concurrency_key=concurrency_key,
     )
     return job
 

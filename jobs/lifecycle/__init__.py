@@ -29,6 +29,7 @@ names below, never its modules, which split the machine by concern (bottom first
 - ``claim``: claiming jobs, leases and heartbeats, releasing them unfinished;
 - ``complete``: the holder's outcome (``succeed``, ``fail``) and progress;
 - ``recover``: jobs whose holder died (expired leases);
+- ``flow``: paused queues, concurrency and rate limits (claim enforces them);
 - ``operator``: ``cancel``, ``retry``, ``set_status``, ``edit``, ``delete`` on one job;
 - ``bulk``: the set-based verbs of the admin's actions (``..._many``).
 
@@ -65,6 +66,17 @@ from jobs.lifecycle.create import (
     enqueue_many,
     validate_payload,
 )
+from jobs.lifecycle.flow import (
+    Limits,
+    all_limits,
+    limits,
+    next_start_in,
+    pause_queue,
+    resume_queue,
+    start_rated,
+    usage,
+    waiting_for,
+)
 from jobs.lifecycle.operator import EDITABLE_FIELDS, cancel, delete, edit, retry, set_status
 from jobs.lifecycle.recover import recover
 from jobs.lifecycle.transitions import (
@@ -87,7 +99,9 @@ __all__ = [
     "TIMEOUT_RANGE",
     "TRANSITIONS",
     "BulkResult",
+    "Limits",
     "Selection",
+    "all_limits",
     "backoff",
     "cancel",
     "cancel_many",
@@ -103,16 +117,23 @@ __all__ = [
     "enqueue_many",
     "fail",
     "heartbeat",
+    "limits",
     "mark_started",
     "new_worker_id",
+    "next_start_in",
+    "pause_queue",
     "recover",
     "release",
     "report_progress",
+    "resume_queue",
     "retry",
     "retry_many",
     "run_next_many",
     "set_status",
+    "start_rated",
     "succeed",
     "succeed_many",
+    "usage",
     "validate_payload",
+    "waiting_for",
 ]

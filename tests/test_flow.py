@@ -1,0 +1,203 @@
+"""Flow control in the claim: paused queues, concurrency per queue and per key, rate limits.
+
+Claim-level tests on the real database; the same limits across real worker
+processes are in tests/test_flow_processes.py.
+"""
+
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from jobs import lifecycle
+from jobs.conf import conf, parse_rate
+from jobs.lifecycle import flow
+from jobs.models import Job, Queue, RateSlot, Status
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_flow_state() -> None:
+    """Each test starts from its own database's flow state, not the last test's cache."""
+    flow.state(refresh=True)
+
+
+def claim(limit: int = 100, **options) -> list[Job]:
+    return lifecycle.claim(worker_id="w", limit=limit, **options)
+
+
+def finish(jobs) -> None:
+    for job in jobs:
+        lifecycle.succeed(job=job, worker_id="w", result=None)
+
+
+class TestPause:
+    def test_a_paused_queue_is_not_claimed_until_resumed(self, make_job):
+        mail = [make_job(queue="mail") for _ in range(3)]
+        other = make_job(queue="other")
+        claim(limit=0)  # the flow state is now cached: the pause must still be seen
+        lifecycle.pause_queue(name="mail")
+        assert [job.pk for job in claim()] == [other.pk]
+        make_job(queue="mail")  # enqueueing still works
+        lifecycle.resume_queue(name="mail")
+        assert {job.pk for job in claim()} >= {job.pk for job in mail}
+
+    def test_pause_is_stored_and_running_jobs_are_left_alone(self, make_job):
+        make_job(queue="mail")
+        (running,) = claim()
+        lifecycle.pause_queue(name="mail")
+        assert Queue.objects.get(name="mail").paused
+        finish([running])
+        assert Job.objects.get(pk=running.pk).status == Status.DONE
+
+    def test_waiting_for_says_paused(self, make_job):
+        job = make_job(queue="mail")
+        lifecycle.pause_queue(name="mail")
+        assert lifecycle.waiting_for(job) == "queue mail is paused"
+        lifecycle.resume_queue(name="mail")
+        assert lifecycle.waiting_for(job) == ""
+
+
+class TestQueueConcurrency:
+    def test_at_most_n_processing_and_a_finished_job_frees_its_slot(self, make_job):
+        Queue.objects.create(name="mail", concurrency=2)
+        for _ in range(5):
+            make_job(queue="mail")
+        first = claim()
+        assert len(first) == 2
+        assert claim() == []
+        job = make_job(queue="mail")
+        assert lifecycle.waiting_for(job) == "queue mail at its concurrency limit 2"
+        finish(first[:1])
+        assert len(claim()) == 1
+
+    def test_settings_limit_and_the_stored_value_wins(self, make_job, settings):
+        settings.JOBS_QUEUES = {"mail": {"concurrency": 1}}
+        for _ in range(4):
+            make_job(queue="mail")
+        assert len(claim()) == 1
+        Queue.objects.filter(name="mail").update(concurrency=3)  # the admin's edit
+        assert len(claim()) == 2
+
+    def test_a_recovered_job_gives_its_slot_back(self, make_job):
+        Queue.objects.create(name="mail", concurrency=1)
+        make_job(queue="mail")
+        make_job(queue="mail")
+        assert len(claim(lease_seconds=0.01)) == 1
+        assert claim() == []
+        assert lifecycle.recover(now=timezone.now() + timedelta(seconds=1)) == 1
+        assert len(claim()) == 1
+
+    def test_unlimited_queues_still_claim_beside_a_limited_one(self, make_job):
+        Queue.objects.create(name="mail", concurrency=1)
+        for _ in range(3):
+            make_job(queue="mail")
+            make_job(queue="other")
+        claimed = claim()
+        assert sorted(job.queue for job in claimed) == ["mail", "other", "other", "other"]
+
+
+class TestKeys:
+    def test_one_per_key_by_default(self, make_job):
+        jobs = [make_job(concurrency_key=key) for key in "aaabbc"]
+        claimed = claim()
+        assert sorted(job.concurrency_key for job in claimed) == ["a", "b", "c"]
+        assert lifecycle.waiting_for(jobs[1]) == "key a at its limit 1"
+        finish(claimed)
+        assert sorted(job.concurrency_key for job in claim()) == ["a", "b"]
+
+    def test_the_task_derives_the_key_and_sets_its_limit(self, make_job):
+        jobs = [make_job(task="test.per_account", payload={"account": i % 2}) for i in range(6)]
+        assert jobs[0].concurrency_key == "account:0"
+        assert len(claim()) == 4  # two per account
+
+    def test_the_queue_limit_per_key_wins_over_the_task(self, make_job):
+        Queue.objects.create(name="sync", key_concurrency=1)
+        for i in range(4):
+            make_job(task="test.per_account", queue="sync", payload={"account": i % 2})
+        assert len(claim()) == 2
+
+    def test_a_key_too_long_is_refused(self, make_job):
+        from jobs.exceptions import InvalidJob
+
+        with pytest.raises(InvalidJob) as refused:
+            make_job(concurrency_key="k" * 201)
+        assert "concurrency_key" in refused.value.errors
+
+
+class TestRate:
+    def test_at_most_n_starts_per_period_and_the_next_due_time(self, make_job):
+        Queue.objects.create(name="mail", rate="3/s")
+        jobs = [make_job(queue="mail") for _ in range(5)]
+        claimed = claim()
+        assert len(claimed) == 3
+        assert all(hasattr(job, "rate_slot") for job in claimed)
+        assert claim() == []
+        assert 0 < lifecycle.next_start_in() <= 1
+        assert lifecycle.waiting_for(jobs[4]) == "queue mail at its rate limit 3/s"
+        assert RateSlot.objects.filter(limiter="queue:mail").count() == 3
+
+    def test_only_as_many_as_can_start_now(self, make_job):
+        Queue.objects.create(name="mail", rate="10/s")
+        for _ in range(5):
+            make_job(queue="mail")
+        assert len(claim(starts=2)) == 2
+        assert claim(starts=0) == []  # claiming ahead takes no rate-limited job
+
+    def test_the_start_stamps_the_slot_once(self, make_job):
+        Queue.objects.create(name="mail", rate="1/h")
+        make_job(queue="mail")
+        (job,) = claim()
+        assert lifecycle.start_rated(job)
+        stamped = RateSlot.objects.get().last_used
+        assert stamped > timezone.now()  # a little ahead: the task starts before it
+        job.rate_slot = (job.rate_slot[0], stamped - timedelta(seconds=1))
+        assert not lifecycle.start_rated(job)  # the slot moved: this start is refused
+
+
+class TestCost:
+    def test_without_flow_control_a_full_claim_is_one_statement(self, make_job):
+        for _ in range(6):
+            make_job()
+        claim(limit=1)  # reads the flow state (cached for a second)
+        with CaptureQueriesContext(connection) as queries:
+            assert len(claim(limit=2)) == 2
+        statements = [q["sql"] for q in queries.captured_queries]
+        assert len([s for s in statements if "UPDATE" in s]) == 1
+        assert len(statements) <= 3, statements  # the statement, plus BEGIN/COMMIT if shown
+
+
+class TestSettings:
+    @pytest.mark.parametrize(
+        "value",
+        [
+            [],
+            {"mail": 5},
+            {"mail": {"concurrency": 0}},
+            {"mail": {"concurrency": "5"}},
+            {"mail": {"rate": "ten a second"}},
+            {"mail": {"burst": 3}},
+        ],
+    )
+    def test_bad_values_are_improperly_configured(self, settings, value):
+        settings.JOBS_QUEUES = value
+        with pytest.raises(ImproperlyConfigured, match="JOBS_QUEUES"):
+            conf.QUEUES  # noqa: B018
+
+    def test_rates(self):
+        assert parse_rate("10/s") == (10, 1.0)
+        assert parse_rate("1000/h") == (1000, 3600.0)
+        assert parse_rate("5/30s") == (5, 30.0)
+        with pytest.raises(ValueError, match="not a rate"):
+            parse_rate("0/s")
+
+    def test_limits_merge_settings_and_row(self, settings):
+        settings.JOBS_QUEUES = {"mail": {"concurrency": 5, "rate": "10/s"}}
+        Queue.objects.create(name="mail", rate="2/s", paused=True)
+        assert flow.limits("mail") == flow.Limits(
+            queue="mail", paused=True, concurrency=5, rate="2/s"
+        )
