@@ -148,6 +148,39 @@ def http_request(
     return enqueue(task="http_request", payload=_payload(fields), **options)
 
 
+def pause_queue(name: str) -> None:
+    """Stop workers claiming queue ``name``'s jobs (running ones finish; enqueueing goes on).
+
+    Stored in the database: it survives restarts. Raises ``ValueError`` for a bad name.
+    """
+    lifecycle.pause_queue(name=_queue_name(name))
+
+
+def resume_queue(name: str) -> None:
+    """Let workers claim queue ``name``'s jobs again; idle workers wake at once."""
+    lifecycle.resume_queue(name=_queue_name(name))
+
+
+def queue_state(name: str) -> dict[str, Any]:
+    """Return queue ``name``'s flow control and usage: ``paused``, ``concurrency``,
+    ``key_concurrency``, ``rate`` (each as in force), ``processing``, ``queued``, ``due``."""
+    limits = lifecycle.limits(_queue_name(name))
+    return {
+        "name": name,
+        "paused": limits.paused,
+        "concurrency": limits.concurrency,
+        "key_concurrency": limits.key_concurrency,
+        "rate": limits.rate or None,
+        **lifecycle.usage(name),
+    }
+
+
+def _queue_name(name: str) -> str:
+    if not isinstance(name, str) or not lifecycle.QUEUE_NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not a queue name: 1-100 letters, digits, '_', '.', ':', '-'")
+    return name
+
+
 def get_job(*, job_id: uuid.UUID | str) -> Job:
     """Return the job ``job_id``. Raises ``JobNotFound``."""
     job = Job.objects.filter(pk=_uuid(job_id)).first()

@@ -201,3 +201,57 @@ class TestSettings:
         assert flow.limits("mail") == flow.Limits(
             queue="mail", paused=True, concurrency=5, rate="2/s"
         )
+
+
+class TestPythonApi:
+    def test_pause_resume_and_state(self, make_job):
+        import jobs
+
+        make_job(queue="mail")
+        jobs.pause_queue("mail")
+        assert jobs.queue_state("mail") == {
+            "name": "mail",
+            "paused": True,
+            "concurrency": None,
+            "key_concurrency": None,
+            "rate": None,
+            "processing": 0,
+            "queued": 1,
+            "due": 1,
+        }
+        jobs.resume_queue("mail")
+        assert not jobs.queue_state("mail")["paused"]
+        with pytest.raises(ValueError, match="not a queue name"):
+            jobs.pause_queue("no spaces")
+
+    def test_enqueue_takes_a_concurrency_key(self):
+        import jobs
+
+        job = jobs.enqueue(task="echo", concurrency_key="account:7")
+        assert Job.objects.get(pk=job.pk).concurrency_key == "account:7"
+        [many] = jobs.enqueue_many(jobs=[{"task": "echo", "concurrency_key": "a"}])
+        assert many.concurrency_key == "a"
+
+
+class TestCommand:
+    def test_pause_show_list_resume(self, make_job):
+        from io import StringIO
+
+        from django.core.management import CommandError, call_command
+
+        def run(*args: str) -> str:
+            out = StringIO()
+            call_command("queue", *args, stdout=out)
+            return out.getvalue()
+
+        make_job(queue="mail")
+        assert run("pause", "mail") == "queue mail: paused (running jobs finish)\n"
+        assert Queue.objects.get(name="mail").paused
+        assert run("show", "mail") == (
+            "mail: paused concurrency=- key_concurrency=- rate=- processing=0 queued=1 due=1\n"
+        )
+        assert run("list").startswith("mail: paused")
+        run("resume", "mail")
+        assert not Queue.objects.get(name="mail").paused
+        with pytest.raises(CommandError, match="needs a queue name"):
+            run("pause")
