@@ -255,3 +255,54 @@ class TestCommand:
         assert not Queue.objects.get(name="mail").paused
         with pytest.raises(CommandError, match="needs a queue name"):
             run("pause")
+
+
+class TestApi:
+    def test_pause_resume_and_read_a_queue(self, api, make_job):
+        make_job(queue="mail")
+        paused = api.post("/api/queues/mail/pause")
+        assert paused.status_code == 200, paused.content
+        assert paused.json() == {
+            "name": "mail",
+            "paused": True,
+            "concurrency": None,
+            "key_concurrency": None,
+            "rate": None,
+            "processing": 0,
+            "queued": 1,
+            "due": 1,
+        }
+        assert api.get("/api/queues/mail/").json()["paused"] is True
+        assert api.post("/api/queues/mail/resume/").json()["paused"] is False
+
+    def test_list_shows_configured_and_stored_queues_with_limits(self, api, settings):
+        settings.JOBS_QUEUES = {"mail": {"concurrency": 5, "rate": "10/s"}}
+        Queue.objects.create(name="sync", key_concurrency=2)
+        listed = {q["name"]: q for q in api.get("/api/queues").json()}
+        assert set(listed) == {"mail", "sync"}
+        assert (listed["mail"]["concurrency"], listed["mail"]["rate"]) == (5, "10/s")
+        assert listed["sync"]["key_concurrency"] == 2
+
+    def test_a_bad_name_is_a_404_and_pausing_needs_change_permission(
+        self, api, make_user, client_for
+    ):
+        assert api.post("/api/queues/no%20spaces/pause").status_code == 404
+        viewer = make_user(name="viewer")
+        from django.contrib.auth.models import Permission
+
+        viewer.user_permissions.set(Permission.objects.filter(codename="view_queue"))
+        client = client_for(viewer)
+        assert client.get("/api/queues/mail").status_code == 200
+        assert client.post("/api/queues/mail/pause").status_code == 403
+        assert not Queue.objects.filter(paused=True).exists()
+
+    def test_a_job_says_why_it_waits_and_takes_a_concurrency_key(self, api):
+        created = api.post("/api/jobs", {"task": "echo", "concurrency_key": "a"}, format="json")
+        assert created.status_code == 201, created.content
+        assert created.json()["concurrency_key"] == "a"
+        claim()
+        second = api.post("/api/jobs", {"task": "echo", "concurrency_key": "a"}, format="json")
+        detail = api.get(f"/api/jobs/{second.json()['id']}").json()
+        assert detail["waiting_for"] == "key a at its limit 1"
+        long_key = api.post("/api/jobs", {"task": "echo", "concurrency_key": "k" * 201}, "json")
+        assert long_key.status_code == 400

@@ -4,6 +4,7 @@ from rest_framework.routers import APIRootView, DefaultRouter
 from jobs.api.defaults import ApiDefaults
 from jobs.api.views import (
     JobViewSet,
+    QueueViewSet,
     ScheduleViewSet,
     StatsView,
     TaskViewSet,
@@ -26,6 +27,7 @@ router.register("jobs", JobViewSet, basename="job")
 router.register("tasks", TaskViewSet, basename="task")
 router.register("workers", WorkerViewSet, basename="worker")
 router.register("schedules", ScheduleViewSet, basename="schedule")
+router.register("queues", QueueViewSet, basename="queue")
 
 urlpatterns = [
     re_path(r"^stats/?$", StatsView.as_view(), name="stats"),

@@ -55,6 +55,7 @@ from jobs.lifecycle.claim import (
 from jobs.lifecycle.complete import fail, report_progress, succeed, succeed_many
 from jobs.lifecycle.create import (
     MAX_ATTEMPTS_RANGE,
+    MAX_CONCURRENCY_KEY,
     MAX_IDEMPOTENCY_KEY,
     MAX_PAYLOAD_DEPTH,
     PRIORITY_RANGE,
@@ -92,6 +93,7 @@ __all__ = [
     "MANUAL_HOLDER",
     "MANUAL_TRANSITIONS",
     "MAX_ATTEMPTS_RANGE",
+    "MAX_CONCURRENCY_KEY",
     "MAX_IDEMPOTENCY_KEY",
     "MAX_PAYLOAD_DEPTH",
     "PRIORITY_RANGE",
