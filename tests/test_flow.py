@@ -306,3 +306,48 @@ class TestApi:
         assert detail["waiting_for"] == "key a at its limit 1"
         long_key = api.post("/api/jobs", {"task": "echo", "concurrency_key": "k" * 201}, "json")
         assert long_key.status_code == 400
+
+
+class TestAdmin:
+    def test_pause_and_resume_actions_are_recorded_in_the_history(self, admin_client, make_job):
+        from django.contrib.admin.models import LogEntry
+        from django.urls import reverse
+
+        make_job(queue="mail")
+        queue = Queue.objects.create(name="mail")
+        changelist = reverse("admin:jobs_queue_changelist")
+        response = admin_client.post(
+            changelist, {"action": "pause", "_selected_action": [queue.pk]}, follow=True
+        )
+        assert "1 queue(s) paused." in response.content.decode()
+        assert Queue.objects.get(name="mail").paused
+        admin_client.post(changelist, {"action": "resume", "_selected_action": [queue.pk]})
+        assert not Queue.objects.get(name="mail").paused
+        assert LogEntry.objects.filter(object_id=str(queue.pk)).count() == 2
+        page = admin_client.get(changelist).content.decode()
+        assert "mail" in page and "active" in page
+
+    def test_limits_are_editable_validated_and_audited(self, admin_client, settings):
+        from django.contrib.admin.models import LogEntry
+        from django.urls import reverse
+
+        settings.JOBS_QUEUES = {"mail": {"concurrency": 5}}
+        queue = Queue.objects.create(name="mail")
+        url = reverse("admin:jobs_queue_change", args=[queue.pk])
+        page = admin_client.get(url).content.decode()
+        assert "concurrency=5" in page  # what the settings say, beside the stored value
+        form = {"concurrency": "2", "key_concurrency": "", "rate": "ten"}
+        refused = admin_client.post(url, form)
+        assert refused.status_code == 200 and "is not a rate" in refused.content.decode()
+        saved = admin_client.post(url, {**form, "rate": "10/s"})
+        assert saved.status_code == 302
+        assert flow.limits("mail") == flow.Limits(queue="mail", concurrency=2, rate="10/s")
+        assert LogEntry.objects.filter(object_id=str(queue.pk)).exists()
+
+    def test_a_jobs_page_says_why_it_waits(self, admin_client, make_job):
+        from django.urls import reverse
+
+        job = make_job(queue="mail")
+        lifecycle.pause_queue(name="mail")
+        page = admin_client.get(reverse("admin:jobs_job_change", args=[job.pk]))
+        assert "queue mail is paused" in page.content.decode()

@@ -102,6 +102,8 @@ class JobAdmin(admin.ModelAdmin):
         "started_at",
         "finished_at",
         "idempotency_key",
+        "concurrency_key",
+        "waiting_for",
     ]
     fieldsets = [
         (None, {"fields": ["id", "status", "task", "queue", "priority", "run_after"]}),
@@ -116,6 +118,7 @@ class JobAdmin(admin.ModelAdmin):
                     ("worker_link", "lease"),
                     ("created_at", "started_at", "finished_at", "updated_at"),
                     "idempotency_key",
+                    ("concurrency_key", "waiting_for"),
                 ]
             },
         ),
@@ -125,6 +128,11 @@ class JobAdmin(admin.ModelAdmin):
         css = {"all": ["jobs/admin.css"]}
 
     # -- columns --------------------------------------------------------------------------
+
+    @admin.display(description="waiting for")
+    def waiting_for(self, job: Job) -> str:
+        """Why a queued job is not running yet (a paused queue, a limit), if anything."""
+        return (lifecycle.waiting_for(job) if job.pk else "") or "-"
 
     @admin.display(description="id", ordering="id")
     def short_id(self, job: Job) -> str:
