@@ -132,13 +132,13 @@ def _claim_controlled(
     for queue in state.controlled(queues):
         if len(claimed) >= limit:
             return claimed
-        left = _starts_left(starts, claimed)
+        left, room = _starts_left(starts, claimed), limit - len(claimed)
         with transaction.atomic():
-            claimed += _claim_queue(queue.queue, limit - len(claimed), left, worker_id, lease, now)
+            claimed += _claim_queue(queue.queue, room, left, state.keyed, worker_id, lease, now)
     if state.keyed and len(claimed) < limit:
         due = Job.objects.claimable(queues=queues, now=now).filter(concurrency_key__isnull=False)
         with transaction.atomic():
-            chosen = _choose(flow.uncontrolled(due), limit - len(claimed), None)
+            chosen = _choose(flow.uncontrolled(due), limit - len(claimed), None, keyed=True)
             claimed += _mark(chosen, worker_id, lease, now)
     return claimed
 
@@ -151,7 +151,13 @@ def _starts_left(starts: int | None, claimed: list[Job]) -> int | None:
 
 
 def _claim_queue(
-    name: str, limit: int, starts: int | None, worker_id: str, lease: datetime, now: datetime
+    name: str,
+    limit: int,
+    starts: int | None,
+    keyed: bool,
+    worker_id: str,
+    lease: datetime,
+    now: datetime,
 ) -> list[Job]:
     """Claim from one controlled queue, its row locked (in the caller's transaction)."""
     queue = flow.lock_queue(name)
@@ -167,30 +173,46 @@ def _claim_queue(
         limit = len(slots)
     if limit <= 0:
         return []
-    jobs = _mark(
-        _choose(Job.objects.claimable(queues=[name], now=now), limit, queue), worker_id, lease, now
-    )
+    due = _choose(Job.objects.claimable(queues=[name], now=now), limit, queue, keyed=keyed)
+    jobs = _mark(due, worker_id, lease, now)
     for job, slot in zip(jobs, slots, strict=False):
         job.rate_slot = slot  # the executor stamps it again as the job starts
     return jobs
 
 
-def _choose(due: Any, limit: int, queue: flow.Limits | None) -> Any:
+def _choose(due: Any, limit: int, queue: flow.Limits | None, *, keyed: bool) -> Any:
     """Up to ``limit`` ids of ``due`` (in claim order) that their keys' limits allow, as a
-    query of ids. Keys are locked first, so the counts hold until the claim commits."""
-    window = list(due.values_list("pk", "concurrency_key", "task")[: max(4 * limit, 200)])
-    keys = [key for _, key, _ in window if key]
-    busy = flow.lock_keys(keys)
-    chosen: list[Any] = []
-    for pk, key, task in window:
-        if len(chosen) >= limit:
+    query of ids (None: none).
+
+    Only the keys of jobs that look claimable are locked (sorted), then their
+    processing jobs counted again under the locks: those counts hold until the
+    claim commits, whatever other workers do. ``keyed``: keyed jobs may be queued.
+    """
+    # With keyed jobs about, look past the ones whose key is full (up to a window).
+    size = max(4 * limit, 200) if keyed else limit
+    window = list(due.values_list("pk", "concurrency_key", "task")[:size])
+    if any(key for _, key, _ in window):
+        seen = flow.processing_by_key({key for _, key, _ in window if key})
+        window = _pick(window, limit, seen, queue)
+        locked = flow.lock_keys([key for _, key, _ in window if key])
+        window = _pick(window, limit, locked, queue)
+    chosen = [pk for pk, _, _ in window[:limit]]
+    return Job.objects.filter(pk__in=chosen).values("pk") if chosen else None
+
+
+def _pick(window: list[Any], limit: int, busy: dict[str, int], queue: Any) -> list[Any]:
+    """The first ``limit`` rows of ``window`` whose key (if any) has room, given ``busy``."""
+    busy, picked = dict(busy), []
+    for row in window:
+        if len(picked) >= limit:
             break
+        _, key, task = row
         if key:
             if busy[key] >= flow.key_limit(task, queue):
                 continue
             busy[key] += 1
-        chosen.append(pk)
-    return Job.objects.filter(pk__in=chosen).values("pk") if chosen else None
+        picked.append(row)
+    return picked
 
 
 def _from_row(columns: list[tuple[Any, list[Any]]], row: Sequence[Any]) -> Job:

@@ -149,8 +149,13 @@ def lock_keys(keys: list[str]) -> dict[str, int]:
     keys = sorted(set(keys))
     ConcurrencyKey.objects.bulk_create([ConcurrencyKey(key=k) for k in keys], ignore_conflicts=True)
     list(ConcurrencyKey.objects.select_for_update().filter(key__in=keys).order_by("key"))
+    return processing_by_key(keys)
+
+
+def processing_by_key(keys: Any) -> dict[str, int]:
+    """How many jobs each of ``keys`` has processing (0 included)."""
     counts = (
-        Job.objects.filter(status=Status.PROCESSING, concurrency_key__in=keys)
+        Job.objects.filter(status=Status.PROCESSING, concurrency_key__in=list(keys))
         .values_list("concurrency_key")
         .annotate(n=Count("pk"))
     )
