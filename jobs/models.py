@@ -115,6 +115,12 @@ class Job(models.Model):
                 name="jobs_key_processing_idx",
                 condition=Q(status="processing", concurrency_key__isnull=False),
             ),
+            # A limited queue's claim counts its processing jobs (at most its limit).
+            models.Index(
+                fields=["queue"],
+                name="jobs_queue_processing_idx",
+                condition=Q(status="processing"),
+            ),
             models.Index(
                 fields=["lease_expires_at"],
                 name="jobs_lease_idx",

@@ -9,7 +9,11 @@ from django.db import migrations, models
 
 # SQLite planner statistics (see 0004): the new indexes get theirs, and all are seeded
 # again in case the table was rebuilt. Few jobs carry a concurrency key.
-NEW_STATS = {"jobs_claim_keyed_idx": "1000 100 1", "jobs_key_processing_idx": "100 1"}
+NEW_STATS = {
+    "jobs_claim_keyed_idx": "1000 100 1",
+    "jobs_key_processing_idx": "100 1",
+    "jobs_queue_processing_idx": "1000 100",
+}
 
 
 def seed_sqlite_stats(apps, schema_editor):
@@ -75,6 +79,10 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name='job',
             index=models.Index(condition=models.Q(('concurrency_key__isnull', False), ('status', 'processing')), fields=['concurrency_key'], name='jobs_key_processing_idx'),
+        ),
+        migrations.AddIndex(
+            model_name='job',
+            index=models.Index(condition=models.Q(('status', 'processing')), fields=['queue'], name='jobs_queue_processing_idx'),
         ),
         migrations.AddConstraint(
             model_name='rateslot',
