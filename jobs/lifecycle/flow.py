@@ -181,10 +181,12 @@ def take_slots(queue: str, rate: tuple[int, float], wanted: int, now: datetime) 
     ``(slot id, stamp)`` for each. Notes when the next slot frees (``next_start``)."""
     starts, period = rate
     limiter, since = _limiter(queue), now - timedelta(seconds=period)
-    RateSlot.objects.bulk_create(
-        [RateSlot(limiter=limiter, number=n) for n in range(starts)], ignore_conflicts=True
-    )
     slots = RateSlot.objects.filter(limiter=limiter, number__lt=starts)
+    # The slots are created together (one statement): the last one present means all are.
+    if not slots.filter(number=starts - 1).exists():
+        RateSlot.objects.bulk_create(
+            [RateSlot(limiter=limiter, number=n) for n in range(starts)], ignore_conflicts=True
+        )
     free = slots.filter(Q(last_used__isnull=True) | Q(last_used__lte=since))
     if connection.features.has_select_for_update_skip_locked:
         free = free.select_for_update(skip_locked=True)
