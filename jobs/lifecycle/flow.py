@@ -39,6 +39,7 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import Count, Q
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from jobs import notify, tasks
@@ -50,8 +51,12 @@ STATE_SECONDS = 1.0
 # A rate-limited start is stamped this far ahead of the clock: the task must begin
 # before its stamp, or the executor hands the job back instead of starting it.
 START_MARGIN = timedelta(seconds=0.05)
-CONTROLLED = Q(paused=True) | Q(concurrency__isnull=False) | Q(key_concurrency__isnull=False)
-CONTROLLED |= ~Q(rate="")
+# The names of paused or limited queues, as SQL: the claim statement's exclusion (raw,
+# because compiling the same subquery through the ORM doubles the claim's Python time).
+_CONTROLLED_NAMES = (
+    f"SELECT name FROM {Queue._meta.db_table} "  # noqa: S608
+    "WHERE paused OR concurrency IS NOT NULL OR key_concurrency IS NOT NULL OR rate <> ''"
+)
 
 
 @dataclass(frozen=True)
@@ -120,7 +125,7 @@ def state(*, refresh: bool = False) -> State:
 def uncontrolled(qs: Any) -> Any:
     """``qs`` without the jobs of paused or limited queues (a subquery of the same
     statement, so a pause or limit committed before it starts is seen)."""
-    qs = qs.exclude(queue__in=Queue.objects.filter(CONTROLLED).values("name"))
+    qs = qs.exclude(queue__in=RawSQL(_CONTROLLED_NAMES, ()))  # noqa: S611 (a constant)
     configured = [name for name, values in conf.QUEUES.items() if values]
     return qs.exclude(queue__in=configured) if configured else qs
 
