@@ -141,6 +141,15 @@ class TestRate:
         assert lifecycle.waiting_for(jobs[4]) == "queue mail at its rate limit 3/s"
         assert RateSlot.objects.filter(limiter="queue:mail").count() == 3
 
+    def test_a_slot_no_job_took_stays_free(self, make_job):
+        Queue.objects.create(name="mail", rate="3/h")
+        make_job(queue="mail")
+        assert len(claim()) == 1
+        assert RateSlot.objects.filter(last_used__isnull=True).count() == 2
+        make_job(queue="mail")
+        make_job(queue="mail")
+        assert len(claim()) == 2
+
     def test_only_as_many_as_can_start_now(self, make_job):
         Queue.objects.create(name="mail", rate="10/s")
         for _ in range(5):

@@ -168,15 +168,15 @@ def _claim_queue(
     slots: list[Any] = []
     if (rate := queue.rate_limit) is not None:
         limit = min(limit, limit if starts is None else starts)
-        if limit > 0:
-            slots = flow.take_slots(name, rate, limit, now)
+        slots = flow.free_slots(name, rate, limit, now) if limit > 0 else []
         limit = len(slots)
     if limit <= 0:
         return []
     due = _choose(Job.objects.claimable(queues=[name], now=now), limit, queue, keyed=keyed)
     jobs = _mark(due, worker_id, lease, now)
-    for job, slot in zip(jobs, slots, strict=False):
-        job.rate_slot = slot  # the executor stamps it again as the job starts
+    if rate is not None:  # a slot for each job claimed; the others stay free
+        for job, slot in zip(jobs, flow.stamp_slots(slots[: len(jobs)], now), strict=True):
+            job.rate_slot = slot  # the executor stamps it again as the job starts
     return jobs
 
 

@@ -21,7 +21,7 @@ decides a limit (``claim._claim_controlled``):
   sorted order, so two claims never deadlock) before their processing jobs are
   counted. Transaction-scoped locks only: PgBouncer's transaction mode is fine;
 - a rate limit of N per period is N ``RateSlot`` rows, each holding its last use.
-  A claim takes a slot last used a whole period ago and stamps it (``take_slots``);
+  A claim takes a slot last used a whole period ago and stamps it (``free_slots``);
   the executor stamps it again just before the task starts (``start_rated``,
   compare-and-set on the claim's stamp, a little ahead of the clock) and does not
   start the job if the slot moved meanwhile. So a slot's starts are a period apart
@@ -181,9 +181,9 @@ def _limiter(queue: str) -> str:
     return f"queue:{queue}"
 
 
-def take_slots(queue: str, rate: tuple[int, float], wanted: int, now: datetime) -> list[Any]:
-    """Lock and stamp up to ``wanted`` of the queue's rate slots free at ``now``; return
-    ``(slot id, stamp)`` for each. Notes when the next slot frees (``next_start``)."""
+def free_slots(queue: str, rate: tuple[int, float], wanted: int, now: datetime) -> list[Any]:
+    """Lock up to ``wanted`` of the queue's rate slots last used a period before ``now``;
+    return their ids. Notes when the next slot frees if too few are (``next_start_in``)."""
     starts, period = rate
     limiter, since = _limiter(queue), now - timedelta(seconds=period)
     slots = RateSlot.objects.filter(limiter=limiter, number__lt=starts)
@@ -196,10 +196,15 @@ def take_slots(queue: str, rate: tuple[int, float], wanted: int, now: datetime) 
     if connection.features.has_select_for_update_skip_locked:
         free = free.select_for_update(skip_locked=True)
     taken = list(free.order_by("last_used", "number").values_list("pk", flat=True)[:wanted])
-    RateSlot.objects.filter(pk__in=taken).update(last_used=now)
     if len(taken) < wanted:
         _note_next_start(slots, period)
-    return [(pk, now) for pk in taken]
+    return taken
+
+
+def stamp_slots(slots: list[Any], now: datetime) -> list[tuple[Any, datetime]]:
+    """Mark ``slots`` (locked by ``free_slots``) used at ``now``; return ``(id, stamp)`` each."""
+    RateSlot.objects.filter(pk__in=slots).update(last_used=now)
+    return [(pk, now) for pk in slots]
 
 
 def _note_next_start(slots: Any, period: float) -> None:
