@@ -360,3 +360,14 @@ class TestAdmin:
         lifecycle.pause_queue(name="mail")
         page = admin_client.get(reverse("admin:jobs_job_change", args=[job.pk]))
         assert "queue mail is paused" in page.content.decode()
+
+
+class TestRunDue:
+    def test_run_jobs_keeps_to_the_limits(self, make_job):
+        from jobs.testing import run_jobs
+
+        Queue.objects.create(name="mail", rate="2/h")
+        for _ in range(3):
+            make_job(queue="mail")
+        assert len(run_jobs()) == 2  # the third start waits for the next hour
+        assert Job.objects.filter(status=Status.QUEUED).count() == 1

@@ -80,3 +80,10 @@ def test_a_rolled_back_enqueue_is_never_announced(listener, other, many):
         raise RuntimeError("the caller changes its mind")
     assert heard_before_marker(listener, other) == []
     assert not Job.objects.exists()
+
+
+def test_resuming_a_queue_wakes_idle_workers_and_pausing_does_not(listener, other):
+    lifecycle.pause_queue(name="held")
+    assert heard_before_marker(listener, other) == []
+    lifecycle.resume_queue(name="held")
+    assert heard_before_marker(listener, other) == ["held"]
