@@ -261,7 +261,8 @@ class _Conf:
     @property
     def QUEUES(self) -> dict[str, dict[str, Any]]:
         """Flow control per queue: ``{"mail": {"concurrency": 5, "rate": "10/s",
-        "key_concurrency": 1}}`` (values the admin stores for a queue win; see README)."""
+        "key_concurrency": 1, "key_rate": "1/s"}}`` (values the admin stores for a queue
+        win; see README)."""
         return parse_queues(_get("JOBS_QUEUES", {}))
 
     @property
@@ -290,7 +291,7 @@ def parse_age(value: Any) -> timedelta | None:
     return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
 
 
-QUEUE_LIMITS = ("concurrency", "key_concurrency", "rate")
+QUEUE_LIMITS = ("concurrency", "key_concurrency", "rate", "key_rate")
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*(?:\.\d+)?)\s*([smhd])\s*$")
 
 
@@ -323,11 +324,11 @@ def parse_queues(value: Any) -> dict[str, dict[str, Any]]:
                 raise ImproperlyConfigured(
                     f"{where}: unknown limit {key!r} (use {', '.join(QUEUE_LIMITS)})"
                 )
-            if key == "rate":
+            if key in ("rate", "key_rate"):
                 try:
                     parse_rate(limit)
                 except ValueError as exc:
-                    raise ImproperlyConfigured(f"{where}['rate']: {exc}") from None
+                    raise ImproperlyConfigured(f"{where}[{key!r}]: {exc}") from None
             elif isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
                 raise ImproperlyConfigured(f"{where}[{key!r}]={limit!r}: must be an integer >= 1")
     return value

@@ -210,6 +210,13 @@ class Queue(models.Model):
         validators=[validate_rate],
         help_text="Most job starts per period, e.g. 10/s, 1000/h; empty: JOBS_QUEUES's.",
     )
+    key_rate = models.CharField(
+        max_length=32,
+        blank=True,
+        default="",
+        validators=[validate_rate],
+        help_text="Most job starts per period per concurrency key; empty: JOBS_QUEUES's.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -222,7 +229,7 @@ class Queue(models.Model):
 class RateSlot(models.Model):
     """One of a rate limiter's N slots: a start takes a slot last used a period ago."""
 
-    limiter = models.CharField(max_length=300)  # "queue:<name>"
+    limiter = models.CharField(max_length=400)  # "queue:<name>", "key:<queue>:<key>"
     number = models.PositiveIntegerField()
     last_used = models.DateTimeField(null=True, blank=True)
 

@@ -163,7 +163,8 @@ def resume_queue(name: str) -> None:
 
 def queue_state(name: str) -> dict[str, Any]:
     """Return queue ``name``'s flow control and usage: ``paused``, ``concurrency``,
-    ``key_concurrency``, ``rate`` (each as in force), ``processing``, ``queued``, ``due``."""
+    ``key_concurrency``, ``rate``, ``key_rate`` (each as in force), ``processing``,
+    ``queued``, ``due``."""
     limits = lifecycle.limits(_queue_name(name))
     return {
         "name": name,
@@ -171,6 +172,7 @@ def queue_state(name: str) -> dict[str, Any]:
         "concurrency": limits.concurrency,
         "key_concurrency": limits.key_concurrency,
         "rate": limits.rate or None,
+        "key_rate": limits.key_rate or None,
         **lifecycle.usage(name),
     }
 

@@ -135,11 +135,22 @@ class TestRate:
         jobs = [make_job(queue="mail") for _ in range(5)]
         claimed = claim()
         assert len(claimed) == 3
-        assert all(hasattr(job, "rate_slot") for job in claimed)
+        assert all(hasattr(job, "rate_slots") for job in claimed)
         assert claim() == []
         assert 0 < lifecycle.next_start_in() <= 1
         assert lifecycle.waiting_for(jobs[4]) == "queue mail at its rate limit 3/s"
         assert RateSlot.objects.filter(limiter="queue:mail").count() == 3
+
+    def test_a_rate_per_key(self, make_job):
+        Queue.objects.create(name="sync", key_rate="1/h")
+        jobs = [make_job(queue="sync", concurrency_key=key) for key in "aab"]
+        make_job(queue="sync")  # no key: no key rate
+        claimed = claim()
+        assert sorted(job.concurrency_key or "-" for job in claimed) == ["-", "a", "b"]
+        finish(claimed)
+        assert claim() == []  # a's second start waits for the next hour, done or not
+        assert lifecycle.waiting_for(jobs[1]) == "key a at its rate limit 1/h"
+        assert all(lifecycle.start_rated(job) for job in claimed)
 
     def test_a_slot_no_job_took_stays_free(self, make_job):
         Queue.objects.create(name="mail", rate="3/h")
@@ -164,7 +175,7 @@ class TestRate:
         assert lifecycle.start_rated(job)
         stamped = RateSlot.objects.get().last_used
         assert stamped > timezone.now()  # a little ahead: the task starts before it
-        job.rate_slot = (job.rate_slot[0], stamped - timedelta(seconds=1))
+        job.rate_slots = [(job.rate_slots[0][0], stamped - timedelta(seconds=1))]
         assert not lifecycle.start_rated(job)  # the slot moved: this start is refused
 
 
@@ -189,6 +200,7 @@ class TestSettings:
             {"mail": {"concurrency": 0}},
             {"mail": {"concurrency": "5"}},
             {"mail": {"rate": "ten a second"}},
+            {"mail": {"key_rate": "1/fortnight"}},
             {"mail": {"burst": 3}},
         ],
     )
@@ -224,6 +236,7 @@ class TestPythonApi:
             "concurrency": None,
             "key_concurrency": None,
             "rate": None,
+            "key_rate": None,
             "processing": 0,
             "queued": 1,
             "due": 1,
@@ -257,7 +270,8 @@ class TestCommand:
         assert run("pause", "mail") == "queue mail: paused (running jobs finish)\n"
         assert Queue.objects.get(name="mail").paused
         assert run("show", "mail") == (
-            "mail: paused concurrency=- key_concurrency=- rate=- processing=0 queued=1 due=1\n"
+            "mail: paused concurrency=- key_concurrency=- rate=- key_rate=- "
+            "processing=0 queued=1 due=1\n"
         )
         assert run("list").startswith("mail: paused")
         run("resume", "mail")
@@ -277,6 +291,7 @@ class TestApi:
             "concurrency": None,
             "key_concurrency": None,
             "rate": None,
+            "key_rate": None,
             "processing": 0,
             "queued": 1,
             "due": 1,
@@ -345,7 +360,7 @@ class TestAdmin:
         url = reverse("admin:jobs_queue_change", args=[queue.pk])
         page = admin_client.get(url).content.decode()
         assert "concurrency=5" in page  # what the settings say, beside the stored value
-        form = {"concurrency": "2", "key_concurrency": "", "rate": "ten"}
+        form = {"concurrency": "2", "key_concurrency": "", "rate": "ten", "key_rate": ""}
         refused = admin_client.post(url, form)
         assert refused.status_code == 200 and "is not a rate" in refused.content.decode()
         saved = admin_client.post(url, {**form, "rate": "10/s"})

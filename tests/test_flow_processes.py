@@ -81,6 +81,12 @@ def test_one_per_key_over_20_keys_and_500_jobs(processes, tmp_path):
         assert len(spans) == 25 and most_at_once(spans) == 1, key
 
 
+def most_in_a_second(starts: list[float]) -> int:
+    """The most starts in any window of one second."""
+    starts = sorted(starts)
+    return max(sum(1 for t in starts[i:] if t < s + 1.0) for i, s in enumerate(starts))
+
+
 def test_a_rate_of_20_per_second_over_200_jobs(processes, tmp_path):
     log = tmp_path / "log"
     span_jobs(log, 200, "rated")
@@ -88,9 +94,20 @@ def test_a_rate_of_20_per_second_over_200_jobs(processes, tmp_path):
     wait_for(all_done(200), timeout=120)
     starts = sorted(start for _, start, _ in read_log(log))
     assert len(starts) == 200
-    most = max(sum(1 for t in starts[i:] if t < s + 1.0) for i, s in enumerate(starts))
-    assert most <= 20
+    assert most_in_a_second(starts) <= 20
     assert starts[-1] - starts[0] >= 9.0  # 200 starts at 20 a second take 9 s at least
+
+
+def test_a_rate_of_5_per_second_per_key(processes, tmp_path):
+    Queue.objects.create(name="rated", key_rate="5/s", key_concurrency=100)
+    log = tmp_path / "log"
+    span_jobs(log, 60, "rated", key=lambda i: f"key-{i % 3}")
+    start_workers(processes)
+    wait_for(all_done(60), timeout=120)
+    rows = read_log(log)
+    assert len(rows) == 60
+    for key in ("key-0", "key-1", "key-2"):
+        assert most_in_a_second([start for line, start, _ in rows if line == key]) <= 5
 
 
 def test_a_paused_queue_starts_nothing_until_resumed(processes, tmp_path):

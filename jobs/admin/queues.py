@@ -25,6 +25,7 @@ class QueueAdmin(admin.ModelAdmin):
         "concurrency_in_force",
         "key_concurrency_in_force",
         "rate_in_force",
+        "key_rate_in_force",
         "processing",
         "queued",
         "updated_at",
@@ -37,6 +38,7 @@ class QueueAdmin(admin.ModelAdmin):
         "concurrency",
         "key_concurrency",
         "rate",
+        "key_rate",
         "settings",
         "processing",
         "queued",
@@ -62,6 +64,10 @@ class QueueAdmin(admin.ModelAdmin):
     @admin.display(description="rate")
     def rate_in_force(self, queue: Queue) -> str:
         return lifecycle.limits(queue.name, queue).rate or "-"
+
+    @admin.display(description="rate per key")
+    def key_rate_in_force(self, queue: Queue) -> str:
+        return lifecycle.limits(queue.name, queue).key_rate or "-"
 
     @admin.display(description="JOBS_QUEUES")
     def settings(self, queue: Queue) -> str:

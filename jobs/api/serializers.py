@@ -191,6 +191,7 @@ class QueueSerializer(serializers.Serializer):
     concurrency = serializers.IntegerField(read_only=True, allow_null=True)
     key_concurrency = serializers.IntegerField(read_only=True, allow_null=True)
     rate = serializers.CharField(read_only=True, allow_null=True)
+    key_rate = serializers.CharField(read_only=True, allow_null=True)
     processing = serializers.IntegerField(read_only=True)
     queued = serializers.IntegerField(read_only=True)
     due = serializers.IntegerField(read_only=True)
@@ -203,6 +204,7 @@ class QueueSerializer(serializers.Serializer):
             "concurrency": limits.concurrency,
             "key_concurrency": limits.key_concurrency,
             "rate": limits.rate or None,
+            "key_rate": limits.key_rate or None,
             **lifecycle.usage(name),
         }
 

@@ -138,7 +138,8 @@ def _claim_controlled(
     if state.keyed and len(claimed) < limit:
         due = Job.objects.claimable(queues=queues, now=now).filter(concurrency_key__isnull=False)
         with transaction.atomic():
-            chosen = _choose(flow.uncontrolled(due), limit - len(claimed), None, keyed=True)
+            room = limit - len(claimed)
+            chosen, _ = _choose(flow.uncontrolled(due), room, None, keyed=True, now=now)
             claimed += _mark(chosen, worker_id, lease, now)
     return claimed
 
@@ -147,7 +148,7 @@ def _starts_left(starts: int | None, claimed: list[Job]) -> int | None:
     """Executors left to start rate-limited jobs at once (None: no bound)."""
     if starts is None:
         return None
-    return starts - sum(hasattr(job, "rate_slot") for job in claimed)
+    return starts - sum(hasattr(job, "rate_slots") for job in claimed)
 
 
 def _claim_queue(
@@ -166,23 +167,29 @@ def _claim_queue(
     if queue.concurrency:
         limit = min(limit, queue.concurrency - flow.processing(queue=name))
     slots: list[Any] = []
-    if (rate := queue.rate_limit) is not None:
+    if queue.rate or queue.key_rate:  # only as many as can start at once
         limit = min(limit, limit if starts is None else starts)
-        slots = flow.free_slots(name, rate, limit, now) if limit > 0 else []
+    if (rate := queue.rate_limit) is not None and limit > 0:
+        slots = flow.free_slots(flow.queue_limiter(name), rate, limit, now)
         limit = len(slots)
     if limit <= 0:
         return []
-    due = _choose(Job.objects.claimable(queues=[name], now=now), limit, queue, keyed=keyed)
-    jobs = _mark(due, worker_id, lease, now)
-    if rate is not None:  # a slot for each job claimed; the others stay free
-        for job, slot in zip(jobs, flow.stamp_slots(slots[: len(jobs)], now), strict=True):
-            job.rate_slot = slot  # the executor stamps it again as the job starts
+    due = Job.objects.claimable(queues=[name], now=now)
+    chosen, key_slots = _choose(due, limit, queue, keyed=keyed, now=now)
+    jobs = _mark(chosen, worker_id, lease, now)
+    for job in jobs:  # a slot for each job claimed; the others stay free
+        own = [slots.pop()] if rate is not None else []
+        own += key_slots.get(job.pk, [])
+        if own:
+            flow.stamp_slots(job, own, now)  # the executor stamps them again as it starts
     return jobs
 
 
-def _choose(due: Any, limit: int, queue: flow.Limits | None, *, keyed: bool) -> Any:
+def _choose(
+    due: Any, limit: int, queue: flow.Limits | None, *, keyed: bool, now: datetime
+) -> tuple[Any, dict[Any, list[Any]]]:
     """Up to ``limit`` ids of ``due`` (in claim order) that their keys' limits allow, as a
-    query of ids (None: none).
+    query of ids (None: none), and the key rate slot each chosen job takes.
 
     Only the keys of jobs that look claimable are locked (sorted), then their
     processing jobs counted again under the locks: those counts hold until the
@@ -191,13 +198,34 @@ def _choose(due: Any, limit: int, queue: flow.Limits | None, *, keyed: bool) -> 
     # With keyed jobs about, look past the ones whose key is full (up to a window).
     size = max(4 * limit, 200) if keyed else limit
     window = list(due.values_list("pk", "concurrency_key", "task")[:size])
+    key_slots: dict[Any, list[Any]] = {}
     if any(key for _, key, _ in window):
         seen = flow.processing_by_key({key for _, key, _ in window if key})
         window = _pick(window, limit, seen, queue)
         locked = flow.lock_keys([key for _, key, _ in window if key])
         window = _pick(window, limit, locked, queue)
+        if queue is not None and (key_rate := queue.key_rate_limit) is not None:
+            window, key_slots = _take_key_slots(window, queue.queue, key_rate, now)
     chosen = [pk for pk, _, _ in window[:limit]]
-    return Job.objects.filter(pk__in=chosen).values("pk") if chosen else None
+    return (Job.objects.filter(pk__in=chosen).values("pk") if chosen else None), key_slots
+
+
+def _take_key_slots(
+    window: list[Any], queue: str, rate: tuple[int, float], now: datetime
+) -> tuple[list[Any], dict[Any, list[Any]]]:
+    """The rows of ``window`` whose key has a free rate slot, and the slot of each."""
+    wanted: dict[str, list[Any]] = {}
+    for pk, key, _ in window:
+        if key:
+            wanted.setdefault(key, []).append(pk)
+    slots = {
+        key: flow.free_slots(flow.key_limiter(queue, key), rate, len(pks), now)
+        for key, pks in sorted(wanted.items())
+    }
+    taken = {
+        pk: [slot] for key, pks in wanted.items() for pk, slot in zip(pks, slots[key], strict=False)
+    }
+    return [row for row in window if not row[1] or row[0] in taken], taken
 
 
 def _pick(window: list[Any], limit: int, busy: dict[str, int], queue: Any) -> list[Any]:

@@ -20,7 +20,8 @@ decides a limit (``claim._claim_controlled``):
 - keys are locked as rows of ``ConcurrencyKey`` (inserted if missing, locked in
   sorted order, so two claims never deadlock) before their processing jobs are
   counted. Transaction-scoped locks only: PgBouncer's transaction mode is fine;
-- a rate limit of N per period is N ``RateSlot`` rows, each holding its last use.
+- a rate limit of N per period (per queue, or per key within a queue) is N ``RateSlot``
+  rows, each holding its last use.
   A claim takes a slot last used a whole period ago and stamps it (``free_slots``);
   the executor stamps it again just before the task starts (``start_rated``,
   compare-and-set on the claim's stamp, a little ahead of the clock) and does not
@@ -55,7 +56,8 @@ START_MARGIN = timedelta(seconds=0.05)
 # because compiling the same subquery through the ORM doubles the claim's Python time).
 _CONTROLLED_NAMES = (
     f"SELECT name FROM {Queue._meta.db_table} "  # noqa: S608
-    "WHERE paused OR concurrency IS NOT NULL OR key_concurrency IS NOT NULL OR rate <> ''"
+    "WHERE paused OR concurrency IS NOT NULL OR key_concurrency IS NOT NULL OR rate <> '' "
+    "OR key_rate <> ''"
 )
 
 
@@ -68,14 +70,20 @@ class Limits:
     concurrency: int | None = None
     key_concurrency: int | None = None
     rate: str = ""
+    key_rate: str = ""
 
     @property
     def controlled(self) -> bool:
-        return self.paused or bool(self.concurrency or self.key_concurrency or self.rate)
+        limits = (self.concurrency, self.key_concurrency, self.rate, self.key_rate)
+        return self.paused or any(limits)
 
     @property
     def rate_limit(self) -> tuple[int, float] | None:
         return parse_rate(self.rate) if self.rate else None
+
+    @property
+    def key_rate_limit(self) -> tuple[int, float] | None:
+        return parse_rate(self.key_rate) if self.key_rate else None
 
 
 def limits(name: str, row: Queue | None = None) -> Limits:
@@ -177,15 +185,19 @@ def key_limit(task: str, queue: Limits | None) -> int:
         return 1
 
 
-def _limiter(queue: str) -> str:
+def queue_limiter(queue: str) -> str:
     return f"queue:{queue}"
 
 
-def free_slots(queue: str, rate: tuple[int, float], wanted: int, now: datetime) -> list[Any]:
-    """Lock up to ``wanted`` of the queue's rate slots last used a period before ``now``;
+def key_limiter(queue: str, key: str) -> str:
+    return f"key:{queue}:{key}"
+
+
+def free_slots(limiter: str, rate: tuple[int, float], wanted: int, now: datetime) -> list[Any]:
+    """Lock up to ``wanted`` of ``limiter``'s rate slots last used a period before ``now``;
     return their ids. Notes when the next slot frees if too few are (``next_start_in``)."""
     starts, period = rate
-    limiter, since = _limiter(queue), now - timedelta(seconds=period)
+    since = now - timedelta(seconds=period)
     slots = RateSlot.objects.filter(limiter=limiter, number__lt=starts)
     # The slots are created together (one statement): the last one present means all are.
     if not slots.filter(number=starts - 1).exists():
@@ -201,10 +213,11 @@ def free_slots(queue: str, rate: tuple[int, float], wanted: int, now: datetime) 
     return taken
 
 
-def stamp_slots(slots: list[Any], now: datetime) -> list[tuple[Any, datetime]]:
-    """Mark ``slots`` (locked by ``free_slots``) used at ``now``; return ``(id, stamp)`` each."""
+def stamp_slots(job: Job, slots: list[Any], now: datetime) -> None:
+    """Mark ``slots`` (locked by ``free_slots``) used at ``now`` for ``job``, which carries
+    them (``rate_slots``) to its executor, to be stamped again as it starts."""
     RateSlot.objects.filter(pk__in=slots).update(last_used=now)
-    return [(pk, now) for pk in slots]
+    job.rate_slots = [*getattr(job, "rate_slots", []), *((pk, now) for pk in slots)]
 
 
 def _note_next_start(slots: Any, period: float) -> None:
@@ -226,17 +239,19 @@ def next_start_in() -> float | None:
 
 
 def start_rated(job: Job) -> bool:
-    """Stamp the rate slot ``job`` was claimed with as started now; return False when the
-    job must not start (the slot was taken again, or the write outran the margin)."""
-    slot = getattr(job, "rate_slot", None)
-    if slot is None:
+    """Stamp the rate slots ``job`` was claimed with as started now; return False when the
+    job must not start (a slot was taken again, or the write outran the margin)."""
+    slots = getattr(job, "rate_slots", None)
+    if not slots:
         return True
-    pk, claimed_at = slot
     stamp = timezone.now() + START_MARGIN
-    if not RateSlot.objects.filter(pk=pk, last_used=claimed_at).update(last_used=stamp):
-        return False
-    job.rate_slot = (pk, stamp)
-    return timezone.now() < stamp
+    with transaction.atomic():
+        stamped = sum(
+            RateSlot.objects.filter(pk=pk, last_used=claimed_at).update(last_used=stamp)
+            for pk, claimed_at in slots
+        )
+    job.rate_slots = [(pk, stamp) for pk, _ in slots]
+    return stamped == len(slots) and timezone.now() < stamp
 
 
 # -- the operator's side ---------------------------------------------------------------------
@@ -288,8 +303,16 @@ def waiting_for(job: Job) -> str:
         if processing(concurrency_key=job.concurrency_key) >= cap:
             return f"key {job.concurrency_key} at its limit {cap}"
     if (rate := queue.rate_limit) is not None:
-        slots = RateSlot.objects.filter(limiter=_limiter(job.queue), number__lt=rate[0])
-        since = now - timedelta(seconds=rate[1])
-        if slots.count() >= rate[0] and not slots.filter(last_used__lte=since).exists():
+        if not _has_free_slot(queue_limiter(job.queue), rate, now):
             return f"queue {job.queue} at its rate limit {queue.rate}"
+    key_rate = queue.key_rate_limit
+    if job.concurrency_key and key_rate is not None:
+        if not _has_free_slot(key_limiter(job.queue, job.concurrency_key), key_rate, now):
+            return f"key {job.concurrency_key} at its rate limit {queue.key_rate}"
     return ""
+
+
+def _has_free_slot(limiter: str, rate: tuple[int, float], now: datetime) -> bool:
+    slots = RateSlot.objects.filter(limiter=limiter, number__lt=rate[0])
+    since = now - timedelta(seconds=rate[1])
+    return slots.count() < rate[0] or slots.filter(last_used__lte=since).exists()

@@ -52,6 +52,7 @@ class Migration(migrations.Migration):
                 ('concurrency', models.PositiveIntegerField(blank=True, help_text="Most jobs processing at once, across all workers; empty: JOBS_QUEUES's.", null=True, validators=[django.core.validators.MinValueValidator(1)])),
                 ('key_concurrency', models.PositiveIntegerField(blank=True, help_text="Most jobs processing at once per concurrency key; empty: JOBS_QUEUES's, else the task's, else 1.", null=True, validators=[django.core.validators.MinValueValidator(1)])),
                 ('rate', models.CharField(blank=True, default='', help_text="Most job starts per period, e.g. 10/s, 1000/h; empty: JOBS_QUEUES's.", max_length=32, validators=[jobs.models.validate_rate])),
+                ('key_rate', models.CharField(blank=True, default='', help_text="Most job starts per period per concurrency key; empty: JOBS_QUEUES's.", max_length=32, validators=[jobs.models.validate_rate])),
                 ('updated_at', models.DateTimeField(auto_now=True)),
             ],
             options={
@@ -62,7 +63,7 @@ class Migration(migrations.Migration):
             name='RateSlot',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('limiter', models.CharField(max_length=300)),
+                ('limiter', models.CharField(max_length=400)),
                 ('number', models.PositiveIntegerField()),
                 ('last_used', models.DateTimeField(blank=True, null=True)),
             ],

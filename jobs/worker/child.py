@@ -129,7 +129,7 @@ def _start(progress: Any, lock: Any, sequence: int) -> bool:
 def _gate(lifecycle: Any, job: Any) -> bool:
     """Whether ``job`` may start: a rate-limited one once its start is stamped (a
     database error counts as no: the job goes back to the queue)."""
-    if not hasattr(job, "rate_slot"):
+    if not hasattr(job, "rate_slots"):
         return True
     try:
         return lifecycle.start_rated(job)

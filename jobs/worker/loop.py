@@ -270,8 +270,8 @@ class Worker:
             claimed = len(jobs)
         if not idle:
             return claimed
-        rated = [job for job in self._buffer if hasattr(job, "rate_slot")]
-        rest = deque(job for job in self._buffer if not hasattr(job, "rate_slot"))
+        rated = [job for job in self._buffer if hasattr(job, "rate_slots")]
+        rest = deque(job for job in self._buffer if not hasattr(job, "rate_slots"))
         share = max(1, -(-len(rest) // max(1, len(idle))))  # ceil: spread evenly
         for slot in idle:
             chunk = [rated.pop(0)] if rated else []

@@ -38,5 +38,6 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{name}: {state} concurrency={limits.concurrency or '-'} "
             f"key_concurrency={limits.key_concurrency or '-'} rate={limits.rate or '-'} "
+            f"key_rate={limits.key_rate or '-'} "
             f"processing={usage['processing']} queued={usage['queued']} due={usage['due']}"
         )
