@@ -1,6 +1,7 @@
 """jobqueue's Django app, and its public Python API::
 
     from jobs import enqueue, enqueue_many, send_email, http_request, get_job, cancel, retry
+    from jobs import pause_queue, resume_queue, queue_state
 
 The functions live in ``jobs.shortcuts`` and are imported on first use (PEP 562):
 Django imports this package while apps are loading, before the models can be,
@@ -10,7 +11,18 @@ so importing it must not import them.
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["cancel", "enqueue", "enqueue_many", "get_job", "http_request", "retry", "send_email"]
+__all__ = [
+    "cancel",
+    "enqueue",
+    "enqueue_many",
+    "get_job",
+    "http_request",
+    "pause_queue",
+    "queue_state",
+    "resume_queue",
+    "retry",
+    "send_email",
+]
 
 if TYPE_CHECKING:
     from jobs.shortcuts import (
@@ -19,6 +31,9 @@ if TYPE_CHECKING:
         enqueue_many,
         get_job,
         http_request,
+        pause_queue,
+        queue_state,
+        resume_queue,
         retry,
         send_email,
     )

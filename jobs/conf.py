@@ -311,6 +311,13 @@ class _Conf:
         return _get("JOBS_API_EXCEPTION_HANDLER", "jobs.api.errors.exception_handler")
 
     @property
+    def QUEUES(self) -> dict[str, dict[str, Any]]:
+        """Flow control per queue: ``{"mail": {"concurrency": 5, "rate": "10/s",
+        "key_concurrency": 1, "key_rate": "1/s"}}`` (values the admin stores for a queue
+        win; see README)."""
+        return parse_queues(_get("JOBS_QUEUES", {}))
+
+    @property
     def WRITE_RATE(self) -> str | None:
         """Writes per user through the API, as DRF rates it ("600/minute"); empty: no limit."""
         value = _get("JOBS_WRITE_RATE", "600/minute")
@@ -334,6 +341,49 @@ def parse_age(value: Any) -> timedelta | None:
     if not match:
         raise ValueError(f"{value!r} is not an age: use e.g. 7d, 12h, 30m, 45s or never")
     return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+
+
+QUEUE_LIMITS = ("concurrency", "key_concurrency", "rate", "key_rate")
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*(?:\.\d+)?)\s*([smhd])\s*$")
+
+
+def parse_rate(value: str) -> tuple[int, float]:
+    """Turn ``10/s``, ``1000/h``, ``5/30s`` into ``(starts, period in seconds)``.
+
+    Raises ``ValueError``.
+    """
+    match = _RATE.match(str(value).lower())
+    if not match or int(match[1]) < 1 or (match[2] and float(match[2]) <= 0):
+        raise ValueError(f"{value!r} is not a rate: use e.g. 10/s, 1000/h or 5/30s")
+    return int(match[1]), float(match[2] or 1) * _UNITS[match[3]]
+
+
+def parse_queues(value: Any) -> dict[str, dict[str, Any]]:
+    """Check ``JOBS_QUEUES``; raise ``ImproperlyConfigured`` naming what is wrong."""
+    if isinstance(value, str):  # from the environment: JSON
+        try:
+            value = json.loads(value or "{}")
+        except ValueError:
+            raise ImproperlyConfigured(f"JOBS_QUEUES={value!r}: must be a JSON object") from None
+    if not isinstance(value, dict):
+        raise ImproperlyConfigured("JOBS_QUEUES must map queue names to their limits")
+    for name, limits in value.items():
+        where = f"JOBS_QUEUES[{name!r}]"
+        if not isinstance(limits, dict):
+            raise ImproperlyConfigured(f"{where} must be a dict of {', '.join(QUEUE_LIMITS)}")
+        for key, limit in limits.items():
+            if key not in QUEUE_LIMITS:
+                raise ImproperlyConfigured(
+                    f"{where}: unknown limit {key!r} (use {', '.join(QUEUE_LIMITS)})"
+                )
+            if key in ("rate", "key_rate"):
+                try:
+                    parse_rate(limit)
+                except ValueError as exc:
+                    raise ImproperlyConfigured(f"{where}[{key!r}]: {exc}") from None
+            elif isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+                raise ImproperlyConfigured(f"{where}[{key!r}]={limit!r}: must be an integer >= 1")
+    return value
 
 
 conf = _Conf()

@@ -21,7 +21,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
-from jobs.conf import conf
+from jobs.conf import conf, parse_rate
 
 
 class Status(models.TextChoices):
@@ -95,6 +95,8 @@ class Job(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     progress = models.PositiveSmallIntegerField(null=True, blank=True)  # 0..100 while running
     progress_message = models.CharField(max_length=500, blank=True, default="")
+    # Jobs sharing a key share its concurrency limit (see jobs.lifecycle.flow).
+    concurrency_key = models.CharField(max_length=200, null=True, blank=True)
 
     objects = JobQuerySet.as_manager()
 
@@ -116,6 +118,24 @@ class Job(models.Model):
                 DUE_AT,
                 name="jobs_claim_any_idx",
                 condition=Q(status="queued"),
+            ),
+            # Flow control: due jobs with a key, and the processing jobs holding each key.
+            models.Index(
+                F("priority").desc(),
+                DUE_AT,
+                name="jobs_claim_keyed_idx",
+                condition=Q(status="queued", concurrency_key__isnull=False),
+            ),
+            models.Index(
+                fields=["concurrency_key"],
+                name="jobs_key_processing_idx",
+                condition=Q(status="processing", concurrency_key__isnull=False),
+            ),
+            # A limited queue's claim counts its processing jobs (at most its limit).
+            models.Index(
+                fields=["queue"],
+                name="jobs_queue_processing_idx",
+                condition=Q(status="processing"),
             ),
             models.Index(
                 fields=["lease_expires_at"],
@@ -174,6 +194,90 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task} {self.id} ({self.status})"
+
+
+def validate_rate(value: str) -> None:
+    """Accept ``N/period`` (``10/s``, ``1000/h``, ``5/30s``). Raises ``ValidationError``."""
+    try:
+        parse_rate(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+
+
+class Queue(models.Model):
+    """Flow control of one queue: paused or not, and limits that override ``JOBS_QUEUES``.
+
+    A limit left empty falls back to ``JOBS_QUEUES``, then to none. Change it
+    through ``jobs.lifecycle`` (``pause_queue``, ``resume_queue``) or the admin.
+    """
+
+    name = models.CharField(
+        max_length=100,
+        unique=True,
+        validators=[
+            RegexValidator(r"^[A-Za-z0-9_.:-]+$", "Use letters, digits, '_', '.', ':' or '-'.")
+        ],
+    )
+    paused = models.BooleanField(default=False, help_text="Its jobs are not claimed while paused.")
+    concurrency = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Most jobs processing at once, across all workers; empty: JOBS_QUEUES's.",
+    )
+    key_concurrency = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Most jobs processing at once per concurrency key; empty: JOBS_QUEUES's, "
+        "else the task's, else 1.",
+    )
+    rate = models.CharField(
+        max_length=32,
+        blank=True,
+        default="",
+        validators=[validate_rate],
+        help_text="Most job starts per period, e.g. 10/s, 1000/h; empty: JOBS_QUEUES's.",
+    )
+    key_rate = models.CharField(
+        max_length=32,
+        blank=True,
+        default="",
+        validators=[validate_rate],
+        help_text="Most job starts per period per concurrency key; empty: JOBS_QUEUES's.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RateSlot(models.Model):
+    """One of a rate limiter's N slots: a start takes a slot last used a period ago."""
+
+    limiter = models.CharField(max_length=400)  # "queue:<name>", "key:<queue>:<key>"
+    number = models.PositiveIntegerField()
+    last_used = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["limiter", "number"], name="jobs_rate_slot_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.limiter} #{self.number}"
+
+
+class ConcurrencyKey(models.Model):
+    """A concurrency key's lock row: claims of its jobs lock it, so they take turns."""
+
+    key = models.CharField(max_length=200, primary_key=True)
+
+    def __str__(self) -> str:
+        return self.key
 
 
 class Outcome(models.TextChoices):

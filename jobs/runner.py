@@ -322,6 +322,9 @@ def run_due(
         claimed = lifecycle.claim(worker_id=worker_id, queues=queues, limit=1)
         if not claimed:
             break
+        if not lifecycle.start_rated(claimed[0]):  # its rate slot was taken again meanwhile
+            lifecycle.release(jobs=claimed, worker_id=worker_id)
+            break
         execute(claimed[0], worker_id=worker_id)
         ran.append(claimed[0])
     found = Job.objects.in_bulk([job.pk for job in ran])

@@ -30,7 +30,7 @@ from jobs.exceptions import InvalidJob, JobNotFound, TransitionRefused
 from jobs.models import Job
 
 # The options of a job, beside its task and payload (``enqueue``'s keyword arguments).
-OPTIONS = ("queue", "priority", "run_after", "max_attempts", "timeout")
+OPTIONS = ("queue", "priority", "run_after", "max_attempts", "timeout", "concurrency_key")
 UNSUPPORTED = "Not supported in a bulk enqueue."
 
 
@@ -43,6 +43,7 @@ class JobOptions(TypedDict, total=False):
     max_attempts: int | None
     timeout: float | None
     idempotency_key: str | None
+    concurrency_key: str | None
 
 
 def enqueue(
@@ -55,6 +56,7 @@ def enqueue(
     max_attempts: int | None = None,
     timeout: float | None = None,
     idempotency_key: str | None = None,
+    concurrency_key: str | None = None,
 ) -> Job:
     """Queue one job of the registered ``task``; return it.
 
@@ -71,6 +73,7 @@ def enqueue(
         max_attempts=max_attempts,
         timeout=timeout,
         idempotency_key=idempotency_key,
+        concurrency_key=concurrency_key,
     )
     return job
 
@@ -143,6 +146,41 @@ def http_request(
     fields = {"method": method, "url": url, "headers": headers, "json": json, "body": body}
     fields |= {"timeout": request_timeout, "expected_status": expected_status}
     return enqueue(task="http_request", payload=_payload(fields), **options)
+
+
+def pause_queue(*, name: str) -> None:
+    """Stop workers claiming queue ``name``'s jobs (running ones finish; enqueueing goes on).
+
+    Stored in the database: it survives restarts. Raises ``ValueError`` for a bad name.
+    """
+    lifecycle.pause_queue(name=_queue_name(name))
+
+
+def resume_queue(*, name: str) -> None:
+    """Let workers claim queue ``name``'s jobs again; idle workers wake at once."""
+    lifecycle.resume_queue(name=_queue_name(name))
+
+
+def queue_state(*, name: str) -> dict[str, Any]:
+    """Return queue ``name``'s flow control and usage: ``paused``, ``concurrency``,
+    ``key_concurrency``, ``rate``, ``key_rate`` (each as in force), ``processing``,
+    ``queued``, ``due``."""
+    limits = lifecycle.limits(_queue_name(name))
+    return {
+        "name": name,
+        "paused": limits.paused,
+        "concurrency": limits.concurrency,
+        "key_concurrency": limits.key_concurrency,
+        "rate": limits.rate or None,
+        "key_rate": limits.key_rate or None,
+        **lifecycle.usage(name),
+    }
+
+
+def _queue_name(name: str) -> str:
+    if not isinstance(name, str) or not lifecycle.QUEUE_NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not a queue name: 1-100 letters, digits, '_', '.', ':', '-'")
+    return name
 
 
 def get_job(*, job_id: uuid.UUID | str) -> Job:

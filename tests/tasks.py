@@ -122,3 +122,26 @@ connection_created.connect(_log_connection)
 
 # django.tasks tasks, registered when this module loads (workers import it too).
 from tests import django_tasks  # noqa: E402, F401
+
+
+@register("test.span")
+def span(payload: dict[str, Any]) -> str:
+    """Touch payload['marker'] if given, sleep payload['seconds'], then append
+    "<line> <start> <end>" (Unix times) to payload['path']: an execution log."""
+    start = time.time()
+    if marker := payload.get("marker"):
+        Path(marker).touch()
+    time.sleep(float(payload.get("seconds", 0)))
+    with open(payload["path"], "a") as handle:
+        handle.write(f"{payload['line']} {start} {time.time()}\n")
+    return payload["line"]
+
+
+@register(
+    "test.per_account",
+    concurrency_key=lambda payload: f"account:{payload['account']}",
+    key_concurrency=2,
+)
+def per_account(payload: dict[str, Any]) -> Any:
+    """Echo the payload; at most 2 processing per account (its concurrency key)."""
+    return payload

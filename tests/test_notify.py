@@ -104,3 +104,10 @@ def test_off_leaves_the_worker_polling(settings, value):
     settings.JOBS_LISTEN_DATABASE_URL = value
     listening = Listener()
     assert not listening.enabled and listening.fileno() is None and listening.drain() == []
+
+
+def test_resuming_a_queue_wakes_idle_workers_and_pausing_does_not(listener, other):
+    lifecycle.pause_queue(name="held")
+    assert heard_before_marker(listener, other) == []
+    lifecycle.resume_queue(name="held")
+    assert heard_before_marker(listener, other) == ["held"]

@@ -353,6 +353,9 @@ def test_every_public_name_is_exported():
         "get_job",
         "cancel",
         "retry",
+        "pause_queue",
+        "resume_queue",
+        "queue_state",
     }
 
 

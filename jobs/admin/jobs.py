@@ -114,6 +114,8 @@ class JobAdmin(JobActions, admin.ModelAdmin):
         "started",
         "finished",
         "idempotency_key",
+        "concurrency_key",
+        "waiting_for",
     ]
     fieldsets = [
         (None, {"fields": ["id", "status", "task", "queue", "priority", "run_after"]}),
@@ -128,6 +130,7 @@ class JobAdmin(JobActions, admin.ModelAdmin):
                     ("worker_link", "lease"),
                     ("created", "started", "finished", "updated"),
                     "idempotency_key",
+                    ("concurrency_key", "waiting_for"),
                 ]
             },
         ),
@@ -137,6 +140,11 @@ class JobAdmin(JobActions, admin.ModelAdmin):
         css = {"all": ["jobs/admin.css"]}
 
     # -- columns --------------------------------------------------------------------------
+
+    @admin.display(description="waiting for")
+    def waiting_for(self, job: Job) -> str:
+        """Why a queued job is not running yet (a paused queue, a limit), if anything."""
+        return (lifecycle.waiting_for(job) if job.pk else "") or "-"
 
     @admin.display(description="id", ordering="id")
     def short_id(self, job: Job) -> str:

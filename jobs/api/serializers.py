@@ -75,6 +75,13 @@ class JobSerializer(
         required=False,
         error_messages={"invalid": "Use 1-100 letters, digits, '_', '.', ':' or '-'."},
     )
+    concurrency_key = StrictCharField(
+        required=False,
+        allow_null=True,
+        max_length=lifecycle.MAX_CONCURRENCY_KEY,
+        help_text="Jobs sharing a key share its concurrency limit (the queue's or task's "
+        "key_concurrency, default 1). Empty: the task's own key for the payload, if any.",
+    )
 
     class Meta:
         model = Job
@@ -90,6 +97,7 @@ class JobSerializer(
             "max_attempts",
             "timeout",
             "idempotency_key",
+            "concurrency_key",
             "result",
             "error",
             "traceback",
@@ -171,9 +179,42 @@ def plain_jobs(items: Sequence[Any]) -> list[dict[str, Any]] | None:
 
 class JobDetailSerializer(JobSerializer):
     history = JobAttemptSerializer(many=True, read_only=True)
+    waiting_for = serializers.SerializerMethodField(
+        help_text="Why a queued job is not running yet (a paused queue, a limit reached, "
+        "not due); empty when nothing holds it back."
+    )
 
     class Meta(JobSerializer.Meta):
-        fields = [*JobSerializer.Meta.fields, "history"]
+        fields = [*JobSerializer.Meta.fields, "history", "waiting_for"]
+
+    def get_waiting_for(self, job: Job) -> str:
+        return lifecycle.waiting_for(job)
+
+
+class QueueSerializer(serializers.Serializer):
+    """A queue's flow control as in force (stored values over JOBS_QUEUES) and its usage."""
+
+    name = serializers.CharField(read_only=True)
+    paused = serializers.BooleanField(read_only=True)
+    concurrency = serializers.IntegerField(read_only=True, allow_null=True)
+    key_concurrency = serializers.IntegerField(read_only=True, allow_null=True)
+    rate = serializers.CharField(read_only=True, allow_null=True)
+    key_rate = serializers.CharField(read_only=True, allow_null=True)
+    processing = serializers.IntegerField(read_only=True)
+    queued = serializers.IntegerField(read_only=True)
+    due = serializers.IntegerField(read_only=True)
+
+    def to_representation(self, name: str) -> dict[str, Any]:
+        limits = lifecycle.limits(name)
+        return {
+            "name": name,
+            "paused": limits.paused,
+            "concurrency": limits.concurrency,
+            "key_concurrency": limits.key_concurrency,
+            "rate": limits.rate or None,
+            "key_rate": limits.key_rate or None,
+            **lifecycle.usage(name),
+        }
 
 
 class JobStatusSerializer(ClosedSerializerMixin, serializers.Serializer):

@@ -5,6 +5,7 @@ from jobs.api import protocol
 from jobs.api.defaults import ApiDefaults
 from jobs.api.views import (
     JobViewSet,
+    QueueViewSet,
     ScheduleViewSet,
     StatsView,
     TaskViewSet,
@@ -27,6 +28,7 @@ router.register("jobs", JobViewSet, basename="job")
 router.register("tasks", TaskViewSet, basename="task")
 router.register("workers", WorkerViewSet, basename="worker")
 router.register("schedules", ScheduleViewSet, basename="schedule")
+router.register("queues", QueueViewSet, basename="queue")
 
 WORKER_JOB = r"^worker/jobs/(?P<pk>[^/]+)"
 

@@ -37,6 +37,7 @@ from jobs.api.serializers import (
     JobDetailSerializer,
     JobSerializer,
     JobStatusSerializer,
+    QueueSerializer,
     ScheduleSerializer,
     StatsSerializer,
     TaskSerializer,
@@ -45,7 +46,7 @@ from jobs.api.serializers import (
 )
 from jobs.conf import conf
 from jobs.exceptions import InvalidJob, NameTaken, TransitionRefused, database_unavailable
-from jobs.models import Job, Schedule, Worker
+from jobs.models import Job, Queue, Schedule, Worker
 from jobs.observability import metrics, stats
 from jobs.routers import reads_from_replica
 
@@ -286,6 +287,41 @@ class WorkerViewSet(ListDefaults, viewsets.ReadOnlyModelViewSet):
     serializer_class = WorkerSerializer
     pagination_class = None
     filter_backends: list = []
+
+
+class QueueViewSet(ApiDefaults, viewsets.GenericViewSet):
+    """Queues' flow control and usage; pause and resume a queue.
+
+    Lists the queues named in ``JOBS_QUEUES`` or stored (paused once, or edited in
+    the admin); any valid queue name can be read, paused and resumed.
+    """
+
+    queryset = Queue.objects.all()
+    serializer_class = QueueSerializer
+    pagination_class = None
+    filter_backends: list = []
+    lookup_field = "name"
+    lookup_value_regex = lifecycle.QUEUE_NAME.pattern
+
+    def list(self, request: Request) -> Response:
+        return Response([QueueSerializer(name).data for name in lifecycle.all_limits()])
+
+    def retrieve(self, request: Request, name: str) -> Response:
+        return Response(QueueSerializer(name).data)
+
+    @extend_schema(request=None, responses={200: QueueSerializer})
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, name: str) -> Response:
+        """Stop workers claiming this queue's jobs (running ones finish)."""
+        lifecycle.pause_queue(name=name)
+        return Response(QueueSerializer(name).data)
+
+    @extend_schema(request=None, responses={200: QueueSerializer})
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, name: str) -> Response:
+        """Let workers claim this queue's jobs again; idle workers wake at once."""
+        lifecycle.resume_queue(name=name)
+        return Response(QueueSerializer(name).data)
 
 
 SCHEDULE_WRITE = extend_schema(responses={200: ScheduleSerializer, 409: error_response("409")})

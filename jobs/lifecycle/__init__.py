@@ -29,6 +29,7 @@ names below, never its modules, which split the machine by concern (bottom first
 - ``claim``: claiming jobs, leases and heartbeats, releasing them unfinished;
 - ``complete``: the holder's outcome (``succeed``, ``fail``) and progress;
 - ``recover``: jobs whose holder died (expired leases);
+- ``flow``: paused queues, concurrency and rate limits (claim enforces them);
 - ``operator``: ``cancel``, ``retry``, ``set_status``, ``edit``, ``delete`` on one job;
 - ``bulk``: the set-based verbs of the admin's actions (``..._many``).
 
@@ -57,6 +58,7 @@ from jobs.lifecycle.claim import (
 from jobs.lifecycle.complete import fail, report_progress, succeed, succeed_many
 from jobs.lifecycle.create import (
     MAX_ATTEMPTS_RANGE,
+    MAX_CONCURRENCY_KEY,
     MAX_IDEMPOTENCY_KEY,
     MAX_PAYLOAD_DEPTH,
     PRIORITY_RANGE,
@@ -67,6 +69,17 @@ from jobs.lifecycle.create import (
     enqueue_fire,
     enqueue_many,
     validate_payload,
+)
+from jobs.lifecycle.flow import (
+    Limits,
+    all_limits,
+    limits,
+    next_start_in,
+    pause_queue,
+    resume_queue,
+    start_rated,
+    usage,
+    waiting_for,
 )
 from jobs.lifecycle.operator import EDITABLE_FIELDS, cancel, delete, edit, retry, set_status
 from jobs.lifecycle.recover import recover
@@ -84,6 +97,7 @@ __all__ = [
     "MANUAL_HOLDER",
     "MANUAL_TRANSITIONS",
     "MAX_ATTEMPTS_RANGE",
+    "MAX_CONCURRENCY_KEY",
     "MAX_IDEMPOTENCY_KEY",
     "MAX_PAYLOAD_DEPTH",
     "PRIORITY_RANGE",
@@ -93,7 +107,9 @@ __all__ = [
     "VERBS",
     "BatchedResult",
     "BulkResult",
+    "Limits",
     "Selection",
+    "all_limits",
     "apply_to_all",
     "backoff",
     "cancel",
@@ -111,16 +127,23 @@ __all__ = [
     "error_key",
     "fail",
     "heartbeat",
+    "limits",
     "mark_started",
     "new_worker_id",
+    "next_start_in",
+    "pause_queue",
     "recover",
     "release",
     "report_progress",
+    "resume_queue",
     "retry",
     "retry_many",
     "run_next_many",
     "set_status",
+    "start_rated",
     "succeed",
     "succeed_many",
+    "usage",
     "validate_payload",
+    "waiting_for",
 ]

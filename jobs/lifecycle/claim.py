@@ -7,6 +7,7 @@ the leases a holder still has, ``mark_started`` records when attempts began and
 the holder's attempt (``transitions.held``). Finishing a job belongs to ``complete``.
 """
 
+import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +19,7 @@ from django.utils import timezone
 from jobs import notify
 from jobs import tasks as registry
 from jobs.conf import conf
+from jobs.lifecycle import flow
 from jobs.lifecycle.events import log_claim, log_transition
 from jobs.lifecycle.transitions import (
     MANUAL_HOLDER,
@@ -37,6 +39,7 @@ def claim(
     limit: int = 1,
     lease_seconds: float | None = None,
     tasks: Sequence[str] | None = None,
+    starts: int | None = None,
 ) -> list[Job]:
     """Claim up to ``limit`` due jobs for ``worker_id``, in claim order.
 
@@ -50,49 +53,223 @@ def claim(
     serialises writers (the project's SQLite settings open write transactions
     with BEGIN IMMEDIATE and a busy timeout).
 
+    That statement leaves out paused or limited queues and jobs with a
+    concurrency key; those are claimed within their limits (``flow``) first, and
+    only when the flow state says there are any. ``starts`` is how many claimed
+    jobs can start at once (idle executors): a rate-limited queue gives at most
+    that many (None: ``limit``).
+
     A claimed job has no ``started_at`` until its attempt starts executing
     (``runner.execute``): with ``--batch`` it may first wait in an executor's hand.
     """
+    called = time.monotonic()
     now = timezone.now()
     lease = now + timedelta(seconds=lease_seconds or conf.LEASE_SECONDS)
-    fields = list(Job._meta.concrete_fields)
-    adapt = connection.ops.adapt_datetimefield_value
-    with transaction.atomic(), connection.cursor() as cursor:
-        # With no external task declared the statement is the same as without the filter.
-        exclude = () if tasks is not None else registry.external_names()
-        due = Job.objects.claimable(queues=queues, now=now, tasks=tasks, exclude_tasks=exclude)
-        due = due.values("pk")[:limit]
-        if connection.features.has_select_for_update_skip_locked:
-            due = due.select_for_update(skip_locked=True)
-        due_sql, due_params = due.query.sql_with_params()
-        # On PostgreSQL "= ANY(ARRAY(...))" keeps the plan an index lookup per claimed id;
-        # "IN (subquery)" may become a semi join over every queued row.
-        in_due = (
-            "= ANY(ARRAY(SELECT * FROM due))"
-            if connection.vendor == "postgresql"
-            else "IN (SELECT * FROM due)"
-        )
-        # Only identifiers from the model and ORM-compiled SQL go into the text; values
-        # are parameters.
-        # A materialised CTE selects (and locks) the rows once: a plain IN (subquery)
-        # may be re-run by the planner and claim more than ``limit`` rows.
-        sql = (
-            f"WITH due AS MATERIALIZED ({due_sql}) "  # noqa: S608
-            f"UPDATE {Job._meta.db_table} SET status = %s, worker_id = %s, "
-            "lease_expires_at = %s, attempts = attempts + 1, started_at = NULL, "
-            "finished_at = NULL, updated_at = %s "
-            f"WHERE status = %s AND id {in_due} "
-            f"RETURNING {', '.join(connection.ops.quote_name(f.column) for f in fields)}"
-        )
-        params = [PROCESSING, worker_id, adapt(lease), adapt(now), QUEUED]
-        cursor.execute(sql, [*due_params, *params])
-        rows = cursor.fetchall()
-    columns = _columns(fields)
-    claimed = [_from_row(columns, row) for row in rows]
+    state = flow.state()
+    claimed = _claim_controlled(state, queues, tasks, limit, starts, worker_id, lease, now)
+    claimed += _claim_free(queues, tasks, limit - len(claimed), worker_id, lease, now)
+    if len(claimed) < limit and state.read_at < called:
+        # Short, on a cached state: flow control may have changed since (a queue
+        # limited, keyed jobs queued). Look again before reporting the queues dry.
+        fresh = flow.state(refresh=True)
+        if (fresh.queues, fresh.keyed) != (state.queues, state.keyed):
+            room, left = limit - len(claimed), _starts_left(starts, claimed)
+            claimed += _claim_controlled(fresh, queues, tasks, room, left, worker_id, lease, now)
     # RETURNING keeps no order: restore the claim order.
     claimed.sort(key=lambda job: (-job.priority, job.run_after or job.created_at))
     log_claim(claimed, worker_id)
     return claimed
+
+
+def _due(queues: Sequence[str] | None, tasks: Sequence[str] | None, now: datetime) -> Any:
+    """The due jobs a claim may take: of ``tasks`` only (a remote worker's claim), else of
+    every task but the external ones (the built-in worker's; with none declared, the
+    statement is the same as without the filter)."""
+    exclude = () if tasks is not None else registry.external_names()
+    return Job.objects.claimable(queues=queues, now=now, tasks=tasks, exclude_tasks=exclude)
+
+
+def _claim_free(
+    queues: Sequence[str] | None,
+    tasks: Sequence[str] | None,
+    limit: int,
+    worker_id: str,
+    lease: datetime,
+    now: datetime,
+) -> list[Job]:
+    """The plain claim statement (no flow control applies to the jobs it may take)."""
+    if limit <= 0:
+        return []
+    due = flow.free_jobs(_due(queues, tasks, now)).values("pk")[:limit]
+    if connection.features.has_select_for_update_skip_locked:
+        due = due.select_for_update(skip_locked=True)
+    with transaction.atomic():
+        return _mark(due, worker_id, lease, now)
+
+
+def _mark(due: Any, worker_id: str, lease: datetime, now: datetime) -> list[Job]:
+    """Mark the jobs ``due`` (a query of ids; None: none) selects processing for
+    ``worker_id``; return them."""
+    if due is None:
+        return []
+    fields = list(Job._meta.concrete_fields)
+    adapt = connection.ops.adapt_datetimefield_value
+    due_sql, due_params = due.query.sql_with_params()
+    # On PostgreSQL "= ANY(ARRAY(...))" keeps the plan an index lookup per claimed id;
+    # "IN (subquery)" may become a semi join over every queued row.
+    in_due = (
+        "= ANY(ARRAY(SELECT * FROM due))"
+        if connection.vendor == "postgresql"
+        else "IN (SELECT * FROM due)"
+    )
+    # Only identifiers from the model and ORM-compiled SQL go into the text; values
+    # are parameters.
+    # A materialised CTE selects (and locks) the rows once: a plain IN (subquery)
+    # may be re-run by the planner and claim more than ``limit`` rows.
+    sql = (
+        f"WITH due AS MATERIALIZED ({due_sql}) "  # noqa: S608
+        f"UPDATE {Job._meta.db_table} SET status = %s, worker_id = %s, "
+        "lease_expires_at = %s, attempts = attempts + 1, started_at = NULL, "
+        "finished_at = NULL, updated_at = %s "
+        f"WHERE status = %s AND id {in_due} "
+        f"RETURNING {', '.join(connection.ops.quote_name(f.column) for f in fields)}"
+    )
+    params = [PROCESSING, worker_id, adapt(lease), adapt(now), QUEUED]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*due_params, *params])
+        rows = cursor.fetchall()
+    columns = _columns(fields)
+    return [_from_row(columns, row) for row in rows]
+
+
+def _claim_controlled(
+    state: flow.State,
+    queues: Sequence[str] | None,
+    tasks: Sequence[str] | None,
+    limit: int,
+    starts: int | None,
+    worker_id: str,
+    lease: datetime,
+    now: datetime,
+) -> list[Job]:
+    """Claim within flow control: each controlled queue the worker serves (in its own
+    transaction, its row locked), then keyed jobs of the other queues."""
+    claimed: list[Job] = []
+    for queue in state.controlled(queues):
+        if len(claimed) >= limit:
+            return claimed
+        left, room = _starts_left(starts, claimed), limit - len(claimed)
+        with transaction.atomic():
+            claimed += _claim_queue(
+                queue.queue, tasks, room, left, state.keyed, worker_id, lease, now
+            )
+    if state.keyed and len(claimed) < limit:
+        due = _due(queues, tasks, now).filter(concurrency_key__isnull=False)
+        with transaction.atomic():
+            room = limit - len(claimed)
+            chosen, _ = _choose(flow.uncontrolled(due), room, None, keyed=True, now=now)
+            claimed += _mark(chosen, worker_id, lease, now)
+    return claimed
+
+
+def _starts_left(starts: int | None, claimed: list[Job]) -> int | None:
+    """Executors left to start rate-limited jobs at once (None: no bound)."""
+    if starts is None:
+        return None
+    return starts - sum(hasattr(job, "rate_slots") for job in claimed)
+
+
+def _claim_queue(
+    name: str,
+    tasks: Sequence[str] | None,
+    limit: int,
+    starts: int | None,
+    keyed: bool,
+    worker_id: str,
+    lease: datetime,
+    now: datetime,
+) -> list[Job]:
+    """Claim from one controlled queue, its row locked (in the caller's transaction)."""
+    queue = flow.lock_queue(name)
+    if queue.paused:
+        return []
+    if queue.concurrency:
+        limit = min(limit, queue.concurrency - flow.processing(queue=name))
+    slots: list[Any] = []
+    if queue.rate or queue.key_rate:  # only as many as can start at once
+        limit = min(limit, limit if starts is None else starts)
+    if (rate := queue.rate_limit) is not None and limit > 0:
+        slots = flow.free_slots(flow.queue_limiter(name), rate, limit, now)
+        limit = len(slots)
+    if limit <= 0:
+        return []
+    due = _due([name], tasks, now)
+    chosen, key_slots = _choose(due, limit, queue, keyed=keyed, now=now)
+    jobs = _mark(chosen, worker_id, lease, now)
+    for job in jobs:  # a slot for each job claimed; the others stay free
+        own = [slots.pop()] if rate is not None else []
+        own += key_slots.get(job.pk, [])
+        if own:
+            flow.stamp_slots(job, own, now)  # the executor stamps them again as it starts
+    return jobs
+
+
+def _choose(
+    due: Any, limit: int, queue: flow.Limits | None, *, keyed: bool, now: datetime
+) -> tuple[Any, dict[Any, list[Any]]]:
+    """Up to ``limit`` ids of ``due`` (in claim order) that their keys' limits allow, as a
+    query of ids (None: none), and the key rate slot each chosen job takes.
+
+    Only the keys of jobs that look claimable are locked (sorted), then their
+    processing jobs counted again under the locks: those counts hold until the
+    claim commits, whatever other workers do. ``keyed``: keyed jobs may be queued.
+    """
+    # With keyed jobs about, look past the ones whose key is full (up to a window).
+    size = max(4 * limit, 200) if keyed else limit
+    window = list(due.values_list("pk", "concurrency_key", "task")[:size])
+    key_slots: dict[Any, list[Any]] = {}
+    if any(key for _, key, _ in window):
+        seen = flow.processing_by_key({key for _, key, _ in window if key})
+        window = _pick(window, limit, seen, queue)
+        locked = flow.lock_keys([key for _, key, _ in window if key])
+        window = _pick(window, limit, locked, queue)
+        if queue is not None and (key_rate := queue.key_rate_limit) is not None:
+            window, key_slots = _take_key_slots(window, queue.queue, key_rate, now)
+    chosen = [pk for pk, _, _ in window[:limit]]
+    return (Job.objects.filter(pk__in=chosen).values("pk") if chosen else None), key_slots
+
+
+def _take_key_slots(
+    window: list[Any], queue: str, rate: tuple[int, float], now: datetime
+) -> tuple[list[Any], dict[Any, list[Any]]]:
+    """The rows of ``window`` whose key has a free rate slot, and the slot of each."""
+    wanted: dict[str, list[Any]] = {}
+    for pk, key, _ in window:
+        if key:
+            wanted.setdefault(key, []).append(pk)
+    slots = {
+        key: flow.free_slots(flow.key_limiter(queue, key), rate, len(pks), now)
+        for key, pks in sorted(wanted.items())
+    }
+    taken = {
+        pk: [slot] for key, pks in wanted.items() for pk, slot in zip(pks, slots[key], strict=False)
+    }
+    return [row for row in window if not row[1] or row[0] in taken], taken
+
+
+def _pick(window: list[Any], limit: int, busy: dict[str, int], queue: Any) -> list[Any]:
+    """The first ``limit`` rows of ``window`` whose key (if any) has room, given ``busy``."""
+    busy, picked = dict(busy), []
+    for row in window:
+        if len(picked) >= limit:
+            break
+        _, key, task = row
+        if key:
+            if busy[key] >= flow.key_limit(task, queue):
+                continue
+            busy[key] += 1
+        picked.append(row)
+    return picked
 
 
 def _from_row(columns: list[tuple[Any, list[Any]]], row: Sequence[Any]) -> Job:

@@ -33,6 +33,7 @@ def enqueue(
     max_attempts: int | None = None,
     timeout: float | None = None,
     idempotency_key: str | None = None,
+    concurrency_key: str | None = None,
 ) -> tuple[Job, bool]:
     """Create a queued job; return ``(job, created)``.
 
@@ -41,7 +42,7 @@ def enqueue(
     ``check_job``): nothing is created.
     """
     args = {"payload": payload, "queue": queue, "priority": priority, "run_after": run_after}
-    args |= {"max_attempts": max_attempts, "timeout": timeout}
+    args |= {"max_attempts": max_attempts, "timeout": timeout, "concurrency_key": concurrency_key}
     spec = check_job(task=task, idempotency_key=idempotency_key, **args)
     job = _new_job(spec, args)
     job.idempotency_key = idempotency_key or None
@@ -107,9 +108,25 @@ def _new_job(
         get("max_attempts") or spec.max_attempts or default_attempts or conf.MAX_ATTEMPTS
     )
     values[at["timeout"]] = spec.timeout if get("timeout") is None else args["timeout"]
+    values[at["concurrency_key"]] = get("concurrency_key") or _derived_key(spec, get("payload"))
     # Positional, every field given, as Django builds a model read from the database:
     # half the cost of keyword arguments, which a bulk create pays 1,000s of times.
     return Job(*values)
+
+
+def _derived_key(spec: tasks.TaskSpec, payload: Any) -> str | None:
+    """The concurrency key the task derives from ``payload`` (None: the task derives none).
+
+    Raises ``InvalidJob`` when the derived key is too long.
+    """
+    if spec.concurrency_key is None:
+        return None
+    key = spec.concurrency_key(payload)
+    if key is None or key == "":
+        return None
+    if len(str(key)) > MAX_CONCURRENCY_KEY:
+        raise InvalidJob({"concurrency_key": [f"The task's key is over {MAX_CONCURRENCY_KEY}."]})
+    return str(key)
 
 
 _FIELDS = Job._meta.concrete_fields
@@ -255,6 +272,7 @@ PRIORITY_RANGE = (-100, 100)
 MAX_ATTEMPTS_RANGE = (1, 100)
 TIMEOUT_RANGE = (0.1, 86400.0)
 MAX_IDEMPOTENCY_KEY = 200
+MAX_CONCURRENCY_KEY = 200
 MAX_PAYLOAD_DEPTH = 100
 
 
@@ -268,6 +286,7 @@ def check_job(
     max_attempts: int | None = None,
     timeout: float | None = None,
     idempotency_key: str | None = None,
+    concurrency_key: str | None = None,
 ) -> tasks.TaskSpec:
     """Check the job ``enqueue`` would create from these arguments; return its task.
 
@@ -303,6 +322,10 @@ def check_job(
         isinstance(idempotency_key, str) and len(idempotency_key) <= MAX_IDEMPOTENCY_KEY
     ):
         errors["idempotency_key"] = [f"Use a string of at most {MAX_IDEMPOTENCY_KEY} characters."]
+    if concurrency_key is not None and not (
+        isinstance(concurrency_key, str) and 0 < len(concurrency_key) <= MAX_CONCURRENCY_KEY
+    ):
+        errors["concurrency_key"] = [f"Use a string of 1 to {MAX_CONCURRENCY_KEY} characters."]
     if errors:
         raise InvalidJob(errors)
     return spec

@@ -63,6 +63,10 @@ class TaskSpec:
     started: Hook | None = None  # called before each attempt (django.tasks signals)
     finished: Hook | None = None  # called after each attempt's outcome is recorded
     external: bool = False  # run by a remote worker over HTTP, never by runworker
+    # Flow control: a job's concurrency key from its payload (when the caller gives none),
+    # and how many jobs of one key may be processing at once (the queue's setting wins).
+    concurrency_key: Callable[[Any], str | None] | None = None
+    key_concurrency: int | None = None
 
     def __call__(self, payload: Any) -> Any:
         return self.func(payload)
@@ -129,8 +133,21 @@ def register(
     timeout: float | None = None,
     description: str | None = None,
     schema: Any = None,
+    concurrency_key: Callable[[Any], str | None] | None = None,
+    key_concurrency: int | None = None,
 ) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
-    """Register the decorated callable as a task (named after the function by default)."""
+    """Register the decorated callable as a task (named after the function by default).
+
+    ``concurrency_key(payload)`` gives a job's concurrency key when its caller gives
+    none; ``key_concurrency`` caps the jobs of one key processing at once (default 1).
+    Raises ``ValueError`` for a ``key_concurrency`` below 1.
+    """
+    if key_concurrency is not None and (
+        isinstance(key_concurrency, bool) or not isinstance(key_concurrency, int)
+    ):
+        raise ValueError(f"key_concurrency={key_concurrency!r}: must be an integer >= 1")
+    if key_concurrency is not None and key_concurrency < 1:
+        raise ValueError(f"key_concurrency={key_concurrency!r}: must be an integer >= 1")
     if isinstance(schema, dict):
         import jsonschema  # only tasks with a JSON Schema need it: not loaded at start-up
 
@@ -147,6 +164,8 @@ def register(
             max_attempts=max_attempts,
             timeout=timeout,
             schema=schema,
+            concurrency_key=concurrency_key,
+            key_concurrency=key_concurrency,
         )
         return func
 

@@ -126,6 +126,19 @@ def _start(progress: Any, lock: Any, sequence: int) -> bool:
     return True
 
 
+def _gate(lifecycle: Any, job: Any) -> bool:
+    """Whether ``job`` may start: a rate-limited one once its start is stamped (a
+    database error counts as no: the job goes back to the queue)."""
+    if not hasattr(job, "rate_slots"):
+        return True
+    try:
+        return lifecycle.start_rated(job)
+    except DatabaseError as exc:
+        logger.warning("job=%s rate slot not stamped, handed back: %s", job.pk, exc)
+        close_old_connections()
+        return False
+
+
 def child_main(
     conn: Connection,
     progress: Any,
@@ -143,7 +156,7 @@ def child_main(
         connections[alias].settings_dict["NAME"] = name
     # Imported after django.setup(): this module is unpickled in a fresh child, and the
     # runner imports the models, which need the app registry.
-    from jobs import runner
+    from jobs import lifecycle, runner
     from jobs.observability.log import ensure_console
     from jobs.worker.connections import keep_connections
 
@@ -241,7 +254,8 @@ def child_main(
         close_old_connections()
         for job in jobs:
             read_notices()
-            if job.pk in skip or not _start(progress, lock, ran):
+            # A rate-limited job starts only once its slot is stamped (lifecycle.start_rated).
+            if job.pk in skip or not _gate(lifecycle, job) or not _start(progress, lock, ran):
                 reports.append((job.pk, "skipped"))
                 ran += 1
                 continue

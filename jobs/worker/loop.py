@@ -228,7 +228,7 @@ class Worker:
             if claimed:
                 return True
             if not self.burst:
-                self._idle_wait(self.poll_interval)
+                self._idle_wait(min(self.poll_interval, lifecycle.next_start_in() or float("inf")))
             return False
         self._collect(self._wait_time(idle=not claimed))
         return True
@@ -252,6 +252,9 @@ class Worker:
     def _fill(self) -> int:
         """Claim jobs for idle slots and hand them over; return how many were claimed.
 
+        A rate-limited job is claimed only for an idle executor (``starts``), and heads
+        that executor's hand, so that it starts at once.
+
         While every executor is busy with quick jobs and the last claim came back
         full, claim the next batch ahead: the claim's round trip then overlaps the
         executors' work instead of following it.
@@ -262,16 +265,24 @@ class Worker:
         ahead = not idle and self._more and self._size > 1
         if (idle or ahead) and not self._buffer and wanted > 0:
             limit = min(self._size * len(idle or self.pool.busy()), wanted)
-            jobs = lifecycle.claim(worker_id=self.worker_id, queues=self.queues, limit=limit)
+            jobs = lifecycle.claim(
+                worker_id=self.worker_id, queues=self.queues, limit=limit, starts=len(idle)
+            )
             self._more = len(jobs) == limit
             self._buffer.extend(jobs)
             claimed = len(jobs)
-        share = max(1, -(-len(self._buffer) // max(1, len(idle))))  # ceil: spread evenly
+        if not idle:
+            return claimed
+        rated = [job for job in self._buffer if hasattr(job, "rate_slots")]
+        rest = deque(job for job in self._buffer if not hasattr(job, "rate_slots"))
+        share = max(1, -(-len(rest) // max(1, len(idle))))  # ceil: spread evenly
         for slot in idle:
-            size = min(share, len(self._buffer), self.pool.capacity(slot) or share)
-            chunk = [self._buffer.popleft() for _ in range(size)]
+            room = self.pool.capacity(slot) or share  # a child's max_jobs_per_child
+            chunk = [rated.pop(0)] if rated else []
+            chunk += [rest.popleft() for _ in range(min(share, len(rest), room - len(chunk)))]
             if chunk:
                 self.pool.submit(slot, chunk)
+        self._buffer = deque([*rated, *rest])
         return claimed
 
     def _room(self) -> int:
@@ -294,6 +305,8 @@ class Worker:
                     times.append(self.pool.since(slot) + self.hand_back_after - now)
         if self.pool.idle():
             times.append(self.poll_interval if idle else 0.0)
+            if (rate_wait := lifecycle.next_start_in()) is not None:  # a rate slot frees
+                times.append(rate_wait)
         return max(0.0, min(times))
 
     def _collect(self, timeout: float) -> None:

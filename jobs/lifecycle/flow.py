@@ -1,0 +1,318 @@
+"""Flow control: paused queues, concurrency limits per queue and per key, rate limits.
+
+A queue's limits are its ``Queue`` row's fields, each falling back to ``JOBS_QUEUES``
+(a row's value wins; an empty field means "as the settings say"); pausing exists
+only as a row. A *controlled* queue is paused or has any limit. A job with a
+``concurrency_key`` is controlled wherever it is queued: at most ``key_concurrency``
+jobs of one key are processing at once (the queue's, else the task's, else 1).
+
+Exactness comes from serialising, in the claim's transaction, everything that
+decides a limit (``claim._claim_controlled``):
+
+- the plain claim statement never takes a controlled queue's job nor a keyed job:
+  it excludes them within the statement itself (``free_jobs``), so a pause or a
+  limit committed before it starts is always seen;
+- a controlled queue is claimed with its row locked (``lock_queue``: ``SELECT ...
+  FOR UPDATE`` on PostgreSQL; SQLite writers are serialised by ``BEGIN
+  IMMEDIATE``), its pause and limits read under that lock, then its processing
+  jobs counted. "processing" holds a slot: a dead worker's slot frees exactly when
+  recovery requeues its job;
+- keys are locked as rows of ``ConcurrencyKey`` (inserted if missing, locked in
+  sorted order, so two claims never deadlock) before their processing jobs are
+  counted. Transaction-scoped locks only: PgBouncer's transaction mode is fine;
+- a rate limit of N per period (per queue, or per key within a queue) is N ``RateSlot``
+  rows, each holding its last use.
+  A claim takes a slot last used a whole period ago and stamps it (``free_slots``);
+  the executor stamps it again just before the task starts (``start_rated``,
+  compare-and-set on the claim's stamp, a little ahead of the clock) and does not
+  start the job if the slot moved meanwhile. So a slot's starts are a period apart
+  and any window of one period holds at most N starts.
+
+Deciding whether to look for controlled work at all costs two small reads, cached
+for ``STATE_SECONDS`` (``state``): with no flow control configured, a claim that
+fills its batch costs one statement, as before.
+"""
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Count, Q
+from django.db.models.expressions import RawSQL
+from django.utils import timezone
+
+from jobs import notify, tasks
+from jobs.conf import QUEUE_LIMITS, conf, parse_rate
+from jobs.exceptions import UnknownTask
+from jobs.models import ConcurrencyKey, Job, Queue, RateSlot, Status
+
+STATE_SECONDS = 1.0
+# A rate-limited start is stamped this far ahead of the clock: the task must begin
+# before its stamp, or the executor hands the job back instead of starting it.
+START_MARGIN = timedelta(seconds=0.05)
+# The names of paused or limited queues, as SQL: the claim statement's exclusion (raw,
+# because compiling the same subquery through the ORM doubles the claim's Python time).
+_CONTROLLED_NAMES = (
+    f"SELECT name FROM {Queue._meta.db_table} "  # noqa: S608
+    "WHERE paused OR concurrency IS NOT NULL OR key_concurrency IS NOT NULL OR rate <> '' "
+    "OR key_rate <> ''"
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A queue's flow control, settings and stored values merged."""
+
+    queue: str
+    paused: bool = False
+    concurrency: int | None = None
+    key_concurrency: int | None = None
+    rate: str = ""
+    key_rate: str = ""
+
+    @property
+    def controlled(self) -> bool:
+        limits = (self.concurrency, self.key_concurrency, self.rate, self.key_rate)
+        return self.paused or any(limits)
+
+    @property
+    def rate_limit(self) -> tuple[int, float] | None:
+        return parse_rate(self.rate) if self.rate else None
+
+    @property
+    def key_rate_limit(self) -> tuple[int, float] | None:
+        return parse_rate(self.key_rate) if self.key_rate else None
+
+
+def limits(name: str, row: Queue | None = None) -> Limits:
+    """Return queue ``name``'s limits: ``row``'s values (read if not given), else the settings'."""
+    if row is None:
+        row = Queue.objects.filter(name=name).first()
+    stored = {} if row is None else {k: getattr(row, k) for k in QUEUE_LIMITS}
+    values = dict(conf.QUEUES.get(name, {}))
+    values |= {k: v for k, v in stored.items() if v not in (None, "")}
+    return Limits(queue=name, paused=bool(row and row.paused), **values)
+
+
+def all_limits() -> dict[str, Limits]:
+    """Every queue named in the settings or stored, with its limits (one query)."""
+    rows = {row.name: row for row in Queue.objects.all()}
+    names = sorted(set(rows) | set(conf.QUEUES))
+    return {name: limits(name, rows.get(name) or Queue(name=name)) for name in names}
+
+
+@dataclass
+class State:
+    """What a claim must look at beside the plain statement: controlled queues, keyed jobs."""
+
+    queues: dict[str, Limits] = field(default_factory=dict)  # controlled ones only
+    keyed: bool = False  # some due-or-not queued job carries a concurrency key
+    read_at: float = 0.0
+
+    def controlled(self, served: Any) -> list[Limits]:
+        return [q for n, q in sorted(self.queues.items()) if not served or n in served]
+
+
+_state = State()
+# When (a datetime) the next rate-limited start may be due; None: nothing waits on one.
+_next_start: list[datetime | None] = [None]
+
+
+def state(*, refresh: bool = False) -> State:
+    """The flow state, re-read when older than ``STATE_SECONDS`` or when asked."""
+    global _state
+    if refresh or time.monotonic() - _state.read_at >= STATE_SECONDS:
+        controlled = {n: q for n, q in all_limits().items() if q.controlled}
+        keyed = Job.objects.filter(status=Status.QUEUED, concurrency_key__isnull=False).exists()
+        _state = State(queues=controlled, keyed=keyed, read_at=time.monotonic())
+    return _state
+
+
+def uncontrolled(qs: Any) -> Any:
+    """``qs`` without the jobs of paused or limited queues (a subquery of the same
+    statement, so a pause or limit committed before it starts is seen)."""
+    qs = qs.exclude(queue__in=RawSQL(_CONTROLLED_NAMES, ()))  # noqa: S611 (a constant)
+    configured = [name for name, values in conf.QUEUES.items() if values]
+    return qs.exclude(queue__in=configured) if configured else qs
+
+
+def free_jobs(qs: Any) -> Any:
+    """``qs`` without the jobs only a controlled claim may take: those of paused or
+    limited queues and those with a concurrency key."""
+    return uncontrolled(qs.filter(concurrency_key__isnull=True))
+
+
+def lock_queue(name: str) -> Limits:
+    """Lock queue ``name``'s row for this transaction (creating it if missing); return its
+    limits as read under the lock."""
+    Queue.objects.bulk_create([Queue(name=name)], ignore_conflicts=True)
+    return limits(name, Queue.objects.select_for_update().get(name=name))
+
+
+def processing(**filters: Any) -> int:
+    return Job.objects.filter(status=Status.PROCESSING, **filters).count()
+
+
+def lock_keys(keys: list[str]) -> dict[str, int]:
+    """Lock ``keys``' rows in sorted order; return how many jobs each has processing."""
+    if not keys:
+        return {}
+    keys = sorted(set(keys))
+    ConcurrencyKey.objects.bulk_create([ConcurrencyKey(key=k) for k in keys], ignore_conflicts=True)
+    list(ConcurrencyKey.objects.select_for_update().filter(key__in=keys).order_by("key"))
+    return processing_by_key(keys)
+
+
+def processing_by_key(keys: Any) -> dict[str, int]:
+    """How many jobs each of ``keys`` has processing (0 included)."""
+    counts = (
+        Job.objects.filter(status=Status.PROCESSING, concurrency_key__in=list(keys))
+        .values_list("concurrency_key")
+        .annotate(n=Count("pk"))
+    )
+    return dict.fromkeys(keys, 0) | dict(counts)
+
+
+def key_limit(task: str, queue: Limits | None) -> int:
+    """How many jobs of one key may be processing: the queue's, else the task's, else 1."""
+    if queue is not None and queue.key_concurrency:
+        return queue.key_concurrency
+    try:
+        return tasks.get(task).key_concurrency or 1
+    except UnknownTask:
+        return 1
+
+
+def queue_limiter(queue: str) -> str:
+    return f"queue:{queue}"
+
+
+def key_limiter(queue: str, key: str) -> str:
+    return f"key:{queue}:{key}"
+
+
+def free_slots(limiter: str, rate: tuple[int, float], wanted: int, now: datetime) -> list[Any]:
+    """Lock up to ``wanted`` of ``limiter``'s rate slots last used a period before ``now``;
+    return their ids. Notes when the next slot frees if too few are (``next_start_in``)."""
+    starts, period = rate
+    since = now - timedelta(seconds=period)
+    slots = RateSlot.objects.filter(limiter=limiter, number__lt=starts)
+    # The slots are created together (one statement): the last one present means all are.
+    if not slots.filter(number=starts - 1).exists():
+        RateSlot.objects.bulk_create(
+            [RateSlot(limiter=limiter, number=n) for n in range(starts)], ignore_conflicts=True
+        )
+    free = slots.filter(Q(last_used__isnull=True) | Q(last_used__lte=since))
+    if connection.features.has_select_for_update_skip_locked:
+        free = free.select_for_update(skip_locked=True)
+    taken = list(free.order_by("last_used", "number").values_list("pk", flat=True)[:wanted])
+    if len(taken) < wanted:
+        _note_next_start(slots, period)
+    return taken
+
+
+def stamp_slots(job: Job, slots: list[Any], now: datetime) -> None:
+    """Mark ``slots`` (locked by ``free_slots``) used at ``now`` for ``job``, which carries
+    them (``rate_slots``) to its executor, to be stamped again as it starts."""
+    RateSlot.objects.filter(pk__in=slots).update(last_used=now)
+    job.rate_slots = [*getattr(job, "rate_slots", []), *((pk, now) for pk in slots)]
+
+
+def _note_next_start(slots: Any, period: float) -> None:
+    oldest = slots.order_by("last_used").values_list("last_used", flat=True).first()
+    if oldest is not None:
+        due = oldest + timedelta(seconds=period)
+        _next_start[0] = due if _next_start[0] is None else min(_next_start[0], due)
+
+
+def next_start_in() -> float | None:
+    """Seconds until a rate slot that a claim found taken frees (None: none noted)."""
+    due = _next_start[0]
+    if due is None:
+        return None
+    wait = (due - timezone.now()).total_seconds()
+    if wait <= 0:
+        _next_start[0] = None
+    return max(0.0, wait)
+
+
+def start_rated(job: Job) -> bool:
+    """Stamp the rate slots ``job`` was claimed with as started now; return False when the
+    job must not start (a slot was taken again, or the write outran the margin)."""
+    slots = getattr(job, "rate_slots", None)
+    if not slots:
+        return True
+    stamp = timezone.now() + START_MARGIN
+    with transaction.atomic():
+        stamped = sum(
+            RateSlot.objects.filter(pk=pk, last_used=claimed_at).update(last_used=stamp)
+            for pk, claimed_at in slots
+        )
+    job.rate_slots = [(pk, stamp) for pk, _ in slots]
+    return stamped == len(slots) and timezone.now() < stamp
+
+
+# -- the operator's side ---------------------------------------------------------------------
+
+
+def pause_queue(*, name: str) -> Queue:
+    """Stop workers claiming queue ``name``'s jobs (running ones finish); return its row."""
+    return _set_paused(name, True)
+
+
+def resume_queue(*, name: str) -> Queue:
+    """Let workers claim queue ``name``'s jobs again, waking idle ones at once."""
+    return _set_paused(name, False)
+
+
+def _set_paused(name: str, paused: bool) -> Queue:
+    with transaction.atomic():
+        Queue.objects.bulk_create([Queue(name=name)], ignore_conflicts=True)
+        Queue.objects.filter(name=name).update(paused=paused, updated_at=timezone.now())
+        if not paused:
+            notify.notify([name])
+    return Queue.objects.get(name=name)
+
+
+def usage(name: str) -> dict[str, int]:
+    """Queue ``name``'s jobs processing, queued, and queued and due now."""
+    jobs = Job.objects.filter(queue=name)
+    return {
+        "processing": jobs.filter(status=Status.PROCESSING).count(),
+        "queued": jobs.filter(status=Status.QUEUED).count(),
+        "due": jobs.claimable(now=timezone.now()).count(),
+    }
+
+
+def waiting_for(job: Job) -> str:
+    """Why queued ``job`` is not running yet, in words; empty when nothing holds it back."""
+    now = timezone.now()
+    if job.status != Status.QUEUED:
+        return ""
+    if job.run_after and job.run_after > now:
+        return f"not due until {job.run_after.isoformat()}"
+    queue = limits(job.queue)
+    if queue.paused:
+        return f"queue {job.queue} is paused"
+    if queue.concurrency and processing(queue=job.queue) >= queue.concurrency:
+        return f"queue {job.queue} at its concurrency limit {queue.concurrency}"
+    if job.concurrency_key:
+        cap = key_limit(job.task, queue)
+        if processing(concurrency_key=job.concurrency_key) >= cap:
+            return f"key {job.concurrency_key} at its limit {cap}"
+    if (rate := queue.rate_limit) is not None:
+        if not _has_free_slot(queue_limiter(job.queue), rate, now):
+            return f"queue {job.queue} at its rate limit {queue.rate}"
+    key_rate = queue.key_rate_limit
+    if job.concurrency_key and key_rate is not None:
+        if not _has_free_slot(key_limiter(job.queue, job.concurrency_key), key_rate, now):
+            return f"key {job.concurrency_key} at its rate limit {queue.key_rate}"
+    return ""
+
+
+def _has_free_slot(limiter: str, rate: tuple[int, float], now: datetime) -> bool:
+    slots = RateSlot.objects.filter(limiter=limiter, number__lt=rate[0])
+    since = now - timedelta(seconds=rate[1])
+    return slots.count() < rate[0] or slots.filter(last_used__lte=since).exists()
