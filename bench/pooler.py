@@ -11,7 +11,8 @@ poll (``JOBS_LISTEN_DATABASE_URL=off``): a LISTEN connection per worker straight
 server would be a hundred more server connections, which is what the pooler is for.
 Every half second it samples the server's connections to the database (all, active,
 waiting on a lock) and the machine's CPU use. Checks that every job ran exactly once
-(done, one attempt, no attempt history). Prints one JSON line. ``--direct`` runs the
+(done, one attempt, no attempt history). Prints one JSON line and writes
+docs/pooler.md (``--output``). ``--direct`` runs the
 same without the pooler, for comparison.
 """
 
@@ -27,6 +28,7 @@ from typing import Any
 
 from bench.common import (
     PG_ADMIN_URL,
+    ROOT,
     database_url,
     drop_database,
     emit,
@@ -178,14 +180,52 @@ def run(workers: int, jobs: int, pool_size: int, direct: bool = False) -> dict[s
     )
 
 
+def markdown(result: dict[str, Any], machine: dict[str, Any], seconds: float) -> str:
+    from bench import report
+
+    how = (
+        "straight to PostgreSQL (no pooler)"
+        if result["pool_size"] is None
+        else f"through PgBouncer, transaction mode, {result['pool_size']} server connections"
+    )
+    rows = [
+        ["workers (concurrency 1 each)", result["workers"]],
+        ["jobs", f"{result['jobs']:,}"],
+        ["every worker registered after (s)", result["boot_s"]],
+        ["drain (s)", result["drain_s"]],
+        ["jobs/s", f"{result['jobs_per_s']:,}"],
+        ["every job done once, attempt 1, no history", "yes" if result["exactly_once"] else "NO"],
+        ["server connections to the database, most seen", result["server_connections_max"]],
+        ["of them active, median", result["active_median"]],
+        ["waiting on a lock, most seen", result["lock_waits_max"]],
+        ["CPU busy, median (1.0 = both cores)", result["cpu_median"]],
+        ["worker exit codes", ", ".join(map(str, result["exit_codes"]))],
+    ]
+    return report.standalone(
+        "Many workers through PgBouncer",
+        machine,
+        seconds,
+        f"PostgreSQL, {how}",
+        f"## {result['workers']} workers drain {result['jobs']:,} no-op jobs\n\n"
+        "Workers started first (their registration timed), then the jobs queued at once; "
+        f"sampled every half second ({result['samples']} samples).\n\n" + report.table("|", rows),
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--pool-size", type=int, default=20)
     parser.add_argument("--direct", action="store_true", help="no pooler: for comparison")
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "pooler.md")
     args = parser.parse_args()
-    run(args.workers, args.jobs, args.pool_size, args.direct)
+    from bench import report
+
+    machine = report.machine()
+    started = time.monotonic()
+    result = run(args.workers, args.jobs, args.pool_size, args.direct)
+    report.write(args.output, markdown(result, machine, time.monotonic() - started))
 
 
 if __name__ == "__main__":
