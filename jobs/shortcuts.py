@@ -165,16 +165,7 @@ def queue_state(*, name: str) -> dict[str, Any]:
     """Return queue ``name``'s flow control and usage: ``paused``, ``concurrency``,
     ``key_concurrency``, ``rate``, ``key_rate`` (each as in force), ``processing``,
     ``queued``, ``due``."""
-    limits = lifecycle.limits(_queue_name(name))
-    return {
-        "name": name,
-        "paused": limits.paused,
-        "concurrency": limits.concurrency,
-        "key_concurrency": limits.key_concurrency,
-        "rate": limits.rate or None,
-        "key_rate": limits.key_rate or None,
-        **lifecycle.usage(name),
-    }
+    return lifecycle.queue_state(_queue_name(name))
 
 
 def _queue_name(name: str) -> str:

@@ -76,11 +76,19 @@ class QueueAdmin(admin.ModelAdmin):
 
     @admin.display(description="processing")
     def processing(self, queue: Queue) -> int:
-        return lifecycle.usage(queue.name)["processing"] if queue.name else 0
+        return self._usage(queue)["processing"]
 
     @admin.display(description="queued")
     def queued(self, queue: Queue) -> int:
-        return lifecycle.usage(queue.name)["queued"] if queue.name else 0
+        return self._usage(queue)["queued"]
+
+    @staticmethod
+    def _usage(queue: Queue) -> dict[str, int]:
+        """The queue's usage, read once per row (each column shows one of its counts)."""
+        if not hasattr(queue, "_usage"):
+            empty = {"processing": 0, "queued": 0, "due": 0}
+            queue._usage = lifecycle.usage(queue.name) if queue.name else empty  # type: ignore[attr-defined]
+        return queue._usage  # type: ignore[attr-defined]
 
     @admin.action(description="Pause selected queues", permissions=["change"])
     def pause(self, request: HttpRequest, queryset: QuerySet) -> None:

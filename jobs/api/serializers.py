@@ -205,16 +205,7 @@ class QueueSerializer(serializers.Serializer):
     due = serializers.IntegerField(read_only=True)
 
     def to_representation(self, name: str) -> dict[str, Any]:
-        limits = lifecycle.limits(name)
-        return {
-            "name": name,
-            "paused": limits.paused,
-            "concurrency": limits.concurrency,
-            "key_concurrency": limits.key_concurrency,
-            "rate": limits.rate or None,
-            "key_rate": limits.key_rate or None,
-            **lifecycle.usage(name),
-        }
+        return lifecycle.queue_state(name)
 
 
 class JobStatusSerializer(ClosedSerializerMixin, serializers.Serializer):

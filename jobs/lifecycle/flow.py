@@ -286,6 +286,20 @@ def usage(name: str) -> dict[str, int]:
     }
 
 
+def queue_state(name: str) -> dict[str, Any]:
+    """Queue ``name``'s pause, its limits in force (None where none) and its usage."""
+    now_in_force = limits(name)
+    return {
+        "name": name,
+        "paused": now_in_force.paused,
+        "concurrency": now_in_force.concurrency,
+        "key_concurrency": now_in_force.key_concurrency,
+        "rate": now_in_force.rate or None,
+        "key_rate": now_in_force.key_rate or None,
+        **usage(name),
+    }
+
+
 def waiting_for(job: Job) -> str:
     """Why queued ``job`` is not running yet, in words; empty when nothing holds it back."""
     now = timezone.now()

@@ -4,6 +4,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from jobs import lifecycle
 
+SHOWN = ("concurrency", "key_concurrency", "rate", "key_rate", "processing", "queued", "due")
+
 
 class Command(BaseCommand):
     help = (
@@ -33,11 +35,6 @@ class Command(BaseCommand):
             self._show(name)
 
     def _show(self, name: str) -> None:
-        limits, usage = lifecycle.limits(name), lifecycle.usage(name)
-        state = "paused" if limits.paused else "active"
-        self.stdout.write(
-            f"{name}: {state} concurrency={limits.concurrency or '-'} "
-            f"key_concurrency={limits.key_concurrency or '-'} rate={limits.rate or '-'} "
-            f"key_rate={limits.key_rate or '-'} "
-            f"processing={usage['processing']} queued={usage['queued']} due={usage['due']}"
-        )
+        state = lifecycle.queue_state(name)
+        shown = " ".join(f"{key}={state[key] if state[key] is not None else '-'}" for key in SHOWN)
+        self.stdout.write(f"{name}: {'paused' if state['paused'] else 'active'} {shown}")
