@@ -15,7 +15,7 @@ from typing import Any
 
 from jobs import lifecycle
 from jobs.models import Job, Status
-from tests.conftest import ROOT
+from tests.conftest import ROOT, wait_for
 
 ALL = [s.value for s in Status]
 
@@ -70,6 +70,19 @@ def listening(port: int) -> bool:
     """Whether something accepts connections on the loopback ``port``."""
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_until_serving(
+    processes: Any, proc: subprocess.Popen, port: int, timeout: float = 60
+) -> None:
+    """Wait until ``proc`` (started by ``processes``) accepts connections on the loopback
+    ``port``; fail at once, with its output, if it exits first."""
+
+    def up() -> bool:
+        assert proc.poll() is None, processes.output(proc)
+        return listening(port)
+
+    wait_for(up, timeout=timeout)
 
 
 def http(

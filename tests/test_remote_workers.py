@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from collections import Counter
@@ -23,7 +22,7 @@ from jobs import lifecycle, tasks
 from jobs.models import Job, JobAttempt, Outcome, Status, Worker
 from jobs.tasks import registry
 from tests.conftest import ROOT, wait_for
-from tests.test_metrics import free_port
+from tests.helpers import free_port, wait_until_serving
 
 pytestmark = pytest.mark.slow
 
@@ -62,15 +61,7 @@ def server(processes: Any, monkeypatch: Any) -> Iterator[tuple[str, str]]:
         "serve", "--port", str(port), "--web-workers", "2", "--workers", "0", env=env
     )
 
-    def listening() -> bool:
-        assert serve.poll() is None, processes.output(serve)
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        except OSError:
-            return False
-        return True
-
-    wait_for(listening, timeout=60)
+    wait_until_serving(processes, serve, port)
     yield f"http://127.0.0.1:{port}", token
 
 

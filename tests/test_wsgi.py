@@ -8,7 +8,6 @@ the WSGI application with the environ a server builds.
 import base64
 import io
 import json
-import socket
 import wsgiref.util
 from collections.abc import Iterator
 from typing import Any
@@ -23,8 +22,7 @@ from rest_framework.authtoken.models import Token
 from jobqueue.wsgi import application
 from jobs import lifecycle
 from jobs.models import Job, Status
-from tests.conftest import wait_for
-from tests.helpers import free_port, http
+from tests.helpers import free_port, http, wait_until_serving
 
 
 @pytest.fixture
@@ -43,15 +41,7 @@ def server(processes: Any) -> Iterator[tuple[int, str]]:
         "serve", "--port", str(port), "--web-workers", "1", "--workers", "0", env=env
     )
 
-    def listening() -> bool:
-        assert serve.poll() is None, processes.output(serve)
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        except OSError:
-            return False
-        return True
-
-    wait_for(listening, timeout=60)
+    wait_until_serving(processes, serve, port)
     yield port, token
 
 
