@@ -8,6 +8,7 @@ from typing import Any
 
 from django.tasks import TaskContext, task
 
+from jobs.backends import task as jobs_task
 from jobs.tasks import areport_progress, report_progress
 
 
@@ -101,3 +102,13 @@ def wait_for_file(started: str, gate: str, seconds: float = 60) -> str:
     while not Path(gate).exists() and time.monotonic() < deadline:
         time.sleep(0.01)
     return "opened"
+
+
+@jobs_task(
+    concurrency_key=lambda account, **_: f"account:{account}",
+    key_concurrency=1,
+    concurrency=2,
+)
+def sync_account(account: int, full: bool = False) -> int:
+    """One running job per account, at most two in all."""
+    return account

@@ -137,6 +137,12 @@ def span(payload: dict[str, Any]) -> str:
     return payload["line"]
 
 
+@register("test.span_limited", concurrency=3)
+def span_limited(payload: dict[str, Any]) -> str:
+    """``test.span`` with at most 3 jobs processing at once, whatever queue or key."""
+    return span(payload)
+
+
 @register(
     "test.per_account",
     concurrency_key=lambda payload: f"account:{payload['account']}",

@@ -16,6 +16,7 @@ from jobs import lifecycle
 from jobs.conf import conf, parse_rate
 from jobs.lifecycle import flow
 from jobs.models import Job, Queue, RateSlot, Status
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -127,6 +128,80 @@ class TestKeys:
         with pytest.raises(InvalidJob) as refused:
             make_job(concurrency_key="k" * 201)
         assert "concurrency_key" in refused.value.errors
+
+
+class TestTaskLimit:
+    """``register(concurrency=N)``: at most N of a task's jobs processing at once."""
+
+    def test_at_most_n_of_the_task_whatever_the_queue(self, make_job):
+        jobs = [make_job(task="test.span_limited", queue=f"q{i % 3}") for i in range(6)]
+        make_job()  # another task beside them: not limited
+        assert jobs[0].concurrency_key == "task:test.span_limited"
+        claimed = claim()
+        assert sorted(job.task for job in claimed) == ["echo", *["test.span_limited"] * 3]
+        waiting = next(job for job in jobs if job.pk not in {c.pk for c in claimed})
+        assert lifecycle.waiting_for(waiting) == "task test.span_limited at its concurrency limit 3"
+        finish([job for job in claimed if job.task == "test.span_limited"][:1])
+        assert len(claim()) == 1  # one of the task's three slots came back
+
+    def test_with_keys_of_its_own_both_limits_hold(self, make_job):
+        from tests.django_tasks import sync_account
+
+        for account in [1, 1, 2, 3]:
+            sync_account.enqueue(account)
+        keys = sorted(Job.objects.values_list("concurrency_key", flat=True))
+        assert keys == ["account:1", "account:1", "account:2", "account:3"]
+        claimed = claim()
+        assert len(claimed) == 2  # concurrency=2 in all
+        assert len({job.concurrency_key for job in claimed}) == 2  # one per account
+        finish(claimed)
+        assert len(claim()) == 2
+
+    def test_inside_a_limited_queue(self, make_job):
+        Queue.objects.create(name="mail", concurrency=5)
+        for _ in range(6):
+            make_job(task="test.span_limited", queue="mail")
+        assert len(claim()) == 3
+
+    def test_jobs_queued_before_the_limit_are_keyed_when_a_worker_starts(self, make_job):
+        Job.objects.bulk_create([Job(task="test.span_limited") for _ in range(5)])
+        assert len(claim(limit=1)) == 1  # unkeyed: the plain claim takes them
+        assert lifecycle.key_limited_jobs() == 4
+        assert len(claim()) == 2  # 3 in all with the one processing
+        assert lifecycle.key_limited_jobs() == 0
+
+    def test_a_limit_removed_leaves_the_task_key_without_effect(self, make_job):
+        for _ in range(4):
+            make_job(task="echo", concurrency_key="task:echo")  # as a limited task's jobs are
+        assert len(claim()) == 4  # echo has no limit now: its task key holds nothing back
+
+    def test_a_freed_slot_wakes_idle_workers(self, make_job):
+        if connection.vendor != "postgresql":
+            pytest.skip("LISTEN/NOTIFY is a PostgreSQL feature")
+        from jobs.notify import Listener
+
+        make_job(task="test.span_limited", queue="slow")
+        (job,) = claim()
+        listening = Listener()
+        try:
+            assert listening.fileno() is not None  # connects and listens
+            finish([job])
+            assert wait_for(lambda: "slow" in listening.drain(), timeout=10)
+        finally:
+            listening.close()
+
+    def test_limits_are_checked(self):
+        from django.tasks.exceptions import InvalidTask
+
+        from jobs.backends import task
+        from jobs.tasks import register
+
+        with pytest.raises(ValueError, match="concurrency=0"):
+            register("x", concurrency=0)
+        with pytest.raises(InvalidTask, match="key_concurrency"):
+            task(key_concurrency=True)
+        with pytest.raises(InvalidTask, match="concurrency_key"):
+            task(concurrency_key="account")
 
 
 class TestRate:

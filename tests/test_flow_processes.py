@@ -85,6 +85,26 @@ def test_one_per_key_over_20_keys_and_500_jobs(processes, tmp_path):
         assert len(spans) == 25 and most_at_once(spans) == 1, key
 
 
+def test_a_task_limited_to_3_never_runs_more_than_3(processes, tmp_path):
+    log = tmp_path / "log"
+    lifecycle.enqueue_many(
+        [
+            {
+                "task": "test.span_limited",
+                "queue": f"q{i % 2}",
+                "payload": {"path": str(log), "line": str(i), "seconds": 0.05},
+            }
+            for i in range(60)
+        ]
+    )
+    span_jobs(tmp_path / "other", 40, "q0")  # another task in the same queue: not limited
+    start_workers(processes)
+    wait_for(all_done(100), timeout=120)
+    spans = [(start, end) for _, start, end in read_log(log)]
+    assert len(spans) == 60
+    assert most_at_once(spans) == 3
+
+
 def most_in_a_second(starts: list[float]) -> int:
     """The most starts in any window of one second."""
     starts = sorted(starts)

@@ -28,7 +28,7 @@ import re
 import sys
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
@@ -61,6 +61,11 @@ class TaskOptions:
 
     max_attempts: int | None = None  # None: the backend's OPTIONS["MAX_ATTEMPTS"] (default 1)
     timeout: float | None = None  # seconds; None: no limit
+    # Flow control: a job's concurrency key from the task's arguments, how many jobs of
+    # one key may be processing at once, how many of the task's jobs in all.
+    concurrency_key: Callable[..., str | None] | None = None
+    key_concurrency: int | None = None
+    concurrency: int | None = None
 
 
 _options: dict[str, TaskOptions] = {}  # by the task's import path (Task.module_path)
@@ -71,6 +76,13 @@ def _check(options: TaskOptions) -> None:
         raise InvalidTask("max_attempts must be between 1 and 100.")
     if options.timeout is not None and options.timeout <= 0:
         raise InvalidTask("timeout must be a positive number of seconds.")
+    if options.concurrency_key is not None and not callable(options.concurrency_key):
+        raise InvalidTask("concurrency_key must be a callable taking the task's arguments.")
+    for name in ("key_concurrency", "concurrency"):
+        try:
+            tasks.check_limit(name, getattr(options, name))
+        except ValueError as exc:
+            raise InvalidTask(str(exc)) from None
 
 
 def task(
@@ -78,18 +90,34 @@ def task(
     *,
     max_attempts: int | None = None,
     timeout: float | None = None,
+    concurrency_key: Callable[..., str | None] | None = None,
+    key_concurrency: int | None = None,
+    concurrency: int | None = None,
     **kwargs: Any,
 ) -> Any:
-    """Declare a ``django.tasks`` task, with jobqueue's ``max_attempts`` and ``timeout``.
+    """Declare a ``django.tasks`` task, with jobqueue's own options.
 
     Use it as ``django.tasks.task`` (``@task``, ``@task(priority=..., queue_name=...,
     backend=..., takes_context=...)``): those arguments go to Django's decorator,
-    which builds the task for whichever backend is configured. ``max_attempts`` and
-    ``timeout`` are kept by the task's import path and read by ``JobsBackend``; other
-    backends never see them, so the module imports and runs under any backend.
+    which builds the task for whichever backend is configured. jobqueue's options are
+    kept by the task's import path and read by ``JobsBackend``; other backends never
+    see them, so the module imports and runs under any backend:
+
+    - ``max_attempts``, ``timeout`` (seconds);
+    - ``concurrency_key``: called with the task's arguments (as ``enqueue`` got them),
+      returns the job's concurrency key or None; ``key_concurrency``: at most this many
+      jobs of one key processing at once (default 1; a queue's setting wins);
+    - ``concurrency``: at most this many of the task's jobs processing at once.
+
     Raises ``InvalidTask`` for an option out of range.
     """
-    options = TaskOptions(max_attempts=max_attempts, timeout=timeout)
+    options = TaskOptions(
+        max_attempts=max_attempts,
+        timeout=timeout,
+        concurrency_key=concurrency_key,
+        key_concurrency=key_concurrency,
+        concurrency=concurrency,
+    )
     _check(options)
 
     def wrapper(func: Callable[..., Any]) -> Task:
@@ -103,11 +131,12 @@ def options_of(task: Task) -> TaskOptions:
     """Return ``task``'s queue options: given to ``jobs.backends.task``, or as ``JobTask``
     fields to ``django.tasks.task`` while this backend is configured."""
     declared = _options.get(task.module_path, TaskOptions())
-    max_attempts, timeout = getattr(task, "max_attempts", None), getattr(task, "timeout", None)
-    return TaskOptions(
-        max_attempts=declared.max_attempts if max_attempts is None else max_attempts,
-        timeout=declared.timeout if timeout is None else timeout,
-    )
+    given = {
+        name: getattr(task, name)
+        for name in TaskOptions.__dataclass_fields__
+        if getattr(task, name, None) is not None
+    }
+    return replace(declared, **given)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -120,6 +149,9 @@ class JobTask(Task):
 
     max_attempts: int | None = None  # None: the backend's OPTIONS["MAX_ATTEMPTS"] (default 1)
     timeout: float | None = None  # seconds; None: no limit
+    concurrency_key: Callable[..., str | None] | None = None
+    key_concurrency: int | None = None
+    concurrency: int | None = None
 
 
 class JobsBackend(BaseTaskBackend):
@@ -133,9 +165,12 @@ class JobsBackend(BaseTaskBackend):
 
     def validate_task(self, task: Task) -> None:
         super().validate_task(task)
-        _check(options_of(task))
+        options = options_of(task)
+        _check(options)
         if len(task.module_path) > MAX_TASK_PATH:
             raise InvalidTask(f"Task path must be at most {MAX_TASK_PATH} characters.")
+        if options.concurrency:  # every worker must know it before claiming (flow.free_jobs)
+            tasks.declare_concurrency(task.module_path, options.concurrency)
 
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
         # Not at import time: they import the models (see above).
@@ -281,9 +316,27 @@ def resolve(path: str) -> tasks.TaskSpec | None:
         priority=task.priority,
         max_attempts=options_of(task).max_attempts,
         timeout=options_of(task).timeout,
+        concurrency_key=_key_of(task),
+        key_concurrency=options_of(task).key_concurrency,
+        concurrency=options_of(task).concurrency,
         started=partial(_send, task_started, task),
         finished=partial(_send, task_finished, task),
     )
+
+
+def _key_of(task: Task) -> Callable[[Any], str | None] | None:
+    """``task``'s ``concurrency_key`` as the registry calls it: with a job's payload."""
+    derive = options_of(task).concurrency_key
+    if derive is None:
+        return None
+
+    def key(payload: Any) -> str | None:
+        from jobs.backends import task_results  # not at import time: it imports the models
+
+        args, kwargs = task_results.split_payload(payload)
+        return derive(*args, **kwargs)
+
+    return key
 
 
 def _call(task: Task, payload: Any) -> Any:

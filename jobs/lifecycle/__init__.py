@@ -73,6 +73,7 @@ from jobs.lifecycle.create import (
 from jobs.lifecycle.flow import (
     Limits,
     all_limits,
+    key_limited_jobs,
     limits,
     next_start_in,
     pause_queue,
@@ -128,6 +129,7 @@ __all__ = [
     "error_key",
     "fail",
     "heartbeat",
+    "key_limited_jobs",
     "limits",
     "mark_started",
     "new_worker_id",

@@ -160,14 +160,12 @@ def _claim_controlled(
             return claimed
         left, room = _starts_left(starts, claimed), limit - len(claimed)
         with transaction.atomic():
-            claimed += _claim_queue(
-                queue.queue, tasks, room, left, state.keyed, worker_id, lease, now
-            )
+            claimed += _claim_queue(queue.queue, tasks, room, left, state, worker_id, lease, now)
     if state.keyed and len(claimed) < limit:
         due = _due(queues, tasks, now).filter(concurrency_key__isnull=False)
         with transaction.atomic():
             room = limit - len(claimed)
-            chosen, _ = _choose(flow.uncontrolled(due), room, None, keyed=True, now=now)
+            chosen, _ = _choose(flow.uncontrolled(due), room, None, state=state, now=now)
             claimed += _mark(chosen, worker_id, lease, now)
     return claimed
 
@@ -184,7 +182,7 @@ def _claim_queue(
     tasks: Sequence[str] | None,
     limit: int,
     starts: int | None,
-    keyed: bool,
+    state: flow.State,
     worker_id: str,
     lease: datetime,
     now: datetime,
@@ -204,35 +202,42 @@ def _claim_queue(
     if limit <= 0:
         return []
     due = _due([name], tasks, now)
-    chosen, key_slots = _choose(due, limit, queue, keyed=keyed, now=now)
+    chosen, key_slots = _choose(due, limit, queue, state=state, now=now)
     jobs = _mark(chosen, worker_id, lease, now)
+    taken = {}
     for job in jobs:  # a slot for each job claimed; the others stay free
         own = [slots.pop()] if rate is not None else []
-        own += key_slots.get(job.pk, [])
-        if own:
-            flow.stamp_slots(job, own, now)  # the executor stamps them again as it starts
+        if own := own + key_slots.get(job.pk, []):
+            taken[job] = own
+    if taken:
+        flow.stamp_slots(taken, now)  # the executor stamps them again as it starts
     return jobs
 
 
 def _choose(
-    due: Any, limit: int, queue: flow.Limits | None, *, keyed: bool, now: datetime
+    due: Any, limit: int, queue: flow.Limits | None, *, state: flow.State, now: datetime
 ) -> tuple[Any, dict[Any, list[Any]]]:
-    """Up to ``limit`` ids of ``due`` (in claim order) that their keys' limits allow, as a
-    query of ids (None: none), and the key rate slot each chosen job takes.
+    """Up to ``limit`` ids of ``due`` (in claim order) that their keys' and tasks' limits
+    allow, as a query of ids (None: none), and the key rate slot each chosen job takes.
 
-    Only the keys of jobs that look claimable are locked (sorted), then their
-    processing jobs counted again under the locks: those counts hold until the
-    claim commits, whatever other workers do. ``keyed``: keyed jobs may be queued.
+    Only the keys and limited tasks of jobs that look claimable are locked (in one
+    sorted pass), then their processing jobs counted again under the locks: those
+    counts hold until the claim commits, whatever other workers do.
     """
-    # With keyed jobs about, look past the ones whose key is full (up to a window).
-    size = max(4 * limit, 200) if keyed else limit
-    window = list(due.values_list("pk", "concurrency_key", "task")[:size])
+    # With keyed jobs about, look past the ones held back (up to a window).
+    size = max(4 * limit, 200) if state.keyed else limit
+    rows = due.values_list("pk", "concurrency_key", "task")[:size]
+    window = [(pk, flow.own_key(key, task), task) for pk, key, task in rows]
     key_slots: dict[Any, list[Any]] = {}
-    if any(key for _, key, _ in window):
-        seen = flow.processing_by_key({key for _, key, _ in window if key})
-        window = _pick(window, limit, seen, queue)
-        locked = flow.lock_keys([key for _, key, _ in window if key])
-        window = _pick(window, limit, locked, queue)
+    keys = {key for _, key, _ in window if key}
+    limited = {task for _, _, task in window if task in state.tasks}
+    if keys or limited:
+        seen = flow.processing_by_key(keys), flow.processing_by_task(limited)
+        window = _pick(window, limit, seen, queue, state.tasks)
+        locked = flow.lock_keys(
+            {key for _, key, _ in window if key}, {task for _, _, task in window} & limited
+        )
+        window = _pick(window, limit, locked, queue, state.tasks)
         if queue is not None and (key_rate := queue.key_rate_limit) is not None:
             window, key_slots = _take_key_slots(window, queue.queue, key_rate, now)
     chosen = [pk for pk, _, _ in window[:limit]]
@@ -257,17 +262,29 @@ def _take_key_slots(
     return [row for row in window if not row[1] or row[0] in taken], taken
 
 
-def _pick(window: list[Any], limit: int, busy: dict[str, int], queue: Any) -> list[Any]:
-    """The first ``limit`` rows of ``window`` whose key (if any) has room, given ``busy``."""
-    busy, picked = dict(busy), []
+def _pick(
+    window: list[Any],
+    limit: int,
+    busy: tuple[dict[str, int], dict[str, int]],
+    queue: Any,
+    task_limits: dict[str, int],
+) -> list[Any]:
+    """The first ``limit`` rows of ``window`` whose key and task (if limited) have room,
+    given ``busy``: how many jobs each key and each task has processing."""
+    keys, tasks = dict(busy[0]), dict(busy[1])
+    picked = []
     for row in window:
         if len(picked) >= limit:
             break
         _, key, task = row
+        if key and keys[key] >= flow.key_limit(task, queue):
+            continue
+        if task in task_limits and tasks[task] >= task_limits[task]:
+            continue
         if key:
-            if busy[key] >= flow.key_limit(task, queue):
-                continue
-            busy[key] += 1
+            keys[key] += 1
+        if task in task_limits:
+            tasks[task] += 1
         picked.append(row)
     return picked
 

@@ -12,6 +12,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
+from jobs.lifecycle import flow
 from jobs.lifecycle.events import attempt_duration, log_transition, logger
 from jobs.lifecycle.transitions import (
     DONE,
@@ -55,6 +56,7 @@ def _mark_done(job: Job, worker_id: str, result: Any, now: datetime) -> bool:
     )
     if updated:
         job.status, job.finished_at = DONE, now
+        flow.announce_freed([job])
     return bool(updated)
 
 
@@ -109,6 +111,7 @@ def succeed_many(*, worker_id: str, completions: Sequence[tuple[Job, Any]]) -> i
             )
             recorded = cursor.rowcount
             mine = None
+        flow.announce_freed(held)
     if recorded < len(held):
         # Some were taken away meanwhile: keep only those this worker recorded.
         if mine is None:
@@ -159,6 +162,7 @@ def fail(
             changes |= {"status": FAILED, "finished_at": now}
         if not held(job, worker_id).update(**changes):
             raise refused(job.pk, "fail")
+        flow.announce_freed([job])
         archive([job], outcome=outcome, now=now, error=error, traceback=traceback)
     job.status = changes["status"]
     log_transition(

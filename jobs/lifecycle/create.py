@@ -19,6 +19,7 @@ from django.utils import timezone
 from jobs import notify, tasks
 from jobs.conf import conf
 from jobs.exceptions import InvalidJob, InvalidPayload, TransitionRefused, flatten_errors
+from jobs.lifecycle import flow
 from jobs.lifecycle.events import log_enqueued, log_transition
 from jobs.models import ACTIVE_STATUSES, Job, ScheduleFire
 
@@ -115,15 +116,14 @@ def _new_job(
 
 
 def _derived_key(spec: tasks.TaskSpec, payload: Any) -> str | None:
-    """The concurrency key the task derives from ``payload`` (None: the task derives none).
+    """The concurrency key the task derives from ``payload``; for a task with a total
+    limit that derives none, the task's own key (``flow.task_key``); else None.
 
     Raises ``InvalidJob`` when the derived key is too long.
     """
-    if spec.concurrency_key is None:
-        return None
-    key = spec.concurrency_key(payload)
+    key = None if spec.concurrency_key is None else spec.concurrency_key(payload)
     if key is None or key == "":
-        return None
+        return flow.task_key(spec.name) if spec.concurrency else None
     if len(str(key)) > MAX_CONCURRENCY_KEY:
         raise InvalidJob({"concurrency_key": [f"The task's key is over {MAX_CONCURRENCY_KEY}."]})
     return str(key)

@@ -20,6 +20,11 @@ decides a limit (``claim._claim_controlled``):
 - keys are locked as rows of ``ConcurrencyKey`` (inserted if missing, locked in
   sorted order, so two claims never deadlock) before their processing jobs are
   counted. Transaction-scoped locks only: PgBouncer's transaction mode is fine;
+- a task with a total limit (``register(concurrency=N)``): its jobs are keyed jobs
+  (one without a key of its own is given ``task:<name>`` when created, ``task_key``),
+  so the plain statement leaves them out; claims lock a ``ConcurrencyKey`` row named
+  ``task:<name>`` in the same sorted pass as the keys, then count the task's
+  processing jobs;
 - a rate limit of N per period (per queue, or per key within a queue) is N ``RateSlot``
   rows, each holding its last use.
   A claim takes a slot last used a whole period ago and stamps it (``free_slots``);
@@ -33,6 +38,7 @@ for ``STATE_SECONDS`` (``state``): with no flow control configured, a claim that
 fills its batch costs one statement, as before.
 """
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -109,6 +115,7 @@ class State:
 
     queues: dict[str, Limits] = field(default_factory=dict)  # controlled ones only
     keyed: bool = False  # some due-or-not queued job carries a concurrency key
+    tasks: dict[str, int] = field(default_factory=dict)  # tasks with a total limit
     read_at: float = 0.0
 
     def controlled(self, served: Any) -> list[Limits]:
@@ -126,7 +133,8 @@ def state(*, refresh: bool = False) -> State:
     if refresh or time.monotonic() - _state.read_at >= STATE_SECONDS:
         controlled = {n: q for n, q in all_limits().items() if q.controlled}
         keyed = Job.objects.filter(status=Status.QUEUED, concurrency_key__isnull=False).exists()
-        _state = State(queues=controlled, keyed=keyed, read_at=time.monotonic())
+        limited = tasks.concurrency_limits()
+        _state = State(queues=controlled, keyed=keyed, tasks=limited, read_at=time.monotonic())
     return _state
 
 
@@ -140,8 +148,35 @@ def uncontrolled(qs: Any) -> Any:
 
 def free_jobs(qs: Any) -> Any:
     """``qs`` without the jobs only a controlled claim may take: those of paused or
-    limited queues and those with a concurrency key."""
+    limited queues, those with a concurrency key and those of a limited task."""
     return uncontrolled(qs.filter(concurrency_key__isnull=True))
+
+
+def task_key(task: str) -> str:
+    """The concurrency key of a job of limited ``task`` that has none of its own, and the
+    ``ConcurrencyKey`` row the task's claims lock (a long name is hashed to fit)."""
+    key = f"task:{task}"
+    if len(key) > ConcurrencyKey._meta.get_field("key").max_length:
+        key = f"task:{hashlib.sha256(task.encode()).hexdigest()}"
+    return key
+
+
+def own_key(key: str | None, task: str) -> str | None:
+    """``key`` if it is a job's own concurrency key; None if none or the task's
+    (``task_key``), which only routes the job to the keyed claim."""
+    return None if key == task_key(task) else key
+
+
+def key_limited_jobs(limited: dict[str, int] | None = None) -> int:
+    """Give the queued jobs of the limited tasks that have no key (created before the
+    limit was declared) their task's key, so that claims see the limit; return how many.
+    Runs when a worker starts."""
+    limited = tasks.concurrency_limits() if limited is None else limited
+    updated = 0
+    for name in sorted(limited):
+        jobs = Job.objects.filter(status=Status.QUEUED, task=name, concurrency_key__isnull=True)
+        updated += jobs.update(concurrency_key=task_key(name))
+    return updated
 
 
 def lock_queue(name: str) -> Limits:
@@ -155,14 +190,16 @@ def processing(**filters: Any) -> int:
     return Job.objects.filter(status=Status.PROCESSING, **filters).count()
 
 
-def lock_keys(keys: list[str]) -> dict[str, int]:
-    """Lock ``keys``' rows in sorted order; return how many jobs each has processing."""
-    if not keys:
-        return {}
-    keys = sorted(set(keys))
-    ConcurrencyKey.objects.bulk_create([ConcurrencyKey(key=k) for k in keys], ignore_conflicts=True)
-    list(ConcurrencyKey.objects.select_for_update().filter(key__in=keys).order_by("key"))
-    return processing_by_key(keys)
+def lock_keys(keys: Any, limited: Any = ()) -> tuple[dict[str, int], dict[str, int]]:
+    """Lock the rows of ``keys`` and of the ``limited`` tasks in one sorted pass; return
+    how many jobs each key and each task has processing, as counted under the locks."""
+    keys, limited = set(keys), set(limited)
+    names = sorted(keys | {task_key(task) for task in limited})
+    if names:
+        rows = [ConcurrencyKey(key=name) for name in names]
+        ConcurrencyKey.objects.bulk_create(rows, ignore_conflicts=True)
+        list(ConcurrencyKey.objects.select_for_update().filter(key__in=names).order_by("key"))
+    return processing_by_key(keys), processing_by_task(limited)
 
 
 def processing_by_key(keys: Any) -> dict[str, int]:
@@ -173,6 +210,18 @@ def processing_by_key(keys: Any) -> dict[str, int]:
         .annotate(n=Count("pk"))
     )
     return dict.fromkeys(keys, 0) | dict(counts)
+
+
+def processing_by_task(names: Any) -> dict[str, int]:
+    """How many jobs each task of ``names`` has processing (0 included)."""
+    if not names:
+        return {}
+    counts = (
+        Job.objects.filter(status=Status.PROCESSING, task__in=list(names))
+        .values_list("task")
+        .annotate(n=Count("pk"))
+    )
+    return dict.fromkeys(names, 0) | dict(counts)
 
 
 def key_limit(task: str, queue: Limits | None) -> int:
@@ -213,11 +262,15 @@ def free_slots(limiter: str, rate: tuple[int, float], wanted: int, now: datetime
     return taken
 
 
-def stamp_slots(job: Job, slots: list[Any], now: datetime) -> None:
-    """Mark ``slots`` (locked by ``free_slots``) used at ``now`` for ``job``, which carries
-    them (``rate_slots``) to its executor, to be stamped again as it starts."""
-    RateSlot.objects.filter(pk__in=slots).update(last_used=now)
-    job.rate_slots = [*getattr(job, "rate_slots", []), *((pk, now) for pk in slots)]
+def stamp_slots(taken: dict[Job, list[Any]], now: datetime) -> None:
+    """Mark the slots each job of ``taken`` took (locked by ``free_slots``) used at ``now``,
+    in one statement; each job carries its own (``rate_slots``) to its executor, to be
+    stamped again as it starts."""
+    RateSlot.objects.filter(pk__in=[pk for slots in taken.values() for pk in slots]).update(
+        last_used=now
+    )
+    for job, slots in taken.items():
+        job.rate_slots = [*getattr(job, "rate_slots", []), *((pk, now) for pk in slots)]
 
 
 def _note_next_start(slots: Any, period: float) -> None:
@@ -236,6 +289,21 @@ def next_start_in() -> float | None:
     if wait <= 0:
         _next_start[0] = None
     return max(0.0, wait)
+
+
+def announce_freed(jobs: Any) -> None:
+    """Wake idle workers for the queues of ``jobs``, which just left ``processing``, when
+    that freed a concurrency slot (a limited queue's, a key's or a limited task's); in the
+    caller's transaction. Reads the cached flow state only: no query when nothing is
+    limited."""
+    limited = {name for name, q in _state.queues.items() if q.concurrency or q.key_concurrency}
+    freed = {
+        job.queue
+        for job in jobs
+        if job.concurrency_key or job.queue in limited or job.task in _state.tasks
+    }
+    if freed:
+        notify.notify(freed)
 
 
 def start_rated(job: Job) -> bool:
@@ -312,15 +380,17 @@ def waiting_for(job: Job) -> str:
         return f"queue {job.queue} is paused"
     if queue.concurrency and processing(queue=job.queue) >= queue.concurrency:
         return f"queue {job.queue} at its concurrency limit {queue.concurrency}"
-    if job.concurrency_key:
+    if own_key(job.concurrency_key, job.task):
         cap = key_limit(job.task, queue)
         if processing(concurrency_key=job.concurrency_key) >= cap:
             return f"key {job.concurrency_key} at its limit {cap}"
+    if (cap := tasks.concurrency_limits().get(job.task)) and processing(task=job.task) >= cap:
+        return f"task {job.task} at its concurrency limit {cap}"
     if (rate := queue.rate_limit) is not None:
         if not _has_free_slot(queue_limiter(job.queue), rate, now):
             return f"queue {job.queue} at its rate limit {queue.rate}"
     key_rate = queue.key_rate_limit
-    if job.concurrency_key and key_rate is not None:
+    if own_key(job.concurrency_key, job.task) and key_rate is not None:
         if not _has_free_slot(key_limiter(job.queue, job.concurrency_key), key_rate, now):
             return f"key {job.concurrency_key} at its rate limit {queue.key_rate}"
     return ""

@@ -15,6 +15,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from jobs.exceptions import JobChanged, TransitionRefused
+from jobs.lifecycle import flow
 from jobs.lifecycle.claim import claim_for_hand, release
 from jobs.lifecycle.complete import fail, succeed
 from jobs.lifecycle.events import log_transition, logger
@@ -50,6 +51,7 @@ def cancel(*, job_id: Any) -> Job:
         )
         if job.status == PROCESSING:
             archive([job], outcome=Outcome.CANCELLED, now=now, error="cancelled")
+            flow.announce_freed([job])
     job.refresh_from_db()
     log_transition(job, "cancel")
     return job

@@ -2,7 +2,8 @@
 
 ``recover`` requeues (or fails, out of attempts) processing jobs whose lease
 expired and archives their attempts as lost; the workers' supervisors call it
-periodically. It must not touch a job whose lease is still live.
+periodically. It must not touch a job whose lease is still live. Idle workers are
+woken (PostgreSQL NOTIFY at commit), as for a new job.
 """
 
 from datetime import datetime
@@ -11,6 +12,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from jobs import notify
 from jobs.lifecycle.events import log_transition
 from jobs.lifecycle.transitions import FAILED, QUEUED, archive, held
 from jobs.models import Job, Outcome
@@ -44,6 +46,8 @@ def recover(*, now: datetime | None = None, limit: int = 500) -> int:
                 recovered.append(job)
                 job.status = changes["status"]
         archive(recovered, outcome=Outcome.LOST, now=now, error="worker lost")
+        if recovered:  # requeued jobs are work to claim; a slot a limit counted is free
+            notify.notify(job.queue for job in recovered)
     for job in recovered:
         log_transition(job, "recover", outcome=Outcome.LOST.value)
     return len(recovered)

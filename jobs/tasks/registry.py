@@ -67,6 +67,7 @@ class TaskSpec:
     # and how many jobs of one key may be processing at once (the queue's setting wins).
     concurrency_key: Callable[[Any], str | None] | None = None
     key_concurrency: int | None = None
+    concurrency: int | None = None  # at most this many of the task's jobs processing at once
 
     def __call__(self, payload: Any) -> Any:
         return self.func(payload)
@@ -122,6 +123,7 @@ def _validate_json_schema(schema: dict[str, Any], payload: Any) -> None:
 _registry: dict[str, TaskSpec] = {}
 Resolver = Callable[[str], TaskSpec | None]
 _resolvers: list[Resolver] = []
+_declared_limits: dict[str, int] = {}  # django.tasks tasks' total limits (declare_concurrency)
 
 
 def register(
@@ -135,19 +137,17 @@ def register(
     schema: Any = None,
     concurrency_key: Callable[[Any], str | None] | None = None,
     key_concurrency: int | None = None,
+    concurrency: int | None = None,
 ) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
     """Register the decorated callable as a task (named after the function by default).
 
     ``concurrency_key(payload)`` gives a job's concurrency key when its caller gives
-    none; ``key_concurrency`` caps the jobs of one key processing at once (default 1).
-    Raises ``ValueError`` for a ``key_concurrency`` below 1.
+    none; ``key_concurrency`` caps the jobs of one key processing at once (default 1);
+    ``concurrency`` caps the task's jobs processing at once, whatever their queue or key.
+    Raises ``ValueError`` for a limit below 1.
     """
-    if key_concurrency is not None and (
-        isinstance(key_concurrency, bool) or not isinstance(key_concurrency, int)
-    ):
-        raise ValueError(f"key_concurrency={key_concurrency!r}: must be an integer >= 1")
-    if key_concurrency is not None and key_concurrency < 1:
-        raise ValueError(f"key_concurrency={key_concurrency!r}: must be an integer >= 1")
+    check_limit("key_concurrency", key_concurrency)
+    check_limit("concurrency", concurrency)
     if isinstance(schema, dict):
         import jsonschema  # only tasks with a JSON Schema need it: not loaded at start-up
 
@@ -166,10 +166,17 @@ def register(
             schema=schema,
             concurrency_key=concurrency_key,
             key_concurrency=key_concurrency,
+            concurrency=concurrency,
         )
         return func
 
     return decorator
+
+
+def check_limit(name: str, value: Any) -> None:
+    """Raise ``ValueError`` unless ``value`` is None or an integer >= 1."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{name}={value!r}: must be an integer >= 1")
 
 
 def register_external(
@@ -214,6 +221,21 @@ def register_external(
 def _runs_elsewhere(name: str, payload: Any) -> Any:
     # Only reached when an operator runs an external job here by hand (POST /run, "run now").
     raise PermanentFailure(f"task {name!r} is external: a remote worker runs it")
+
+
+def concurrency_limits() -> dict[str, int]:
+    """The tasks with a total concurrency limit (``concurrency``), by name: registered
+    ones and ``django.tasks`` tasks declared with one (``declare_concurrency``)."""
+    limits = {name: spec.concurrency for name, spec in _registry.items() if spec.concurrency}
+    return _declared_limits | limits
+
+
+def declare_concurrency(name: str, limit: int) -> None:
+    """Note that task ``name`` (not registered here: a ``django.tasks`` task resolved on
+    demand) runs at most ``limit`` jobs at once. Every process that imports its module
+    knows it: ``jobs`` imports each app's ``tasks`` module at start-up."""
+    check_limit("concurrency", limit)
+    _declared_limits[name] = limit
 
 
 def external_names() -> frozenset[str]:

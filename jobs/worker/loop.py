@@ -168,6 +168,8 @@ class Worker:
         if not self._wait_for_database():
             self._close()
             return self.processed
+        if keyed := lifecycle.key_limited_jobs():
+            logger.info("worker=%s keyed=%s queued jobs of limited tasks", self.worker_id, keyed)
         self.pool.start()
         logger.info(
             "worker=%s queues=%s concurrency=%s started",
