@@ -1,6 +1,6 @@
 """The claim's cost with and without flow control (README, "Flow control").
 
-    python -m bench.flow sqlite|postgres [--mode none|paused-other|other-limited|limited|keyed|rate]
+    python -m bench.flow sqlite|postgres [--mode none|paused-other|...|task-limited|rate]
     python -m bench.flow report      # every mode on both databases: docs/flow.md
 
 Times ``lifecycle.claim(limit=100)`` over a 32,000-job backlog on a fresh database:
@@ -9,11 +9,13 @@ the median and the 10th percentile of 300 claims, each claim's jobs then finishe
 control; ``paused-other``, another queue paused; ``other-limited``, another queue
 limited (the worker serves all queues); ``limited``, the claimed queue limited to
 1,000 processing; ``keyed``, every job with one of 1,000 concurrency keys (1 each);
-``rate``, the claimed queue limited to 100 starts per millisecond.
+``task-limited``, every job of a task limited to 1,000 processing; ``rate``, the claimed
+queue limited to 100 starts per millisecond.
 """
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -23,12 +25,13 @@ from pathlib import Path
 from bench.common import ROOT, database_url, drop_database, emit
 from bench.django_env import setup
 
-MODES = ["none", "paused-other", "other-limited", "limited", "keyed", "rate"]
+MODES = ["none", "paused-other", "other-limited", "limited", "keyed", "task-limited", "rate"]
 JOBS, CLAIMS, BATCH = 32_000, 300, 100
 
 
 def run(kind: str, mode: str) -> dict:
     url = database_url(kind, f"flow_{mode.replace('-', '_')}")
+    os.environ["JOBS_TASK_MODULES"] = "bench.tasks"  # bench.limited
     setup(url)
     from django.db import connection
 
@@ -45,9 +48,10 @@ def run(kind: str, mode: str) -> dict:
     if mode in queues:
         Queue.objects.create(**queues[mode])
     keyed = mode == "keyed"
+    task = "bench.limited" if mode == "task-limited" else "noop"
     lifecycle.enqueue_many(
         [
-            {"task": "noop", "queue": "q"} | ({"concurrency_key": f"k{i % 1000}"} if keyed else {})
+            {"task": task, "queue": "q"} | ({"concurrency_key": f"k{i % 1000}"} if keyed else {})
             for i in range(JOBS)
         ]
     )
@@ -129,6 +133,7 @@ LABELS = {
     "other-limited": "another queue limited (the worker serves every queue)",
     "limited": "from a queue limited to 1,000 processing",
     "keyed": "every job keyed (1,000 keys, 1 each)",
+    "task-limited": "every job of a task limited to 1,000 processing",
     "rate": "from a rate-limited queue (100 per ms)",
 }
 KEYS = ("claim_ms_median", "claim_ms_p10")

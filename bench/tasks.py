@@ -1,5 +1,5 @@
 """Tasks for benchmarks: ``bench.mark`` logs each run to a file (to see double runs),
-``bench.sleep`` takes a while.
+``bench.sleep`` takes a while, ``bench.limited`` has a total concurrency limit.
 
 Loaded through ``JOBS_TASK_MODULES=bench.tasks``. Each run appends its payload
 (a job number) as one line to ``BENCH_MARK_FILE`` with a single ``O_APPEND``
@@ -30,6 +30,11 @@ def mark(payload: Any) -> None:
 def sleep(payload: Any) -> None:
     """Sleep ``payload`` seconds: a job that takes a while (the mixed workload)."""
     time.sleep(float(payload))
+
+
+@register("bench.limited", concurrency=1000)
+def limited(payload: Any) -> None:
+    """Nothing, with at most 1,000 running at once (the flow-control bench)."""
 
 
 def runs(path: Path) -> dict[str, int]:
