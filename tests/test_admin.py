@@ -78,6 +78,49 @@ def test_search_by_id_payload_and_error(admin_client, make_job):
     assert found("nothing-matches") == set()
 
 
+def test_a_text_search_reads_the_newest_jobs_of_the_list_and_says_so(
+    admin_client, make_job, monkeypatch
+):
+    from jobs.admin import jobs as job_admin
+
+    monkeypatch.setattr(job_admin, "SEARCH_ROWS", 3)
+    old = make_job(payload={"customer": "zebra-1"}, queue="mail")
+    Job.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=3))
+    newer = [make_job(payload={"customer": f"zebra-{n}"}) for n in (2, 3, 4)]
+
+    def found(**query: str) -> tuple[set, list[str]]:
+        response = admin_client.get(CHANGELIST, {"q": "zebra", **query})
+        notes = [str(m) for m in get_messages(response.wsgi_request)]
+        return {j.pk for j in response.context["cl"].result_list}, notes
+
+    hits, notes = found()
+    assert hits == {job.pk for job in newer}  # the newest 3 only
+    assert len(notes) == 1 and "newest 3 jobs of this list (created since" in notes[0]
+    assert found(queue="mail") == ({old.pk}, [])  # a filter reaches the older one
+    assert found(q=str(old.pk))[0] == {old.pk}  # an id is looked up, never bounded
+
+
+@pytest.mark.parametrize(
+    ("column", "ordering"),
+    [
+        ("2", ["status", "-created_at", "-pk"]),
+        ("-2", ["-status", "created_at", "pk"]),
+        ("3", ["task", "-created_at", "-pk"]),
+        ("4", ["queue", "-created_at", "-pk"]),
+        ("9", ["created_at", "-pk"]),
+        ("-1", ["-id"]),
+        ("10", ["-created_at", "-pk"]),  # run after: no index, so the default order
+        ("5", ["-created_at", "-pk"]),  # priority: likewise
+    ],
+)
+def test_the_list_sorts_only_along_an_index(admin_client, make_job, column, ordering):
+    make_job()
+    changelist = admin_client.get(CHANGELIST, {"o": column}).context["cl"]
+    assert list(changelist.queryset.query.order_by) == ordering
+    headers = shown(admin_client.get(CHANGELIST))
+    assert headers.count('class="sortable') == 5  # id, status, task, queue, age
+
+
 # -- the change page -------------------------------------------------------------------------
 
 

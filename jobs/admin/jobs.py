@@ -33,6 +33,7 @@ from jobs.admin.changelist import (
     ErrorClassFilter,
     EstimatedCountPaginator,
     HasErrorFilter,
+    IndexedChangeList,
     QueueFilter,
     TaskFilter,
 )
@@ -44,6 +45,9 @@ from jobs.routers import reads_from_replica
 
 logger = logging.getLogger(__name__)
 
+# A text search reads the payload and error of at most this many jobs: the newest of
+# the filtered list. Unbounded, a search that matches nothing reads the whole table.
+SEARCH_ROWS = 20_000
 # A whole job id, or its first 8 or more hex digits (the list shows the first 8).
 ID_PREFIX = re.compile(r"[0-9a-fA-F]{8}(-?[0-9a-fA-F]){0,24}")
 # The list's error column shows this many characters of the error's first line.
@@ -81,6 +85,9 @@ class JobAdmin(JobActions, admin.ModelAdmin):
         "duration",
     ]
     list_display_links = ["short_id"]
+    # Only the columns an index sorts (see IndexedChangeList): id, creation time, and
+    # status, task and queue each followed by creation time.
+    sortable_by = ["short_id", "status_badge", "task", "queue", "age"]
     list_filter = [
         "status",
         QueueFilter,
@@ -92,7 +99,11 @@ class JobAdmin(JobActions, admin.ModelAdmin):
         ErrorClassFilter,
     ]
     search_fields = ["id"]  # see get_search_results
-    search_help_text = "A job id or its first 8+ characters, or text in the payload or error."
+    search_help_text = (
+        f"A job id or its first 8+ characters, or text in the payload or error of the newest "
+        f"{SEARCH_ROWS:,} jobs in the list (filter by date, status, queue or task to reach "
+        "older ones)."
+    )
     date_hierarchy = "created_at"
     list_per_page = 50
     paginator = EstimatedCountPaginator
@@ -250,7 +261,7 @@ class JobAdmin(JobActions, admin.ModelAdmin):
             job.progress_message,
         )
 
-    @admin.display(description="worker")
+    @admin.display(description="worker", ordering="worker_id")
     def worker_link(self, job: Job) -> str:
         if not job.worker_id:
             return "-"
@@ -292,8 +303,21 @@ class JobAdmin(JobActions, admin.ModelAdmin):
             digits = term.replace("-", "").lower()
             low, high = uuid.UUID(digits.ljust(32, "0")), uuid.UUID(digits.ljust(32, "f"))
             return queryset.filter(pk__gte=low, pk__lte=high), False
+        # The newest SEARCH_ROWS jobs of the list: an index range on creation time.
+        older = queryset.order_by("-created_at").values_list("created_at", flat=True)
+        cutoff = next(iter(older[SEARCH_ROWS - 1 : SEARCH_ROWS]), None)
+        if cutoff is not None:
+            queryset = queryset.filter(created_at__gte=cutoff)
+            messages.info(
+                request,
+                f"Text searched in the newest {SEARCH_ROWS:,} jobs of this list (created since "
+                f"{stamp(cutoff)}): filter by date, status, queue or task to reach older ones.",
+            )
         text = queryset.annotate(payload_text=Cast("payload", TextField()))
         return text.filter(Q(payload_text__icontains=term) | Q(error__icontains=term)), False
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type:
+        return IndexedChangeList
 
     def save_model(self, request: HttpRequest, obj: Job, form: JobForm, change: bool) -> None:
         """Create the job through ``lifecycle.enqueue`` (blanks take the task's defaults), or
