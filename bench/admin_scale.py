@@ -104,6 +104,8 @@ def load(rows: int, reload: bool) -> dict[str, Any]:
     """Fill the job table with ``rows`` jobs unless it holds that many already."""
     from django.db import connection
 
+    from bench.common import load_bare
+
     with connection.cursor() as cursor:
         cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE relname = 'jobs_job'")
         present = cursor.fetchone()[0]
@@ -111,20 +113,7 @@ def load(rows: int, reload: bool) -> dict[str, Any]:
             return {"loaded": False, "rows_estimate": present}
         started = time.perf_counter()
         cursor.execute("TRUNCATE jobs_job CASCADE")
-        # Millions of rows load faster into the bare table, the indexes built after (by a
-        # sort each): a row at a time, the random primary key and the other indexes would
-        # each take a random page write per row.
-        cursor.execute(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'jobs_job' "
-            "AND indexname NOT IN (SELECT conname FROM pg_constraint)"
-        )
-        indexes = cursor.fetchall()
-        for name, _ in indexes:
-            cursor.execute(f'DROP INDEX "{name}"')
-        cursor.execute(LOAD_SQL, {"rows": rows})
-        cursor.execute("SET maintenance_work_mem = '1GB'")
-        for _, definition in indexes:
-            cursor.execute(definition)
+        load_bare(cursor, LOAD_SQL, {"rows": rows})
         inserted = time.perf_counter() - started
         cursor.execute("VACUUM ANALYZE jobs_job")
     return {

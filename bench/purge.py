@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
-from bench.common import ROOT, env_for, percentile, scratch_postgres
+from bench.common import ROOT, env_for, load_bare, percentile, scratch_postgres
 from bench.django_env import setup
 
 FILL = """
@@ -47,7 +47,7 @@ def fill(rows: int) -> None:
 
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE jobs_job CASCADE")
-        cursor.execute(FILL, [rows])
+        load_bare(cursor, FILL, [rows])
         cursor.execute(ATTEMPTS)
         cursor.execute("ANALYZE jobs_job")
         cursor.execute("ANALYZE jobs_jobattempt")
@@ -86,6 +86,38 @@ class DeleteTimer:
                 self.durations.append(time.perf_counter() - start)
 
 
+def table_state() -> dict[str, Any]:
+    """The job table's size (heap, indexes, in MB) and live and dead rows, from the
+    statistics collector (after a moment for it to catch up)."""
+    from django.db import connection
+
+    time.sleep(1)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(
+            "SELECT pg_table_size('jobs_job'), pg_indexes_size('jobs_job'), n_live_tup, "
+            "n_dead_tup FROM pg_stat_user_tables WHERE relname = 'jobs_job'"
+        )
+        heap, indexes, live, dead = cursor.fetchone()
+    mb = 1024 * 1024
+    return {
+        "heap_mb": round(heap / mb),
+        "indexes_mb": round(indexes / mb),
+        "live": live,
+        "dead": dead,
+    }
+
+
+def vacuum() -> float:
+    """``VACUUM ANALYZE`` the job table (what autovacuum would do); return its seconds."""
+    from django.db import connection
+
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE jobs_job")
+    return round(time.perf_counter() - started, 1)
+
+
 def latency(since: Any, until: Any) -> dict[str, float]:
     """Enqueue-to-finish times (ms) of the noop jobs created in [since, until)."""
     from jobs.models import Job
@@ -120,6 +152,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     fill(args.rows)
     fill_s = time.perf_counter() - started
+    vacuum()  # a table at rest: its visibility map set, as autovacuum leaves an old table
     filled = dict(Job.objects.order_by().values_list("status").annotate(n=Count("*")))
 
     command = [sys.executable, "manage.py", "runworker", "--poll-interval", "0.05"]
@@ -132,6 +165,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         baseline_from = timezone.now()
         time.sleep(10)
         purge_from = timezone.now()
+        before = table_state()
         timer = DeleteTimer()
         started = time.perf_counter()
         with connection.execute_wrapper(timer):
@@ -145,6 +179,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             proc.terminate()
         for proc in workers:
             proc.wait(timeout=30)
+    after = table_state()
+    vacuum_s = vacuum()
+    vacuumed = table_state()
     deleted = sum(counts.values())
     batches = sorted(timer.durations)
     return {
@@ -163,6 +200,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "latency_before_purge": latency(baseline_from, purge_from),
         "latency_during_purge": latency(purge_from, purge_until),
         "left_unfinished": Job.objects.filter(status__in=["queued", "processing"]).count(),
+        "table": {"before the purge": before, "after it": after, "after VACUUM": vacuumed},
+        "vacuum_s": vacuum_s,
     }
 
 
@@ -203,6 +242,25 @@ def markdown(result: dict[str, Any], machine: dict[str, Any], seconds: float, db
         f"{result['feed_rate_per_s']} noop jobs a second)\n\n"
         "Enqueue-to-done time of the noop jobs created in each window (database clock).\n\n"
         + report.table("window | jobs done | seconds | jobs/s | p50 ms | p99 ms | max ms", rows),
+        "## The table afterwards\n\n"
+        "The job table's heap and index sizes (`pg_table_size`, `pg_indexes_size`) and its "
+        "live and dead rows (`pg_stat_user_tables`): before the purge, right after it, and "
+        f"after a `VACUUM ANALYZE` (what autovacuum does), which took {result['vacuum_s']} s. "
+        "A plain vacuum keeps the files' size and makes the dead rows' space reusable by "
+        "new jobs; only `VACUUM FULL` (an exclusive lock) gives it back to the system.\n\n"
+        + report.table(
+            "| heap MB | indexes MB | live rows | dead rows",
+            [
+                [
+                    when,
+                    f"{t['heap_mb']:,}",
+                    f"{t['indexes_mb']:,}",
+                    f"{t['live']:,}",
+                    f"{t['dead']:,}",
+                ]
+                for when, t in result["table"].items()
+            ],
+        ),
     )
 
 
