@@ -46,6 +46,22 @@ def test_filters(admin_client, make_job, query, expected):
     assert {job.status for job in result} == expected
 
 
+def test_the_queue_filter_lists_queued_flow_controlled_and_task_queues(admin_client, make_job):
+    from jobs.admin.changelist import queued_queues
+    from jobs.models import Queue
+
+    for queue in ["b", "a", "b", "c"]:
+        make_job(queue=queue)
+    done = make_job(queue="finished-only")
+    Job.objects.filter(pk=done.pk).update(status=Status.DONE)
+    Queue.objects.create(name="paused-one", paused=True)
+    assert queued_queues() == {"a", "b", "c"}
+    page = shown(admin_client.get(CHANGELIST))
+    for queue in ["a", "b", "c", "paused-one", "default"]:
+        assert f"?queue={queue}" in page
+    assert "?queue=finished-only" not in page
+
+
 def test_created_range_filter_and_date_hierarchy(admin_client, make_job):
     old, new = make_job(), make_job()
     Job.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=40))
