@@ -148,7 +148,7 @@ def explain(client: Any, url: str) -> None:
         client.get(url)
     with connection.cursor() as cursor:
         for sql, params in seen:
-            if not sql.lstrip().upper().startswith("SELECT"):
+            if not sql.lstrip().upper().startswith(("SELECT", "WITH")):
                 continue
             cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", params)
             print(sql[:300], "\n   ", "\n    ".join(row[0] for row in cursor.fetchall()), "\n")
