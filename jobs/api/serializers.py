@@ -354,6 +354,7 @@ class _CountSerializer(serializers.Serializer):
 class _StatusCountsSerializer(serializers.Serializer):
     queued = _CountSerializer()
     processing = _CountSerializer()
+    waiting = _CountSerializer(help_text="Workflow jobs waiting for their parents.")
     done = _CountSerializer()
     failed = _CountSerializer()
     cancelled = _CountSerializer()
@@ -373,6 +374,7 @@ class _WindowsSerializer(serializers.Serializer):
 class _QueueStatsSerializer(serializers.Serializer):
     queued = serializers.IntegerField()
     processing = serializers.IntegerField()
+    waiting = serializers.IntegerField()
     lag_seconds = serializers.FloatField(
         allow_null=True, help_text="Age of the oldest due queued job; null: none queued."
     )

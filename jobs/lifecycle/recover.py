@@ -11,6 +11,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from jobs.lifecycle.dependents import parents_ended
 from jobs.lifecycle.events import log_transition
 from jobs.lifecycle.transitions import FAILED, QUEUED, archive, held
 from jobs.models import Job, Outcome
@@ -44,6 +45,8 @@ def recover(*, now: datetime | None = None, limit: int = 500) -> int:
                 recovered.append(job)
                 job.status = changes["status"]
         archive(recovered, outcome=Outcome.LOST, now=now, error="worker lost")
+        if ended := [j.pk for j in recovered if j.status == FAILED and j.has_dependents]:
+            parents_ended(ids=ended, now=now)
     for job in recovered:
         log_transition(job, "recover", outcome=Outcome.LOST.value)
     return len(recovered)
