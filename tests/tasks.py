@@ -175,7 +175,18 @@ def collect(payload: dict[str, Any]) -> dict[str, Any]:
         handle.write(f"{len(parents)}\n")
     return {
         "count": len(parents),
-        "done": sorted(p["result"] for p in parents if p["status"] == "done"),
+        "done": sum(p["status"] == "done" for p in parents),
         "failed": sorted(p["name"] for p in parents if p["status"] == "failed"),
         "errors": sorted(p["error"] for p in parents if p["error"]),
+        "results": {p["name"]: p["result"] for p in parents},
     }
+
+
+@register("test.fail_once")
+def fail_once(payload: dict[str, Any]) -> str:
+    """First run: create the marker file and fail for good; later runs succeed."""
+    marker = Path(payload["marker"])
+    if not marker.exists():
+        marker.write_text("failed")
+        raise PermanentFailure("first run fails")
+    return "recovered"

@@ -98,7 +98,8 @@ def test_a_group_callback_gets_every_outcome_once_also_of_failed_members(tmp_pat
     assert log.read_text() == "20\n"
     result = steps(wf)["callback"].result
     assert result["count"] == 20
-    assert result["done"] == [i for i in range(20) if i % 5]
+    assert result["done"] == 16
+    assert result["results"] == {f"m{i}": (i if i % 5 else None) for i in range(20)}
     assert result["failed"] == ["m0", "m10", "m15", "m5"]
     assert "PermanentFailure: member 5 failed" in " ".join(result["errors"])
     assert lifecycle.workflow_state(wf)["state"] == "failed"
