@@ -155,7 +155,7 @@ def document_requests(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         bulk = result.get("paths", {}).get(f"/api/jobs/{verb.lower()}/", {}).get("post", {})
         if "requestBody" in bulk:
             bulk["requestBody"]["required"] = True  # no body is no selection: a 400
-    for name in ("JobRequest", "ScheduleRequest", "PatchedScheduleRequest"):
+    for name in ("JobRequest", "WorkflowJobRequest", "ScheduleRequest", "PatchedScheduleRequest"):
         if name in schemas:
             _tie_payload_to_task(schemas[name], together=name.startswith("Patched"))
     for name in ("ScheduleRequest", "PatchedScheduleRequest"):

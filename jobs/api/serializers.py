@@ -109,6 +109,8 @@ class JobSerializer(
             "lease_expires_at",
             "progress",
             "progress_message",
+            "workflow",
+            "parent_results",
         ]
         read_only_fields = [
             "id",
@@ -125,6 +127,8 @@ class JobSerializer(
             "lease_expires_at",
             "progress",
             "progress_message",
+            "workflow",
+            "parent_results",
         ]
         # A known idempotency key is not an error: create() answers with the existing job.
         validators: list = []

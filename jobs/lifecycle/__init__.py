@@ -101,9 +101,12 @@ from jobs.lifecycle.transitions import (
     new_worker_id,
 )
 from jobs.lifecycle.workflow import (
+    MAX_WORKFLOW_NAME,
     STEP_NAME,
     cancel_workflow,
     enqueue_workflow,
+    state_of,
+    with_counts,
     workflow_state,
 )
 
@@ -115,6 +118,7 @@ __all__ = [
     "MAX_CONCURRENCY_KEY",
     "MAX_IDEMPOTENCY_KEY",
     "MAX_PAYLOAD_DEPTH",
+    "MAX_WORKFLOW_NAME",
     "PARENT_ENDED",
     "PRIORITY_RANGE",
     "QUEUE_NAME",
@@ -161,11 +165,13 @@ __all__ = [
     "run_next_many",
     "set_status",
     "start_rated",
+    "state_of",
     "succeed",
     "succeed_many",
     "usage",
     "validate_payload",
     "waiting_for",
     "waiting_on",
+    "with_counts",
     "workflow_state",
 ]
