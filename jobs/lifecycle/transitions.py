@@ -32,7 +32,7 @@ TRANSITIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "recover": (frozenset({PROCESSING}), frozenset({QUEUED, FAILED})),
     "release": (frozenset({PROCESSING}), frozenset({QUEUED})),
     "cancel": (frozenset({QUEUED, PROCESSING, WAITING}), frozenset({CANCELLED})),
-    "retry": (frozenset({FAILED, CANCELLED, DONE}), frozenset({QUEUED})),
+    "retry": (frozenset({FAILED, CANCELLED, DONE}), frozenset({QUEUED, WAITING})),
     # A dependent's last parent ended (dependents.parents_ended): it runs, or it is
     # cancelled when a parent ended other than done under the edge's "cancel" policy.
     "ready": (frozenset({WAITING}), frozenset({QUEUED, CANCELLED})),
