@@ -244,7 +244,7 @@ def get_job(*, job_id: uuid.UUID | str) -> Job:
 
 
 def cancel(*, job_id: uuid.UUID | str) -> Job:
-    """Cancel a queued or running job; return it. A running task is told at its next
+    """Cancel a queued, waiting or running job; return it. A running task is told at its next
     heartbeat, and its result discarded. Raises ``JobNotFound``, or ``TransitionRefused``
     when the job is finished."""
     return _transition(lifecycle.cancel, job_id)

@@ -273,3 +273,31 @@ def test_an_invalid_graph_names_its_fault_and_creates_nothing(jobs, field, messa
     assert message in " ".join(raised.value.errors[field])
     assert not Job.objects.exists()
     assert not Workflow.objects.exists()
+
+
+def test_the_python_api_chains_and_groups(tmp_path):
+    import jobs
+
+    chained = jobs.chain(jobs=[{"task": "test.step", "payload": {"step": n}} for n in "abc"])
+    grouped = jobs.group(
+        jobs=[{"task": "test.member", "payload": {"i": i}} for i in range(3)],
+        then={"task": "test.collect", "payload": {"path": str(tmp_path / "log")}},
+    )
+    run_jobs()
+    assert steps(chained)["step-2"].result == ["a", "b", "c"]
+    assert steps(grouped)["then"].result["results"] == {"member-0": 0, "member-1": 1, "member-2": 2}
+    assert jobs.workflow_state(workflow_id=grouped.pk) == {"state": "done", "counts": {"done": 4}}
+    with pytest.raises(LookupError):
+        jobs.workflow_state(workflow_id="nope")
+
+
+def test_the_python_api_cancels_a_workflow():
+    import jobs
+
+    workflow = jobs.enqueue_workflow(
+        jobs=[{"name": "a", "task": "echo"}, {"name": "b", "task": "echo", "after": ["a"]}]
+    )
+    assert jobs.cancel_workflow(workflow_id=str(workflow.pk)) == {
+        "state": "cancelled",
+        "counts": {"cancelled": 2},
+    }

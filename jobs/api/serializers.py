@@ -489,7 +489,7 @@ class BulkCancelSerializer(BulkSelectionSerializer):
 
     verb = "cancel"
     statuses = [Status.QUEUED.value, Status.PROCESSING.value]
-    everything = "every queued and running job (or all jobs of `status`)"
+    everything = "every queued, waiting and running job (or all jobs of `status`)"
 
 
 class BulkDeleteSerializer(BulkSelectionSerializer):
