@@ -4,7 +4,8 @@ The schema names two string formats JSON Schema does not define: ``cron`` (five
 fields, or six with seconds first, that name a time which exists) and
 ``iana-time-zone``. These strategies generate valid values for them, so that
 schema-valid requests are valid for the server too; invalid ones come from the
-fuzzer's negative mode and the tests.
+fuzzer's negative mode and the tests. For the same reason a generated workflow
+(``POST /api/workflows``) is made a graph: unique names, edges to earlier jobs only.
 """
 
 import re
