@@ -2,6 +2,7 @@
 
     from jobs import enqueue, enqueue_many, send_email, http_request, get_job, cancel, retry
     from jobs import pause_queue, resume_queue, queue_state
+    from jobs import enqueue_workflow, chain, group, workflow_state, cancel_workflow
 
 The functions live in ``jobs.shortcuts`` and are imported on first use (PEP 562):
 Django imports this package while apps are loading, before the models can be,
@@ -13,29 +14,39 @@ from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "cancel",
+    "cancel_workflow",
+    "chain",
     "enqueue",
     "enqueue_many",
+    "enqueue_workflow",
     "get_job",
+    "group",
     "http_request",
     "pause_queue",
     "queue_state",
     "resume_queue",
     "retry",
     "send_email",
+    "workflow_state",
 ]
 
 if TYPE_CHECKING:
     from jobs.shortcuts import (
         cancel,
+        cancel_workflow,
+        chain,
         enqueue,
         enqueue_many,
+        enqueue_workflow,
         get_job,
+        group,
         http_request,
         pause_queue,
         queue_state,
         resume_queue,
         retry,
         send_email,
+        workflow_state,
     )
 
 

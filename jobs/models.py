@@ -30,9 +30,11 @@ class Status(models.TextChoices):
     DONE = "done"  # finished successfully; result holds the return value
     FAILED = "failed"  # out of attempts, or failed permanently: the failure queue
     CANCELLED = "cancelled"  # stopped by a client or operator; never runs again unless retried
+    WAITING = "waiting"  # a workflow's job whose parents have not all ended: never claimed
 
 
-ACTIVE_STATUSES = (Status.QUEUED, Status.PROCESSING)
+# Not finished: a waiting job is queued once its last parent ends (or cancelled with it).
+ACTIVE_STATUSES = (Status.QUEUED, Status.PROCESSING, Status.WAITING)
 FINISHED_STATUSES = (Status.DONE, Status.FAILED, Status.CANCELLED)
 
 # When a queued job becomes runnable: its run_after if deferred, else its
@@ -69,6 +71,23 @@ class JobQuerySet(models.QuerySet):
         return self.filter(status=Status.PROCESSING, lease_expires_at__lt=now or Now())
 
 
+class Workflow(models.Model):
+    """Jobs created together, some waiting for others (``jobs.lifecycle.workflow``).
+
+    Its state is its jobs' (``lifecycle.workflow_state``); deleting a workflow keeps its jobs.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name or str(self.id)
+
+
 class Job(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     task = models.CharField(max_length=200, default="simulate")
@@ -97,6 +116,15 @@ class Job(models.Model):
     progress_message = models.CharField(max_length=500, blank=True, default="")
     # Jobs sharing a key share its concurrency limit (see jobs.lifecycle.flow).
     concurrency_key = models.CharField(max_length=200, null=True, blank=True)
+    # Workflows (jobs.lifecycle.workflow): the workflow and the job's name in it; whether
+    # other jobs wait for this one (so ending a job without dependents costs nothing more);
+    # and, once its parents ended, their outcomes (id, name, status, result, error).
+    workflow = models.ForeignKey(
+        Workflow, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    step = models.CharField(max_length=100, null=True, blank=True)
+    has_dependents = models.BooleanField(default=False)
+    parent_results = models.JSONField(null=True, blank=True)
 
     objects = JobQuerySet.as_manager()
 
@@ -287,6 +315,43 @@ class ConcurrencyKey(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class OnParentFailure(models.TextChoices):
+    CANCEL = "cancel"  # a parent failed, was cancelled or deleted: cancel the dependent
+    RUN = "run"  # any ending of the parent counts: run the dependent anyway
+
+
+class Dependency(models.Model):
+    """An edge of a workflow: ``child`` waits until ``parent`` has ended.
+
+    The parent is referenced without a database constraint, so the edge outlives a
+    purged or deleted parent: ``parent_final`` then keeps the status the parent had
+    when it went (``deleted`` for one that had not finished).
+    """
+
+    child = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="parent_links")
+    parent = models.ForeignKey(
+        Job,
+        null=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="child_links",
+    )
+    parent_name = models.CharField(max_length=100)
+    on_parent_failure = models.CharField(
+        max_length=8, choices=OnParentFailure.choices, default=OnParentFailure.CANCEL
+    )
+    parent_final = models.CharField(max_length=16, null=True, blank=True)
+
+    class Meta:
+        ordering = ["child", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["child", "parent"], name="jobs_dependency_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.child_id} after {self.parent_id}"
 
 
 class Outcome(models.TextChoices):

@@ -26,6 +26,7 @@ from django.utils import timezone
 from jobs.conf import conf
 from jobs.models import (
     FINISHED_STATUSES,
+    Dependency,
     Job,
     JobAttempt,
     ScheduleFire,
@@ -75,6 +76,9 @@ def purge(
         if age is None:
             continue
         old = Job.objects.filter(status=status, finished_at__lt=now - age)
+        # A parent stays while a dependent waits: its result goes into the dependent's
+        # parent_results when the dependent's last parent ends.
+        old = old.exclude(has_dependents=True, child_links__child__status=Status.WAITING)
         counts[status] = old.count() if dry_run else _delete_in_batches(old, batch_size)
     if not dry_run and not statuses and older_than is None:
         _purge_fire_records(now - FIRE_RECORDS_KEPT, batch_size)
@@ -110,7 +114,20 @@ def delete_locked(ids: list[Any]) -> int:
         return 0
     JobAttempt.objects.filter(job_id__in=ids).delete()
     ScheduleFire.objects.filter(job_id__in=ids).update(job=None)
+    Dependency.objects.filter(child_id__in=ids).delete()
+    mark_deleted(Job.objects.filter(pk__in=ids, has_dependents=True).values_list("pk", "status"))
     return Job.objects.filter(pk__in=ids)._raw_delete(Job.objects.db)
+
+
+def mark_deleted(parents: Iterable[tuple[Any, str]]) -> None:
+    """Keep on their edges the status of workflow parents about to be deleted
+    (``deleted`` for one that had not finished), for their dependents to read."""
+    by_status: dict[str, list[Any]] = {}
+    for pk, status in parents:
+        final = status if status in FINISHED_STATUSES else "deleted"
+        by_status.setdefault(final, []).append(pk)
+    for final, pks in by_status.items():
+        Dependency.objects.filter(parent_id__in=pks).update(parent_final=final)
 
 
 def _purge_fire_records(cutoff: datetime, batch_size: int) -> None:

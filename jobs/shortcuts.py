@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from jobs import lifecycle
 from jobs.exceptions import InvalidJob, JobNotFound, TransitionRefused
-from jobs.models import Job
+from jobs.models import Job, Workflow
 
 # The options of a job, beside its task and payload (``enqueue``'s keyword arguments).
 OPTIONS = ("queue", "priority", "run_after", "max_attempts", "timeout", "concurrency_key")
@@ -168,6 +168,67 @@ def queue_state(*, name: str) -> dict[str, Any]:
     return lifecycle.queue_state(_queue_name(name))
 
 
+def enqueue_workflow(*, jobs: Sequence[Mapping[str, Any]], name: str = "") -> Workflow:
+    """Create a workflow of ``jobs`` in one transaction; return it (``workflow.jobs``).
+
+    Each job is a dict of ``enqueue``'s arguments (no ``idempotency_key``) with a
+    ``name`` unique in the workflow, ``after`` (the names of the jobs it waits for) and
+    ``on_parent_failure`` (``"cancel"``, the default, or ``"run"``). Raises
+    ``InvalidJob`` naming a cycle (``"jobs"``), an unknown name (``"jobs.2.after"``), a
+    repeated name or an invalid job; nothing is created then.
+    """
+    return lifecycle.enqueue_workflow(jobs=[_job_spec(job) for job in jobs], name=name)
+
+
+def chain(*, jobs: Sequence[Mapping[str, Any]], name: str = "") -> Workflow:
+    """Run ``jobs`` (dicts of ``enqueue``'s arguments) one after another, each seeing its
+    parent's outcome in ``jobs.tasks.parent_results()``; a failure cancels the rest.
+    Jobs without a ``name`` are named ``step-<n>``. Returns the workflow."""
+    named = [{"name": f"step-{i}", **job} for i, job in enumerate(jobs)]
+    linked = [job | ({"after": [named[i - 1]["name"]]} if i else {}) for i, job in enumerate(named)]
+    return enqueue_workflow(jobs=linked, name=name)
+
+
+def group(
+    *, jobs: Sequence[Mapping[str, Any]], then: Mapping[str, Any], name: str = ""
+) -> Workflow:
+    """Run ``jobs`` in parallel, then ``then`` once all have ended, however they ended:
+    it gets every member's outcome (``parent_results()``) and decides. Members without a
+    ``name`` are named ``member-<n>``, the callback ``then``. Returns the workflow."""
+    members = [{"name": f"member-{i}", **job} for i, job in enumerate(jobs)]
+    callback = {"name": "then", **then}
+    callback |= {"after": [m["name"] for m in members], "on_parent_failure": "run"}
+    return enqueue_workflow(jobs=[*members, callback], name=name)
+
+
+def workflow_state(*, workflow_id: uuid.UUID | str) -> dict[str, Any]:
+    """The workflow's state (``running``, ``done``, ``failed``, ``cancelled``) and its
+    jobs' count by status. Raises ``LookupError`` for an unknown workflow."""
+    return lifecycle.workflow_state(_workflow(workflow_id))
+
+
+def cancel_workflow(*, workflow_id: uuid.UUID | str) -> dict[str, Any]:
+    """Cancel the workflow's jobs that have not started (running ones finish); return its
+    state. Raises ``LookupError`` for an unknown workflow."""
+    workflow = _workflow(workflow_id)
+    lifecycle.cancel_workflow(workflow_id=workflow.pk)
+    return lifecycle.workflow_state(workflow)
+
+
+def _workflow(workflow_id: uuid.UUID | str) -> Workflow:
+    try:
+        return Workflow.objects.get(pk=uuid.UUID(str(workflow_id)))
+    except (ValueError, Workflow.DoesNotExist):
+        raise LookupError(f"no workflow {workflow_id}") from None
+
+
+def _job_spec(job: Mapping[str, Any]) -> dict[str, Any]:
+    spec = dict(job)
+    if "run_after" in spec:
+        spec["run_after"] = _aware(spec["run_after"])
+    return spec
+
+
 def _queue_name(name: str) -> str:
     if not isinstance(name, str) or not lifecycle.QUEUE_NAME.fullmatch(name):
         raise ValueError(f"{name!r} is not a queue name: 1-100 letters, digits, '_', '.', ':', '-'")
@@ -183,7 +244,7 @@ def get_job(*, job_id: uuid.UUID | str) -> Job:
 
 
 def cancel(*, job_id: uuid.UUID | str) -> Job:
-    """Cancel a queued or running job; return it. A running task is told at its next
+    """Cancel a queued, waiting or running job; return it. A running task is told at its next
     heartbeat, and its result discarded. Raises ``JobNotFound``, or ``TransitionRefused``
     when the job is finished."""
     return _transition(lifecycle.cancel, job_id)

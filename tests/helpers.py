@@ -22,6 +22,8 @@ ALL = [s.value for s in Status]
 
 def put_in(status: str, make_job: Callable[..., Job]) -> Job:
     """Create a job and drive it to ``status`` through the lifecycle."""
+    if status == Status.WAITING:
+        return waiting_job()
     job = make_job(max_attempts=1)
     if status == Status.QUEUED:
         return job
@@ -35,6 +37,19 @@ def put_in(status: str, make_job: Callable[..., Job]) -> Job:
     job.refresh_from_db()
     assert job.status == status
     return job
+
+
+def waiting_job() -> Job:
+    """A job waiting for its parent, which is held (processing) by hand, so that no claim
+    takes it."""
+    workflow = lifecycle.enqueue_workflow(
+        jobs=[
+            {"name": "parent", "task": "echo"},
+            {"name": "child", "task": "echo", "after": ["parent"], "max_attempts": 1},
+        ]
+    )
+    lifecycle.claim_for_hand(job_id=workflow.jobs.get(step="parent").pk)
+    return workflow.jobs.get(step="child")
 
 
 def one_of_each(make_job: Callable[..., Job]) -> dict[str, Job]:

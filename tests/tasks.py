@@ -8,7 +8,7 @@ from typing import Any
 from django.db.backends.signals import connection_created
 
 from jobs.exceptions import PermanentFailure
-from jobs.tasks import register, report_progress
+from jobs.tasks import parent_results, register, report_progress
 
 
 @register("test.fail")
@@ -151,3 +151,48 @@ def span_limited(payload: dict[str, Any]) -> str:
 def per_account(payload: dict[str, Any]) -> Any:
     """Echo the payload; at most 2 processing per account (its concurrency key)."""
     return payload
+
+
+@register("test.step")
+def step(payload: dict[str, Any]) -> list[Any]:
+    """A chain's step: its parent's result (a list) with payload['step'] appended."""
+    parents = parent_results()
+    before = parents[0]["result"] if parents else []
+    return [*before, payload["step"]]
+
+
+@register("test.member")
+def member(payload: dict[str, Any]) -> Any:
+    """A group's member: sleep until payload['until'] (Unix time) if given, then fail for
+    good when payload['fail'], else return payload['i']."""
+    if until := payload.get("until"):
+        time.sleep(max(0.0, until - time.time()))
+    if payload.get("fail"):
+        raise PermanentFailure(f"member {payload['i']} failed")
+    return payload["i"]
+
+
+@register("test.collect")
+def collect(payload: dict[str, Any]) -> dict[str, Any]:
+    """A group's callback: append a line to payload['path'] (counts its runs across
+    processes) and return its parents' outcomes in brief."""
+    parents = parent_results()
+    with open(payload["path"], "a") as handle:
+        handle.write(f"{len(parents)}\n")
+    return {
+        "count": len(parents),
+        "done": sum(p["status"] == "done" for p in parents),
+        "failed": sorted(p["name"] for p in parents if p["status"] == "failed"),
+        "errors": sorted(p["error"] for p in parents if p["error"]),
+        "results": {p["name"]: p["result"] for p in parents},
+    }
+
+
+@register("test.fail_once")
+def fail_once(payload: dict[str, Any]) -> str:
+    """First run: create the marker file and fail for good; later runs succeed."""
+    marker = Path(payload["marker"])
+    if not marker.exists():
+        marker.write_text("failed")
+        raise PermanentFailure("first run fails")
+    return "recovered"

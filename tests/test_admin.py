@@ -224,7 +224,11 @@ def test_add_refuses_unknown_task(admin_client):
 
 ACTIONS = {
     # action -> (statuses it changes, what a changed job becomes, word in the message)
-    "cancel_jobs": ({Status.QUEUED, Status.PROCESSING}, Status.CANCELLED, "cancelled"),
+    "cancel_jobs": (
+        {Status.QUEUED, Status.PROCESSING, Status.WAITING},
+        Status.CANCELLED,
+        "cancelled",
+    ),
     "retry_jobs": ({Status.FAILED, Status.CANCELLED, Status.DONE}, Status.QUEUED, "requeued"),
     "run_next": ({Status.QUEUED}, Status.QUEUED, "moved to the front"),
 }
@@ -250,8 +254,8 @@ def test_bulk_action_reports_changed_and_skipped_by_status(admin_client, make_jo
     jobs = one_of_each(make_job)
     shown_messages, _ = act(admin_client, "cancel_jobs", jobs.values())
     assert shown_messages == [
-        "2 jobs cancelled. 3 skipped: 1 cancelled, 1 done, 1 failed "
-        "(only queued or processing jobs are cancelled)."
+        "3 jobs cancelled. 3 skipped: 1 cancelled, 1 done, 1 failed "
+        "(only queued, waiting or processing jobs are cancelled)."
     ]
     # The running attempt is archived.
     assert JobAttempt.objects.filter(job=jobs[Status.PROCESSING], outcome="cancelled").exists()

@@ -356,6 +356,11 @@ def test_every_public_name_is_exported():
         "pause_queue",
         "resume_queue",
         "queue_state",
+        "enqueue_workflow",
+        "chain",
+        "group",
+        "workflow_state",
+        "cancel_workflow",
     }
 
 

@@ -137,7 +137,7 @@ def needs(method: str, path: str) -> str:
         return "a signed-in user"
     if declared:
         return ", ".join(f"`{perm}`" for perm in declared)
-    model = view.queryset.model
+    model = getattr(view, "permission_model", None) or view.queryset.model
     request = APIRequestFactory().generic(method, path)
     return f"`jobs.{required_verb(request, view)}_{model._meta.model_name}`"
 

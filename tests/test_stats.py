@@ -65,7 +65,14 @@ def test_stats_after_a_known_mix_of_jobs(api, known_mix):
     assert response.status_code == 200
     body = response.json()
     counts = {status: entry["count"] for status, entry in body["statuses"].items()}
-    assert counts == {"queued": 3, "processing": 1, "done": 2, "failed": 1, "cancelled": 1}
+    assert counts == {
+        "queued": 3,
+        "processing": 1,
+        "waiting": 0,
+        "done": 2,
+        "failed": 1,
+        "cancelled": 1,
+    }
     assert all(entry["exact"] for entry in body["statuses"].values())
     a, b = body["queues"]["a"], body["queues"]["b"]
     assert (a["queued"], a["processing"]) == (3, 1)
@@ -91,14 +98,14 @@ def test_lag_is_zero_when_only_deferred_jobs_wait(api, make_job):
 def test_the_number_of_queries_does_not_grow_with_the_data(
     known_mix, make_job, django_assert_num_queries
 ):
-    # queued and processing per queue, the lag of queue "a" (the one with queued jobs),
-    # recent per queue, 3 capped finished counts, live workers
-    with django_assert_num_queries(8):
+    # queued, processing and waiting per queue, the lag of queue "a" (the one with queued
+    # jobs), recent per queue, 3 capped finished counts, live workers
+    with django_assert_num_queries(9):
         stats.snapshot()
     for _ in range(20):
         make_job(queue="a")
         finish(make_job(queue="b"))
-    with django_assert_num_queries(8):
+    with django_assert_num_queries(9):
         stats.snapshot()
 
 

@@ -11,4 +11,4 @@ An adapter like ``jobs.api`` and ``jobs.worker``: every change goes through
 enforce it).
 """
 
-from jobs.admin import jobs, queues, schedules, workers  # noqa: F401  (register their models)
+from jobs.admin import jobs, queues, schedules, workers, workflows  # noqa: F401  (register)

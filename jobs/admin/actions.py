@@ -30,15 +30,15 @@ EVERYWHERE = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
 # What each verb does, as the "apply to all" confirmation page says it.
 ACTION_TEXT = {
     "retry": "requeue them to run as soon as possible (failed, cancelled and done jobs)",
-    "cancel": "cancel them (queued and processing jobs: a running job's worker finds out "
-    "at its next heartbeat and its result is discarded)",
+    "cancel": "cancel them (queued, waiting and processing jobs: a running job's worker "
+    "finds out at its next heartbeat and its result is discarded)",
     "run_next": "move them to the front of their queue: top priority, due now (queued jobs)",
     "delete": "delete them and their attempt history (all but running jobs)",
 }
 
 WHY = {
     "retry": "only failed, cancelled or done jobs are retried",
-    "cancel": "only queued or processing jobs are cancelled",
+    "cancel": "only queued, waiting or processing jobs are cancelled",
     "run_next": "only queued jobs can be moved",
     "delete": "running jobs are not deleted: cancel them first",
 }

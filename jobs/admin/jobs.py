@@ -23,7 +23,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from jobs import lifecycle
 from jobs.admin import dashboard, failures
@@ -59,6 +59,18 @@ admin.site.index_template = "admin/jobs_index.html"
 
 def badge(status: str) -> str:
     return format_html('<span class="job-badge status-{}">{}</span>', status, status)
+
+
+def job_links(rows: Any) -> str:
+    """Links to jobs, one a line: ``(id, name, status, note)`` each; a deleted one unlinked."""
+    lines = []
+    for pk, name, status, note in rows:
+        if status == "deleted":
+            lines.append(format_html("{} (deleted) {}", name, note))
+            continue
+        url = reverse("admin:jobs_job_change", args=[pk])
+        lines.append(format_html('<a href="{}">{}</a> {} {}', url, name, badge(status), note))
+    return format_html_join("", "<div>{}</div>", ((line,) for line in lines)) or "-"
 
 
 def pre(text: str | None) -> str:
@@ -127,6 +139,9 @@ class JobAdmin(JobActions, admin.ModelAdmin):
         "idempotency_key",
         "concurrency_key",
         "waiting_for",
+        "workflow_link",
+        "parents",
+        "dependents",
     ]
     fieldsets = [
         (None, {"fields": ["id", "status", "task", "queue", "priority", "run_after"]}),
@@ -145,7 +160,15 @@ class JobAdmin(JobActions, admin.ModelAdmin):
                 ]
             },
         ),
+        ("Workflow", {"fields": ["workflow_link", "parents", "dependents"]}),
     ]
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list:
+        """The workflow's fieldset only for a job of a workflow."""
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or obj.workflow_id is None:
+            fieldsets = [f for f in fieldsets if f[0] != "Workflow"]
+        return fieldsets
 
     class Media:
         css = {"all": ["jobs/admin.css"]}
@@ -154,8 +177,37 @@ class JobAdmin(JobActions, admin.ModelAdmin):
 
     @admin.display(description="waiting for")
     def waiting_for(self, job: Job) -> str:
-        """Why a queued job is not running yet (a paused queue, a limit), if anything."""
+        """Why a queued job is not running yet (a paused queue, a limit), or the parents a
+        waiting job still waits for, if anything."""
+        if job.pk and job.status == Status.WAITING:
+            return f"its parents: {', '.join(lifecycle.waiting_on(job))}"
         return (lifecycle.waiting_for(job) if job.pk else "") or "-"
+
+    @admin.display(description="workflow")
+    def workflow_link(self, job: Job) -> str:
+        if job.workflow_id is None:
+            return "-"
+        url = reverse("admin:jobs_workflow_change", args=[job.workflow_id])
+        return format_html('<a href="{}">{}</a> (as {})', url, job.workflow, job.step)
+
+    @admin.display(description="waits for")
+    def parents(self, job: Job) -> str:
+        edges = job.parent_links.order_by("id").values_list(
+            "parent_id", "parent_name", "parent__status", "parent_final", "on_parent_failure"
+        )
+        return job_links(
+            (pk, name, status or final or "deleted", f"on failure: {policy}")
+            for pk, name, status, final, policy in edges
+        )
+
+    @admin.display(description="dependents")
+    def dependents(self, job: Job) -> str:
+        edges = job.child_links.order_by("id").values_list(
+            "child_id", "child__step", "child__status", "on_parent_failure"
+        )
+        return job_links(
+            (pk, name, status, f"on failure: {policy}") for pk, name, status, policy in edges
+        )
 
     @admin.display(description="id", ordering="id")
     def short_id(self, job: Job) -> str:

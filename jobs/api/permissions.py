@@ -10,7 +10,8 @@ so every new endpoint is closed to anonymous callers and needs a model permissio
 - ``delete_<model>`` to delete.
 
 A viewset may name the permission of an action explicitly with
-``action_permissions = {"stats": "view"}``. A view without a queryset (so
+``action_permissions = {"stats": "view"}``, and the model whose permissions apply
+with ``permission_model`` (the workflows take the jobs'). A view without a queryset (so
 without a model) must say what it needs in ``required_permissions`` (a list
 of ``"app_label.codename"``; an empty list means any authenticated user);
 otherwise only superusers pass, so a forgotten declaration fails closed.
@@ -55,6 +56,8 @@ def required_verb(request: Request, view: "APIView") -> str:
 
 
 def _model(view: "APIView") -> Any:
+    if (model := getattr(view, "permission_model", None)) is not None:
+        return model  # the model whose permissions apply (a workflow: its jobs')
     queryset = getattr(view, "queryset", None)
     if queryset is None and hasattr(view, "get_queryset"):
         try:

@@ -114,6 +114,11 @@ class ClaimedJobSerializer(serializers.Serializer):
     lease_seconds = serializers.FloatField(
         help_text="The lease's length: heartbeat well within it (e.g. every third)."
     )
+    parent_results = serializers.JSONField(
+        allow_null=True,
+        help_text="A workflow job's parents' outcomes (id, name, status, result, error); "
+        "null for a job without parents.",
+    )
 
 
 class ClaimResponseSerializer(serializers.Serializer):

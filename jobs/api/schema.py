@@ -155,18 +155,21 @@ def document_requests(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         bulk = result.get("paths", {}).get(f"/api/jobs/{verb.lower()}/", {}).get("post", {})
         if "requestBody" in bulk:
             bulk["requestBody"]["required"] = True  # no body is no selection: a 400
-    for name in ("JobRequest", "ScheduleRequest", "PatchedScheduleRequest"):
+    for name in ("JobRequest", "WorkflowJobRequest", "ScheduleRequest", "PatchedScheduleRequest"):
         if name in schemas:
             _tie_payload_to_task(schemas[name], together=name.startswith("Patched"))
     for name in ("ScheduleRequest", "PatchedScheduleRequest"):
         if name in schemas:
             schemas[name]["properties"] |= {"cron": CRON, "timezone": TIME_ZONE}
+    if jobs := schemas.get("WorkflowCreateRequest", {}).get("properties", {}).get("jobs"):
+        jobs |= {"minItems": 1, "maxItems": conf.MAX_BULK}  # the list serializer's bounds
     claim = schemas.get("ClaimRequest", {})
     if external := sorted(tasks.external_names()):  # else every name is refused: a plain string
         claim.get("properties", {}).get("tasks", {}).get("items", {})["enum"] = external
     _document_bulk_create(result.get("paths", {}).get("/api/jobs/", {}).get("post", {}))
     _link_created(result, "/api/jobs/", JOB_OPERATIONS)
     _link_created(result, "/api/schedules/", SCHEDULE_OPERATIONS)
+    _link_created(result, "/api/workflows/", WORKFLOW_OPERATIONS)
     return result
 
 
@@ -218,6 +221,10 @@ JOB_OPERATIONS = {
     "CancelJob": "api_jobs_cancel_create",
     "RetryJob": "api_jobs_retry_create",
     "DeleteJob": "api_jobs_destroy",
+}
+WORKFLOW_OPERATIONS = {
+    "GetWorkflow": "api_workflows_retrieve",
+    "CancelWorkflow": "api_workflows_cancel_create",
 }
 SCHEDULE_OPERATIONS = {
     "GetSchedule": "api_schedules_retrieve",

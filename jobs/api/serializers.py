@@ -109,6 +109,8 @@ class JobSerializer(
             "lease_expires_at",
             "progress",
             "progress_message",
+            "workflow",
+            "parent_results",
         ]
         read_only_fields = [
             "id",
@@ -125,6 +127,8 @@ class JobSerializer(
             "lease_expires_at",
             "progress",
             "progress_message",
+            "workflow",
+            "parent_results",
         ]
         # A known idempotency key is not an error: create() answers with the existing job.
         validators: list = []
@@ -354,6 +358,7 @@ class _CountSerializer(serializers.Serializer):
 class _StatusCountsSerializer(serializers.Serializer):
     queued = _CountSerializer()
     processing = _CountSerializer()
+    waiting = _CountSerializer(help_text="Workflow jobs waiting for their parents.")
     done = _CountSerializer()
     failed = _CountSerializer()
     cancelled = _CountSerializer()
@@ -373,6 +378,7 @@ class _WindowsSerializer(serializers.Serializer):
 class _QueueStatsSerializer(serializers.Serializer):
     queued = serializers.IntegerField()
     processing = serializers.IntegerField()
+    waiting = serializers.IntegerField()
     lag_seconds = serializers.FloatField(
         allow_null=True, help_text="Age of the oldest due queued job; null: none queued."
     )
@@ -483,7 +489,7 @@ class BulkCancelSerializer(BulkSelectionSerializer):
 
     verb = "cancel"
     statuses = [Status.QUEUED.value, Status.PROCESSING.value]
-    everything = "every queued and running job (or all jobs of `status`)"
+    everything = "every queued, waiting and running job (or all jobs of `status`)"
 
 
 class BulkDeleteSerializer(BulkSelectionSerializer):

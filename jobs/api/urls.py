@@ -11,6 +11,7 @@ from jobs.api.views import (
     TaskViewSet,
     WorkerViewSet,
 )
+from jobs.api.workflows import WorkflowViewSet
 
 
 class APIRoot(ApiDefaults, APIRootView):
@@ -29,6 +30,7 @@ router.register("tasks", TaskViewSet, basename="task")
 router.register("workers", WorkerViewSet, basename="worker")
 router.register("schedules", ScheduleViewSet, basename="schedule")
 router.register("queues", QueueViewSet, basename="queue")
+router.register("workflows", WorkflowViewSet, basename="workflow")
 
 WORKER_JOB = r"^worker/jobs/(?P<pk>[^/]+)"
 

@@ -195,7 +195,7 @@ class JobViewSet(
     @extend_schema(request=None, responses=TRANSITION_RESPONSES)
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
-        """Cancel a queued or running job."""
+        """Cancel a queued, waiting or running job."""
         job = self.get_object()
         return self._transition(lifecycle.cancel, job_id=job.pk)
 
@@ -227,7 +227,7 @@ class JobViewSet(
     )
     @action(detail=False, methods=["post"], url_path="cancel", url_name="cancel-many")
     def cancel_many(self, request: Request) -> Response:
-        """Cancel many queued or running jobs: ``{"ids": [...]}``, a filter (``status``,
+        """Cancel many queued, waiting or running jobs: ``{"ids": [...]}``, a filter (``status``,
         ``queue``, ``task``, ``error_class``, ``finished_after``), or ``{"all": true}``; an
         empty body is a 400. A running job's worker finds it cancelled at its next
         heartbeat. Answers how many changed and, by status, how many were skipped."""

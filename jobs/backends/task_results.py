@@ -43,6 +43,7 @@ from jobs.models import FINISHED_STATUSES, Job, JobAttempt, Outcome, Status
 
 STATUS_MAP = {
     Status.QUEUED: TaskResultStatus.READY,
+    Status.WAITING: TaskResultStatus.READY,  # a workflow's job waiting for its parents
     Status.PROCESSING: TaskResultStatus.RUNNING,
     Status.DONE: TaskResultStatus.SUCCESSFUL,
     Status.FAILED: TaskResultStatus.FAILED,

@@ -6,7 +6,10 @@ counts an attempt, names the holder in ``worker_id`` and grants a lease until
 then reports success (``done``) or failure: with attempts left the job goes
 back to ``queued`` with ``run_after`` set by the backoff policy, otherwise it
 lands in ``failed``, the failure queue, where it stays until an operator
-retries it. A queued or processing job can be cancelled at any time. A
+retries it. A job created with parents (a workflow) is ``waiting`` instead of
+``queued`` until its last parent ends: then it is queued with its parents'
+outcomes, or cancelled when a parent failed and its edge says so. A queued,
+waiting or processing job can be cancelled at any time. A
 processing job whose lease expired is *recovered*: its holder is presumed dead,
 the attempt is archived as lost, and the job is requeued or failed.
 
@@ -31,7 +34,11 @@ names below, never its modules, which split the machine by concern (bottom first
 - ``recover``: jobs whose holder died (expired leases);
 - ``flow``: paused queues, concurrency and rate limits (claim enforces them);
 - ``operator``: ``cancel``, ``retry``, ``set_status``, ``edit``, ``delete`` on one job;
-- ``bulk``: the set-based verbs of the admin's actions (``..._many``).
+- ``bulk``: the set-based verbs of the admin's actions (``..._many``);
+- ``dependents``: a workflow's waiting jobs, released or cancelled in the transaction
+  that ends their last parent (``parents_ended``), and waiting again when it is retried;
+- ``workflow``: ``enqueue_workflow`` (a graph of jobs in one transaction),
+  ``workflow_state``, ``cancel_workflow``.
 
 Nothing below the lifecycle imports it; only the lifecycle writes ``Job.status``.
 """
@@ -70,6 +77,7 @@ from jobs.lifecycle.create import (
     enqueue_many,
     validate_payload,
 )
+from jobs.lifecycle.dependents import PARENT_ENDED, waiting_on
 from jobs.lifecycle.flow import (
     Limits,
     all_limits,
@@ -93,6 +101,15 @@ from jobs.lifecycle.transitions import (
     error_key,
     new_worker_id,
 )
+from jobs.lifecycle.workflow import (
+    MAX_WORKFLOW_NAME,
+    STEP_NAME,
+    cancel_workflow,
+    enqueue_workflow,
+    state_of,
+    with_counts,
+    workflow_state,
+)
 
 __all__ = [
     "EDITABLE_FIELDS",
@@ -102,8 +119,11 @@ __all__ = [
     "MAX_CONCURRENCY_KEY",
     "MAX_IDEMPOTENCY_KEY",
     "MAX_PAYLOAD_DEPTH",
+    "MAX_WORKFLOW_NAME",
+    "PARENT_ENDED",
     "PRIORITY_RANGE",
     "QUEUE_NAME",
+    "STEP_NAME",
     "TIMEOUT_RANGE",
     "TRANSITIONS",
     "VERBS",
@@ -116,6 +136,7 @@ __all__ = [
     "backoff",
     "cancel",
     "cancel_many",
+    "cancel_workflow",
     "check_job",
     "claim",
     "claim_for_hand",
@@ -126,6 +147,7 @@ __all__ = [
     "enqueue",
     "enqueue_fire",
     "enqueue_many",
+    "enqueue_workflow",
     "error_key",
     "fail",
     "heartbeat",
@@ -145,9 +167,13 @@ __all__ = [
     "run_next_many",
     "set_status",
     "start_rated",
+    "state_of",
     "succeed",
     "succeed_many",
     "usage",
     "validate_payload",
     "waiting_for",
+    "waiting_on",
+    "with_counts",
+    "workflow_state",
 ]

@@ -25,9 +25,17 @@ from django.utils import timezone
 
 from jobs.conf import conf
 from jobs.exceptions import TransitionRefused
+from jobs.lifecycle.dependents import parents_ended, retried
 from jobs.lifecycle.events import logger
 from jobs.lifecycle.operator import requeue_changes, retry
-from jobs.lifecycle.transitions import CANCELLED, PROCESSING, QUEUED, TRANSITIONS, archive
+from jobs.lifecycle.transitions import (
+    CANCELLED,
+    PROCESSING,
+    QUEUED,
+    TRANSITIONS,
+    WAITING,
+    archive,
+)
 from jobs.models import ACTIVE_STATUSES, Job, Outcome, Status
 from jobs.retention import delete_locked
 
@@ -54,13 +62,22 @@ def _by_status(jobs: QuerySet) -> dict[str, int]:
     return dict(jobs.order_by().values_list("status").annotate(n=Count("pk")))
 
 
-def _bulk(ids: Selection, verb: str, allowed: Iterable[str], **changes: Any) -> BulkResult:
-    """Apply one guarded UPDATE to the selected jobs whose status is in ``allowed``."""
+def _bulk(
+    ids: Selection, verb: str, allowed: Iterable[str], after: Any = None, **changes: Any
+) -> BulkResult:
+    """Apply one guarded UPDATE to the selected jobs whose status is in ``allowed``;
+    ``after(ids)``, in the same transaction, for those among them that are in a workflow."""
     allowed = frozenset(allowed)
     with transaction.atomic():
         selected = _selected(ids)
         found = _by_status(selected)
-        changed = selected.filter(status__in=allowed).update(**changes)
+        chosen = selected.filter(status__in=allowed)
+        members = []
+        if after is not None:
+            members = list(chosen.filter(workflow__isnull=False).values_list("pk", flat=True))
+        changed = chosen.update(**changes)
+        if members:
+            after(members)
     skipped = {status: n for status, n in found.items() if status not in allowed}
     logger.info("transition=%s changed=%s skipped=%s", verb, changed, skipped)
     return BulkResult(changed, skipped)
@@ -76,12 +93,20 @@ def cancel_many(*, ids: Selection) -> BulkResult:
         selected = _selected(ids)
         found = _by_status(selected)
         running = list(selected.select_for_update().filter(status=PROCESSING))
+        parents = list(
+            selected.filter(status__in=[QUEUED, WAITING], has_dependents=True).values_list(
+                "pk", flat=True
+            )
+        )
         ended = {"status": CANCELLED, "finished_at": now, "lease_expires_at": None}
-        changed = selected.filter(status=QUEUED).update(**ended, updated_at=now)
+        changed = selected.filter(status__in=[QUEUED, WAITING]).update(**ended, updated_at=now)
         changed += Job.objects.filter(pk__in=[j.pk for j in running], status=PROCESSING).update(
             **ended, updated_at=now
         )
         archive(running, outcome=Outcome.CANCELLED, now=now, error="cancelled")
+        parents += [j.pk for j in running if j.has_dependents]
+        if parents:
+            parents_ended(ids=parents, now=now)
     skipped = {status: n for status, n in found.items() if status not in ACTIVE_STATUSES}
     logger.info("transition=cancel changed=%s skipped=%s", changed, skipped)
     return BulkResult(changed, skipped)
@@ -90,8 +115,15 @@ def cancel_many(*, ids: Selection) -> BulkResult:
 def retry_many(*, ids: Selection) -> BulkResult:
     """Requeue the selected failed, cancelled or done jobs to run as soon as possible."""
     try:
+        now = timezone.now()
         with transaction.atomic():
-            return _bulk(ids, "retry", TRANSITIONS["retry"][0], **requeue_changes(timezone.now()))
+            return _bulk(
+                ids,
+                "retry",
+                TRANSITIONS["retry"][0],
+                after=lambda members: retried(ids=members, now=now),
+                **requeue_changes(now),
+            )
     except IntegrityError:
         # One would become a second unfinished holder of an idempotency key: requeue
         # them one by one, so only those are refused.
@@ -120,7 +152,11 @@ def delete_many(*, ids: Selection) -> BulkResult:
         found = _by_status(selected)
         doomed = selected.exclude(status=PROCESSING)
         # Lock them first, so none is claimed between being chosen and deleted.
-        deleted = delete_locked(list(doomed.select_for_update().values_list("pk", flat=True)))
+        locked = list(doomed.select_for_update().values_list("pk", "status", "has_dependents"))
+        deleted = delete_locked([pk for pk, _, _ in locked])
+        unfinished = (QUEUED, WAITING)
+        if parents := [pk for pk, status, has in locked if has and status in unfinished]:
+            parents_ended(ids=parents, now=timezone.now())
     skipped = {PROCESSING: found[PROCESSING]} if found.get(PROCESSING) else {}
     logger.info("transition=delete changed=%s skipped=%s", deleted, skipped)
     return BulkResult(deleted, skipped)

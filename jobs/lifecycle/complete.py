@@ -6,6 +6,7 @@ changes nothing. Operators finish jobs through ``operator``, which calls these.
 """
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from jobs.lifecycle import flow
+from jobs.lifecycle.dependents import parents_ended
 from jobs.lifecycle.events import attempt_duration, log_transition, logger
 from jobs.lifecycle.transitions import (
     DONE,
@@ -31,8 +33,12 @@ from jobs.models import Job, Outcome
 def succeed(*, job: Job, worker_id: str, result: Any = None) -> None:
     """Record success of the attempt ``job`` describes. Raises ``TransitionRefused``."""
     now = timezone.now()
-    if not _mark_done(job, worker_id, result, now):
-        raise refused(job.pk, "succeed")
+    # A job with dependents settles them in the same transaction; others need none.
+    with transaction.atomic() if job.has_dependents else nullcontext():
+        if not _mark_done(job, worker_id, result, now):
+            raise refused(job.pk, "succeed")
+        if job.has_dependents:
+            parents_ended(ids=[job.pk], now=now)
     job.result = result
     log_transition(job, "succeed", outcome="done", duration=attempt_duration(job, now))
 
@@ -112,14 +118,16 @@ def succeed_many(*, worker_id: str, completions: Sequence[tuple[Job, Any]]) -> i
             recorded = cursor.rowcount
             mine = None
         flow.announce_freed(held)
-    if recorded < len(held):
-        # Some were taken away meanwhile: keep only those this worker recorded.
-        if mine is None:
+        if recorded < len(held) and mine is None:
+            # Some were taken away meanwhile: keep only those this worker recorded.
             mine = set(
                 Job.objects.filter(
                     pk__in=[job.pk for job in held], status=DONE, finished_at=now
                 ).values_list("pk", flat=True)
             )
+        if parents := [j.pk for j in held if j.has_dependents and (mine is None or j.pk in mine)]:
+            parents_ended(ids=parents, now=now)  # set-based, for the whole batch
+    if mine is not None and len(mine) < len(held):
         logger.warning(
             "worker=%s discarded=%s completions no longer held", worker_id, len(held) - len(mine)
         )
@@ -164,6 +172,8 @@ def fail(
             raise refused(job.pk, "fail")
         flow.announce_freed([job])
         archive([job], outcome=outcome, now=now, error=error, traceback=traceback)
+        if not requeue and job.has_dependents:
+            parents_ended(ids=[job.pk], now=now)
     job.status = changes["status"]
     log_transition(
         job, "fail", outcome=str(outcome), error=error, duration=attempt_duration(job, now)

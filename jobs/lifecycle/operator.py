@@ -18,6 +18,7 @@ from jobs.exceptions import JobChanged, TransitionRefused
 from jobs.lifecycle import flow
 from jobs.lifecycle.claim import claim_for_hand, release
 from jobs.lifecycle.complete import fail, succeed
+from jobs.lifecycle.dependents import parents_ended, retried
 from jobs.lifecycle.events import log_transition, logger
 from jobs.lifecycle.transitions import (
     CANCELLED,
@@ -26,10 +27,12 @@ from jobs.lifecycle.transitions import (
     MANUAL_TRANSITIONS,
     PROCESSING,
     QUEUED,
+    WAITING,
     archive,
     refused,
 )
 from jobs.models import ACTIVE_STATUSES, Job, Outcome
+from jobs.retention import mark_deleted
 
 # The fields an operator may edit by hand (``edit``); the others belong to the state machine.
 EDITABLE_FIELDS = ("payload", "queue", "priority", "run_after", "max_attempts", "timeout")
@@ -52,6 +55,8 @@ def cancel(*, job_id: Any) -> Job:
         if job.status == PROCESSING:
             archive([job], outcome=Outcome.CANCELLED, now=now, error="cancelled")
             flow.announce_freed([job])
+        if job.has_dependents:
+            parents_ended(ids=[job.pk], now=now)
     job.refresh_from_db()
     log_transition(job, "cancel")
     return job
@@ -71,6 +76,8 @@ def retry(*, job_id: Any) -> Job:
             updated = Job.objects.filter(pk=job_id, status__in=[FAILED, CANCELLED, DONE]).update(
                 **requeue_changes(now)
             )
+            if updated:
+                retried(ids=[job_id], now=now)
     except IntegrityError:
         # Requeued, it would be a second unfinished holder of its idempotency key.
         current = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
@@ -175,7 +182,11 @@ def delete(*, job_id: Any) -> Job:
             raise TransitionRefused(
                 f"cannot delete a {current} job: cancel it first", current=current
             )
+        if job.has_dependents:
+            mark_deleted([(job.pk, job.status)])
         Job.objects.filter(pk=job.pk).delete()
+        if job.has_dependents and job.status in (QUEUED, WAITING):
+            parents_ended(ids=[job.pk], now=timezone.now())
     log_transition(job, "delete")
     return job
 

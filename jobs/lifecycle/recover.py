@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from jobs import notify
+from jobs.lifecycle.dependents import parents_ended
 from jobs.lifecycle.events import log_transition
 from jobs.lifecycle.transitions import FAILED, QUEUED, archive, held
 from jobs.models import Job, Outcome
@@ -48,6 +49,8 @@ def recover(*, now: datetime | None = None, limit: int = 500) -> int:
         archive(recovered, outcome=Outcome.LOST, now=now, error="worker lost")
         if recovered:  # requeued jobs are work to claim; a slot a limit counted is free
             notify.notify(job.queue for job in recovered)
+        if ended := [j.pk for j in recovered if j.status == FAILED and j.has_dependents]:
+            parents_ended(ids=ended, now=now)
     for job in recovered:
         log_transition(job, "recover", outcome=Outcome.LOST.value)
     return len(recovered)

@@ -21,24 +21,30 @@ from jobs.exceptions import TransitionRefused
 from jobs.models import Job, JobAttempt, Status
 
 QUEUED, PROCESSING, DONE = Status.QUEUED, Status.PROCESSING, Status.DONE
-FAILED, CANCELLED = Status.FAILED, Status.CANCELLED
+FAILED, CANCELLED, WAITING = Status.FAILED, Status.CANCELLED, Status.WAITING
 
 # verb -> (statuses it starts from, statuses it may end in)
 TRANSITIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
-    "enqueue": (frozenset(), frozenset({QUEUED})),
+    "enqueue": (frozenset(), frozenset({QUEUED, WAITING})),  # waiting: a workflow's dependent
     "claim": (frozenset({QUEUED}), frozenset({PROCESSING})),
     "succeed": (frozenset({PROCESSING}), frozenset({DONE})),
     "fail": (frozenset({PROCESSING}), frozenset({QUEUED, FAILED})),
     "recover": (frozenset({PROCESSING}), frozenset({QUEUED, FAILED})),
     "release": (frozenset({PROCESSING}), frozenset({QUEUED})),
-    "cancel": (frozenset({QUEUED, PROCESSING}), frozenset({CANCELLED})),
-    "retry": (frozenset({FAILED, CANCELLED, DONE}), frozenset({QUEUED})),
+    "cancel": (frozenset({QUEUED, PROCESSING, WAITING}), frozenset({CANCELLED})),
+    "retry": (frozenset({FAILED, CANCELLED, DONE}), frozenset({QUEUED, WAITING})),
+    # A dependent's last parent ended (dependents.parents_ended): it runs, or it is
+    # cancelled when a parent ended other than done under the edge's "cancel" policy.
+    "ready": (frozenset({WAITING}), frozenset({QUEUED, CANCELLED})),
+    # The parent that cancelled it was retried (dependents.reopen): it waits again.
+    "reopen": (frozenset({CANCELLED}), frozenset({WAITING})),
 }
 
 # set_status(current -> requested): the lifecycle verb that performs it.
 MANUAL_TRANSITIONS: dict[tuple[str, str], str] = {
     (QUEUED, PROCESSING): "claim",
     (QUEUED, CANCELLED): "cancel",
+    (WAITING, CANCELLED): "cancel",
     (PROCESSING, QUEUED): "release",
     (PROCESSING, DONE): "succeed",
     (PROCESSING, FAILED): "fail",

@@ -23,7 +23,7 @@ def seed_sqlite_stats(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('jobs', '0008_flow_control'),
+        ('jobs', '0009_workflows'),
     ]
 
     operations = [

@@ -139,7 +139,9 @@ def _queue_families(snap: dict[str, Any]) -> Iterator[Any]:
     from prometheus_client.core import GaugeMetricFamily
 
     depth = GaugeMetricFamily(
-        "jobqueue_queue_jobs", "Queued and processing jobs per queue.", labels=["queue", "status"]
+        "jobqueue_queue_jobs",
+        "Queued, processing and waiting jobs per queue.",
+        labels=["queue", "status"],
     )
     lag = GaugeMetricFamily(
         "jobqueue_queue_lag_seconds",
@@ -152,7 +154,7 @@ def _queue_families(snap: dict[str, Any]) -> Iterator[Any]:
         labels=["queue", "status", "window"],
     )
     for queue, entry in snap["queues"].items():
-        for status in ("queued", "processing"):
+        for status in ("queued", "processing", "waiting"):
             depth.add_metric([queue, status], entry[status])
         lag.add_metric([queue], entry["lag_seconds"] or 0.0)
         for window, counts in entry["finished"].items():

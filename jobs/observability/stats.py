@@ -2,7 +2,7 @@
 
 Every query reads a bounded part of the table, never all of it:
 
-- queued and processing jobs per queue are counted exactly: active jobs are few
+- queued, processing and waiting jobs per queue are counted exactly: active jobs are few
   next to finished ones, and partial indexes cover them; the age of each queue's
   oldest due queued job (its *lag*) is one index probe per queue with queued jobs;
 - on PostgreSQL, done, failed and cancelled jobs are counted exactly below
@@ -51,6 +51,7 @@ def _empty_queue() -> dict[str, Any]:
     return {
         Status.QUEUED.value: 0,
         Status.PROCESSING.value: 0,
+        Status.WAITING.value: 0,
         "lag_seconds": None,
         "finished": {window: {s.value: 0 for s in RECENT_STATUSES} for window in WINDOWS},
     }

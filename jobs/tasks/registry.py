@@ -294,6 +294,17 @@ def current() -> tuple["Job", str] | None:
     return None if held is None else (held[0], held[1])
 
 
+def parent_results() -> list[dict[str, Any]]:
+    """The outcomes of the running job's parents (a workflow's dependent), in the order
+    its edges were declared: each a dict of ``id``, ``name``, ``status`` (``done``,
+    ``failed``, ``cancelled`` or ``deleted``), ``result`` and ``error``. Empty when
+    no job is running in this context or it has no parents."""
+    held = _current.get()
+    if held is None:
+        return []
+    return list(held[0].parent_results or [])
+
+
 def report_progress(percent: float, message: str = "") -> bool:
     """Record the running job's progress (0..100) and an optional message.
 
