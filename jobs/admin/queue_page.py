@@ -121,7 +121,7 @@ def view(request: HttpRequest, model_admin: Any) -> HttpResponse:
         return control(request, model_admin)
     context = {
         **model_admin.admin_site.each_context(request),
-        "title": "Queues",
+        "title": "Queue overview",
         "opts": model_admin.opts,
         "rows": rows(),
         "can_control": can_control(request, model_admin),
