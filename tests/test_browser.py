@@ -18,7 +18,7 @@ import pytest
 from django.utils import timezone
 
 from jobs import lifecycle
-from jobs.models import Job, Status, Worker
+from jobs.models import Job, Queue, Status, Worker
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -211,13 +211,13 @@ def test_dashboard_from_the_admin_index_shows_the_chart(page: Any) -> None:
         int(text or 0) for text in page.locator("svg.jobs-chart text.peak").all_text_contents()
     ]
     assert peak >= 400
-    page.get_by_text("The chart's numbers, as a table").click()
-    assert page.locator("#throughput-table tbody tr").count() == 60
     assert page.inner_text("#count-queued .value") == "1"
     assert "%" in page.inner_text("#failure-rate .value")
     workers = page.inner_text("#workers")
     assert "host-1-4242-1a2b3c" in workers and running.task in workers
     screenshot(page, "dashboard")
+    page.get_by_text("The chart's numbers, as a table").click()
+    assert page.locator("#throughput-table tbody tr").count() == 60
 
 
 def test_two_tabs_on_one_job_a_page_opened_before_the_job_ran_changes_nothing(
@@ -233,6 +233,10 @@ def test_two_tabs_on_one_job_a_page_opened_before_the_job_ran_changes_nothing(
     stale.set_viewport_size({"width": 1280, "height": 800})
     stale.goto(url)
     assert stale.input_value("#id_status") == Status.QUEUED
+    # The operator starts editing: the page stops refreshing itself (it would replace the
+    # edit), so from here on it shows the job as it was.
+    stale.fill("#id_priority", "5")
+    assert "paused while you edit" in stale.inner_text(".jobs-live-status")
     screenshot(stale, "stale-page-1-opened-while-queued")
 
     processes.worker()
@@ -243,7 +247,6 @@ def test_two_tabs_on_one_job_a_page_opened_before_the_job_ran_changes_nothing(
     assert fresh.input_value("#id_status") == Status.DONE
     screenshot(fresh, "stale-page-2-second-tab-done")
 
-    stale.fill("#id_priority", "5")
     stale.click("input[name=_save]")
     message = stale.locator("ul.messagelist").inner_text()
     assert "This job changed since you opened it: it is now done." in message
@@ -402,12 +405,17 @@ def queue_row(tab: Any, name: str) -> Any:
 def test_pause_a_queue_from_the_queues_page_and_see_its_jobs_wait_then_resume(
     page: Any, processes: Any
 ) -> None:
-    """A worker serves "orders" and "control". Paused from the queues page, "orders" keeps
-    its jobs queued while the same worker runs a later "control" job; the page, refreshing
+    """A worker serves "orders" and "reports". Paused from the queues page, "orders" keeps
+    its jobs queued while the same worker runs a later "reports" job; the page, refreshing
     itself, shows them due; resumed, they run to done."""
     first, _ = lifecycle.enqueue(task="echo", queue="orders")
-    processes.worker("--queue", "orders", "--queue", "control")
+    processes.worker("--queue", "orders", "--queue", "reports")
     wait_for(lambda: Job.objects.get(pk=first.pk).status == Status.DONE)
+    # Other queues, as a busy system has them (no worker serves these).
+    finished_jobs(done=120, failed=9)
+    lifecycle.enqueue_many([{"task": "echo", "queue": "mail"} for _ in range(4)])
+    lifecycle.enqueue(task="echo", queue="mail", run_after=timezone.now() + timedelta(hours=1))
+    Queue.objects.create(name="media", concurrency=2, rate="30/m")
 
     page.goto("/admin/")
     page.get_by_role("link", name="Queue overview", exact=True).click()
@@ -420,7 +428,7 @@ def test_pause_a_queue_from_the_queues_page_and_see_its_jobs_wait_then_resume(
     assert queue_row(page, "orders").locator(".state").inner_text() == "paused"
 
     waiting = lifecycle.enqueue_many([{"task": "echo", "queue": "orders"} for _ in range(3)])
-    control, _ = lifecycle.enqueue(task="echo", queue="control")
+    control, _ = lifecycle.enqueue(task="echo", queue="reports")
     wait_for(lambda: Job.objects.get(pk=control.pk).status == Status.DONE)
     ids = [job.pk for job in waiting]
     assert set(Job.objects.filter(pk__in=ids).values_list("status", flat=True)) == {Status.QUEUED}

@@ -58,6 +58,12 @@ class Row:
         return (self.done + self.failed) / (HOUR / 60)
 
     @property
+    def per_minute_text(self) -> str:
+        """The throughput as read: "<0.1" rather than a misleading "0.0" for a trickle."""
+        rate = self.per_minute
+        return "<0.1" if 0 < rate < 0.05 else f"{rate:.1f}"
+
+    @property
     def failure_rate(self) -> float | None:
         finished = self.done + self.failed
         return self.failed / finished if finished else None
