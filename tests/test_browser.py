@@ -325,7 +325,7 @@ def test_apply_to_all_of_a_filter_larger_than_max_bulk_while_a_worker_runs(
     worker has not finished, in batches; running ones are cancelled, none is lost."""
     settings.JOBS_MAX_BULK = 7
     jobs = lifecycle.enqueue_many(
-        [{"task": "test.sleep", "queue": "bulk", "payload": {"seconds": 0.2}} for _ in range(60)]
+        [{"task": "test.sleep", "queue": "bulk", "payload": {"seconds": 0.5}} for _ in range(60)]
     )
     processes.worker("--queue", "bulk")
     wait_for(lambda: Job.objects.filter(queue="bulk", status=Status.PROCESSING).exists())
