@@ -220,6 +220,7 @@ def pages() -> dict[str, str]:
         "job list, sorted by queue, descending": f"{changelist}?o=-4",
         "job page": reverse("admin:jobs_job_change", args=[some_id]),
         "dashboard": reverse("admin:jobs_dashboard"),
+        "queues page": reverse("admin:jobs_queues"),
         "search text, frequent match": f"{changelist}?q=customer-42",
         "search text, no match, within status = failed": (
             f"{changelist}?q=no-such-text&status__exact=failed"

@@ -18,7 +18,7 @@ import pytest
 from django.utils import timezone
 
 from jobs import lifecycle
-from jobs.models import Job, Status, Worker
+from jobs.models import Job, Queue, Status, Worker
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -133,6 +133,14 @@ def finished_jobs(done: int, failed: int) -> None:
         Job.objects.filter(pk=job.pk).update(created_at=job.started_at - timedelta(seconds=3))
 
 
+def burst(*, minutes_ago: int, n: int) -> None:
+    """``n`` jobs done in one minute, ``minutes_ago``: a burst on the chart."""
+    at = timezone.now() - timedelta(minutes=minutes_ago)
+    Job.objects.bulk_create(
+        [Job(task="echo", status=Status.DONE, started_at=at, finished_at=at) for _ in range(n)]
+    )
+
+
 def test_filter_open_retry_and_see_it_done_through_a_worker(page: Any, processes: Any) -> None:
     finished_jobs(done=30, failed=4)
     job = failed_job()
@@ -180,6 +188,7 @@ def test_cancel_a_queued_job_by_bulk_action(page: Any) -> None:
 
 def test_dashboard_from_the_admin_index_shows_the_chart(page: Any) -> None:
     finished_jobs(done=50, failed=6)
+    burst(minutes_ago=3, n=400)
     lifecycle.enqueue(task="echo", queue="media")
     (running,) = lifecycle.claim(worker_id="host-1-4242-1a2b3c")
     now = timezone.now()
@@ -197,11 +206,18 @@ def test_dashboard_from_the_admin_index_shows_the_chart(page: Any) -> None:
     page.wait_for_selector("svg.jobs-chart")
     assert page.locator("svg.jobs-chart rect.bar-done").count() > 0
     assert page.locator("svg.jobs-chart rect.bar-failed").count() > 0
+    # The burst is cut at the top and its value written above it; the rest stays readable.
+    (peak,) = [
+        int(text or 0) for text in page.locator("svg.jobs-chart text.peak").all_text_contents()
+    ]
+    assert peak >= 400
     assert page.inner_text("#count-queued .value") == "1"
     assert "%" in page.inner_text("#failure-rate .value")
     workers = page.inner_text("#workers")
     assert "host-1-4242-1a2b3c" in workers and running.task in workers
     screenshot(page, "dashboard")
+    page.get_by_text("The chart's numbers, as a table").click()
+    assert page.locator("#throughput-table tbody tr").count() == 60
 
 
 def test_two_tabs_on_one_job_a_page_opened_before_the_job_ran_changes_nothing(
@@ -217,6 +233,10 @@ def test_two_tabs_on_one_job_a_page_opened_before_the_job_ran_changes_nothing(
     stale.set_viewport_size({"width": 1280, "height": 800})
     stale.goto(url)
     assert stale.input_value("#id_status") == Status.QUEUED
+    # The operator starts editing: the page stops refreshing itself (it would replace the
+    # edit), so from here on it shows the job as it was.
+    stale.fill("#id_priority", "5")
+    assert "paused while you edit" in stale.inner_text(".jobs-live-status")
     screenshot(stale, "stale-page-1-opened-while-queued")
 
     processes.worker()
@@ -227,7 +247,6 @@ def test_two_tabs_on_one_job_a_page_opened_before_the_job_ran_changes_nothing(
     assert fresh.input_value("#id_status") == Status.DONE
     screenshot(fresh, "stale-page-2-second-tab-done")
 
-    stale.fill("#id_priority", "5")
     stale.click("input[name=_save]")
     message = stale.locator("ul.messagelist").inner_text()
     assert "This job changed since you opened it: it is now done." in message
@@ -244,11 +263,11 @@ def test_two_tabs_on_one_job_a_page_opened_before_the_job_ran_changes_nothing(
     wait_for(lambda: Job.objects.filter(pk=job.pk, status=Status.DONE, attempts=2).exists())
 
 
-def assert_last_column_visible(tab: Any) -> None:
+def assert_last_column_visible(tab: Any, table: str = "#result_list") -> None:
     """The list's last column lies inside the 1280 px viewport and inside the list's own
     box (which would otherwise scroll sideways): nothing is cut off."""
-    last = tab.locator("#result_list thead th").last.bounding_box()
-    frame = tab.locator("#result_list").locator("xpath=..").bounding_box()
+    last = tab.locator(f"{table} thead th").last.bounding_box()
+    frame = tab.locator(table).locator("xpath=..").bounding_box()
     assert last is not None and frame is not None
     right = last["x"] + last["width"]
     assert right <= min(VIEWPORT["width"], frame["x"] + frame["width"]) + 0.5, (last, frame)
@@ -306,7 +325,7 @@ def test_apply_to_all_of_a_filter_larger_than_max_bulk_while_a_worker_runs(
     worker has not finished, in batches; running ones are cancelled, none is lost."""
     settings.JOBS_MAX_BULK = 7
     jobs = lifecycle.enqueue_many(
-        [{"task": "test.sleep", "queue": "bulk", "payload": {"seconds": 0.2}} for _ in range(60)]
+        [{"task": "test.sleep", "queue": "bulk", "payload": {"seconds": 0.5}} for _ in range(60)]
     )
     processes.worker("--queue", "bulk")
     wait_for(lambda: Job.objects.filter(queue="bulk", status=Status.PROCESSING).exists())
@@ -369,3 +388,96 @@ def test_workers_and_schedules_fit_1280(page: Any, path: str) -> None:
         cron = page.locator("code.job-cron").first.bounding_box()
         assert cron is not None and cron["height"] < 24  # one line, not "*/15 / * * * / *"
     screenshot(page, path.strip("/").split("/")[-1] + "s")
+
+
+def shows(tab: Any, selector: str, text: str) -> None:
+    """Wait, without reloading, until the element at ``selector`` says ``text``."""
+    tab.wait_for_function(
+        "([selector, text]) => document.querySelector(selector)?.textContent.trim() === text",
+        arg=[selector, text],
+    )
+
+
+def queue_row(tab: Any, name: str) -> Any:
+    return tab.locator(f"#queue-table tr[data-queue='{name}']")
+
+
+def test_pause_a_queue_from_the_queues_page_and_see_its_jobs_wait_then_resume(
+    page: Any, processes: Any
+) -> None:
+    """A worker serves "orders" and "reports". Paused from the queues page, "orders" keeps
+    its jobs queued while the same worker runs a later "reports" job; the page, refreshing
+    itself, shows them due; resumed, they run to done."""
+    first, _ = lifecycle.enqueue(task="echo", queue="orders")
+    processes.worker("--queue", "orders", "--queue", "reports")
+    wait_for(lambda: Job.objects.get(pk=first.pk).status == Status.DONE)
+    # Other queues, as a busy system has them (no worker serves these).
+    finished_jobs(done=120, failed=9)
+    lifecycle.enqueue_many([{"task": "echo", "queue": "mail"} for _ in range(4)])
+    lifecycle.enqueue(task="echo", queue="mail", run_after=timezone.now() + timedelta(hours=1))
+    Queue.objects.create(name="media", concurrency=2, rate="30/m")
+
+    page.goto("/admin/")
+    page.get_by_role("link", name="Queue overview", exact=True).click()
+    page.wait_for_selector("#queue-table")
+    assert_last_column_visible(page, "#queue-table")
+    row = queue_row(page, "orders")
+    assert row.locator(".state").inner_text() == "active"
+    row.get_by_role("button", name="Pause orders").click()
+    assert "Queue orders paused." in page.locator("ul.messagelist").inner_text()
+    assert queue_row(page, "orders").locator(".state").inner_text() == "paused"
+
+    waiting = lifecycle.enqueue_many([{"task": "echo", "queue": "orders"} for _ in range(3)])
+    control, _ = lifecycle.enqueue(task="echo", queue="reports")
+    wait_for(lambda: Job.objects.get(pk=control.pk).status == Status.DONE)
+    ids = [job.pk for job in waiting]
+    assert set(Job.objects.filter(pk__in=ids).values_list("status", flat=True)) == {Status.QUEUED}
+    # The page shows them without a reload.
+    shows(page, "#queue-table tr[data-queue='orders'] .due", "3")
+    screenshot(page, "queues")
+
+    queue_row(page, "orders").get_by_role("button", name="Resume orders").click()
+    assert "Queue orders resumed." in page.locator("ul.messagelist").inner_text()
+    wait_for(lambda: Job.objects.filter(pk__in=ids, status=Status.DONE).count() == 3)
+    shows(page, "#queue-table tr[data-queue='orders'] .done", "4")
+    assert queue_row(page, "orders").locator(".due").inner_text() == "0"
+
+
+def test_the_dashboard_updates_itself_without_a_reload(page: Any) -> None:
+    """Jobs created while the dashboard is open show up in its counts: the content is
+    swapped in place (no navigation: a value set on the window survives), the "updated
+    at" time moves, and the pause toggle is remembered across a reload."""
+    page.goto("/admin/jobs/job/dashboard/")
+    assert page.inner_text("#count-queued .value") == "0"
+    navigations: list[str] = []
+    page.on("framenavigated", lambda frame: navigations.append(frame.url))
+    page.evaluate("window.liveMarker = 42")
+    before = page.inner_text(".jobs-live-status")
+
+    lifecycle.enqueue_many([{"task": "echo", "queue": "mail"} for _ in range(2)])
+    shows(page, "#count-queued .value", "2")
+    assert page.evaluate("window.liveMarker") == 42 and navigations == []
+    assert "?queue=mail" in page.inner_html("#queues")
+    assert page.inner_text(".jobs-live-status") != before
+
+    page.get_by_role("button", name="Pause live refresh").click()
+    assert "paused" in page.inner_text(".jobs-live-status")
+    page.reload()
+    assert page.get_by_role("button", name="Resume live refresh").is_visible()
+    page.get_by_role("button", name="Resume live refresh").click()
+    assert page.evaluate("localStorage.getItem('jobs-live-paused')") is None
+
+
+def test_a_running_job_s_page_follows_it_and_stops_when_it_finishes(
+    page: Any, processes: Any
+) -> None:
+    job, _ = lifecycle.enqueue(task="test.sleep", queue="slow", payload={"seconds": 4})
+    processes.worker("--queue", "slow")
+    wait_for(lambda: Job.objects.get(pk=job.pk).status == Status.PROCESSING)
+    page.goto(f"/admin/jobs/job/{job.pk}/change/")
+    assert page.input_value("#id_status") == Status.PROCESSING
+    assert "refreshes every 5 s" in page.inner_text(".jobs-live-status")
+    page.wait_for_function("document.querySelector('#id_status').value === 'done'")
+    status = page.inner_text(".jobs-live-status")
+    assert "the job is done: no more refreshing" in status
+    assert not page.get_by_role("button", name="Pause live refresh").is_visible()

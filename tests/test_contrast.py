@@ -42,7 +42,7 @@ def badges() -> dict[str, tuple[str, str]]:
     text, background = colour(base, "color"), colour(base, "background")
     out = {".job-badge": (text, background)}
     for selector, body in found.items():
-        if re.fullmatch(r"\.(status|worker)-[a-z]+", selector):
+        if re.fullmatch(r"\.(status|worker|queue)-[a-z]+", selector):
             out[selector] = (
                 colour(body, "color") or text,
                 colour(body, "background") or background,

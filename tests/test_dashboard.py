@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from jobs import lifecycle
-from jobs.admin import changelist, dashboard
+from jobs.admin import changelist, chart, dashboard
 from jobs.models import Job, Status, Worker
 from tests.admin_helpers import CHANGELIST, shown
 from tests.helpers import one_of_each, put_in
@@ -218,3 +218,49 @@ def test_workers_list_fits_and_says_times_with_seconds_and_zone(admin_client):
     cl = admin_client.get(WORKERS).context["cl"]
     assert "hostname" not in cl.list_display and "pid" not in cl.list_display
     assert re.search(r"\d\d:\d\d:\d\d UTC", shown(admin_client.get(WORKERS)))
+
+
+# -- the chart and live refresh ----------------------------------------------------------------
+
+
+def test_chart_axis_has_round_ticks_and_its_unit():
+    svg = str(chart.svg([3] * 59 + [7], [0] * 59 + [1]))
+    ticks = [int(v) for v in re.findall(r'class="label">(\d+)</text>', svg)]
+    assert ticks == [0, 2, 4, 6, 8]  # the peak (8) fits: no clipping
+    assert "jobs/min" in svg and 'class="cut"' not in svg
+
+
+def test_a_burst_is_clipped_and_marked_with_its_value_not_flattening_the_rest():
+    done = [10] * 59 + [5000]
+    axis = chart.scale(done)
+    assert axis.clipped and axis.top == 15 and axis.step == 5
+    svg = str(chart.svg(done, [0] * 60))
+    assert re.search(r'class="label peak">5000<', svg)
+    heights = [float(h) for h in re.findall(r'height="([\d.]+)" class="bar-done"', svg)]
+    # An ordinary minute is two thirds of the axis high, not 1/500 of it.
+    assert heights[0] == pytest.approx(heights[-1] * 10 / 15, rel=0.01)
+
+
+def test_nice_steps():
+    assert [chart.nice_step(v) for v in (1, 4, 9, 40, 70, 300, 1900)] == [1, 1, 5, 10, 20, 100, 500]
+
+
+def test_dashboard_offers_the_chart_as_a_table_and_refreshes_itself(admin_client):
+    now = timezone.now()
+    Job.objects.create(task="echo", status=Status.DONE, finished_at=now - timedelta(minutes=2))
+    page = shown(admin_client.get(DASHBOARD))
+    table = re.search(r'<details id="throughput-table">.*?</details>', page, re.S).group(0)
+    assert table.count('<tr><th scope="row">') == 60
+    minute = timezone.localtime(now - timedelta(minutes=2)).strftime("%H:%M")
+    assert re.search(rf"<th scope=\"row\">{minute}</th><td>1</td><td>0</td>", table)
+    assert 'data-live="5"' in page and "jobs/live.js" in page and "Updated at" in page
+
+
+def test_an_unfinished_job_s_page_refreshes_itself_a_finished_one_stops(admin_client, make_job):
+    job = make_job()
+    page = shown(admin_client.get(reverse("admin:jobs_job_change", args=[job.pk])))
+    assert 'id="job-live" data-live="5"' in page and "data-live-stop" not in page
+    assert "jobs/live.js" in page
+    lifecycle.cancel(job_id=job.pk)
+    page = shown(admin_client.get(reverse("admin:jobs_job_change", args=[job.pk])))
+    assert 'data-live-stop="the job is cancelled"' in page and "jobs/live.js" not in page

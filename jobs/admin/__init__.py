@@ -2,7 +2,8 @@
 
 Owns the ``ModelAdmin`` classes (``jobs``, ``schedules``, ``workers``), the job
 form (``forms``), the changelist helpers that keep it fast at millions of rows
-(``changelist``) and the dashboard (``dashboard``). Django's admin autodiscovery
+(``changelist``), the dashboard (``dashboard``, its ``chart``), the failures view
+(``failures``) and the queue overview (``queue_page``). Django's admin autodiscovery
 imports this package, which registers all three.
 
 An adapter like ``jobs.api`` and ``jobs.worker``: every change goes through

@@ -13,9 +13,8 @@ from typing import Any
 from django.db.models import Count
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString
 
+from jobs.admin import chart
 from jobs.models import ACTIVE_STATUSES, DUE_AT, Job, Status, Worker
 from jobs.observability import stats
 
@@ -43,7 +42,7 @@ class Throughput:
 
 
 def throughput(now: datetime) -> Throughput:
-    start = now.replace(second=0, microsecond=0) - timedelta(minutes=MINUTES - 1)
+    start = chart.minutes(now, MINUTES)[0]
     rows = (
         Job.objects.filter(finished_at__gte=start, status__in=[Status.DONE, Status.FAILED])
         .order_by()
@@ -121,7 +120,12 @@ def context() -> dict[str, Any]:
         "oldest_queued_age": human(timedelta(seconds=max(lags))) if lags else None,
         "live_workers": live_workers(now),
         "dead_workers": Worker.objects.dead(now=now).count(),
-        "chart": chart_svg(series),
+        "chart": chart.svg(series.done, series.failed),
+        "chart_scale": chart.scale(
+            [d + f for d, f in zip(series.done, series.failed, strict=True)]
+        ),
+        "chart_rows": chart.rows(series.done, series.failed, now),
+        "chart_unit": chart.UNIT,
     }
 
 
@@ -130,46 +134,3 @@ def delayed_by_queue(now: datetime) -> dict[str, int]:
     partial index on queued jobs' due time. They are waiting on purpose, not lagging."""
     later = Job.objects.filter(status=Status.QUEUED).alias(due_at=DUE_AT).filter(due_at__gt=now)
     return dict(later.order_by().values_list("queue").annotate(n=Count("pk")))
-
-
-def chart_svg(series: Throughput, *, width: int = 720, height: int = 200) -> SafeString:
-    """Draw done (green) and failed (red) per minute as stacked bars, in server-side SVG."""
-    pad, top = 36, 10
-    plot_h = height - top - 24
-    peak = max([d + f for d, f in zip(series.done, series.failed, strict=True)] + [1])
-    bar_w = (width - pad) / MINUTES
-    bars = []
-    for i, (done, failed) in enumerate(zip(series.done, series.failed, strict=True)):
-        x = pad + i * bar_w
-        done_h, failed_h = plot_h * done / peak, plot_h * failed / peak
-        base = top + plot_h
-        title = f"{MINUTES - i - 1} min ago: {done} done, {failed} failed"
-        for y, h, kind in (
-            (base - done_h, done_h, "done"),
-            (base - done_h - failed_h, failed_h, "failed"),
-        ):
-            if h > 0:
-                bars.append((f"{x:.1f}", f"{y:.1f}", f"{bar_w - 1:.1f}", f"{h:.1f}", kind, title))
-    rects = format_html_join(
-        "",
-        '<rect x="{}" y="{}" width="{}" height="{}" class="bar-{}"><title>{}</title></rect>',
-        bars,
-    )
-    return format_html(
-        '<svg class="jobs-chart" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" '
-        'aria-label="Jobs finished per minute over the last hour">'
-        '<line x1="{pad}" y1="{base}" x2="{w}" y2="{base}" class="axis"/>'
-        '<text x="{tx}" y="{ty}" class="label">{peak}</text>'
-        '<text x="{tx}" y="{base}" class="label">0</text>'
-        '<text x="{pad}" y="{bottom}" class="label start">-60 min</text>'
-        '<text x="{w}" y="{bottom}" class="label end">now</text>{rects}</svg>',
-        w=width,
-        h=height,
-        pad=pad,
-        base=top + plot_h,
-        tx=pad - 4,
-        ty=top + 10,
-        peak=peak,
-        bottom=height - 6,
-        rects=rects,
-    )

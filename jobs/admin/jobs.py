@@ -26,7 +26,7 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 
 from jobs import lifecycle
-from jobs.admin import dashboard, failures
+from jobs.admin import dashboard, failures, queue_page
 from jobs.admin.actions import JobActions
 from jobs.admin.changelist import (
     DelayedFilter,
@@ -423,9 +423,11 @@ class JobAdmin(JobActions, admin.ModelAdmin):
     def get_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view(self.dashboard_view)
         failed = self.admin_site.admin_view(self.failures_view)
+        queues = self.admin_site.admin_view(self.queues_view)
         return [
             path("dashboard/", view, name="jobs_dashboard"),
             path("failures/", failed, name="jobs_failures"),
+            path("queues/", queues, name="jobs_queues"),
             *super().get_urls(),
         ]
 
@@ -443,6 +445,10 @@ class JobAdmin(JobActions, admin.ModelAdmin):
             "can_delete": self.has_delete_permission(request),
         }
         return TemplateResponse(request, "admin/jobs/failures.html", context)
+
+    def queues_view(self, request: HttpRequest) -> HttpResponse:
+        """Every queue's numbers and its pause control (``jobs.admin.queue_page``)."""
+        return queue_page.view(request, self)
 
     @method_decorator(reads_from_replica)
     def changelist_view(

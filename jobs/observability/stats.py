@@ -31,8 +31,7 @@ RECENT_STATUSES = (Status.DONE, Status.FAILED)
 def snapshot(*, now: datetime | None = None) -> dict[str, Any]:
     """Return the queue's statistics as plain data (the body of ``GET /api/stats``)."""
     now = now or timezone.now()
-    queues = _active_by_queue(now)
-    finished = _finished_recently(now, queues)
+    queues, finished = by_queue(now)
     statuses = {
         status: {"count": sum(q[status] for q in queues.values()), "exact": True}
         for status in ACTIVE_STATUSES
@@ -45,6 +44,13 @@ def snapshot(*, now: datetime | None = None) -> dict[str, Any]:
         "finished": finished,
         "workers": {"alive": Worker.objects.alive(now=now).count()},
     }
+
+
+def by_queue(now: datetime) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Return each queue with active or recently finished jobs (its queued and processing
+    counts, its lag, its jobs done and failed per window), and the windows' totals."""
+    queues = _active_by_queue(now)
+    return queues, _finished_recently(now, queues)
 
 
 def _empty_queue() -> dict[str, Any]:
