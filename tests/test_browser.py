@@ -440,7 +440,8 @@ def test_pause_a_queue_from_the_queues_page_and_see_its_jobs_wait_then_resume(
     assert "Queue orders resumed." in page.locator("ul.messagelist").inner_text()
     wait_for(lambda: Job.objects.filter(pk__in=ids, status=Status.DONE).count() == 3)
     shows(page, "#queue-table tr[data-queue='orders'] .done", "4")
-    assert queue_row(page, "orders").locator(".due").inner_text() == "0"
+    # A render counts due jobs before done ones: one may show 4 done and 3 still due.
+    shows(page, "#queue-table tr[data-queue='orders'] .due", "0")
 
 
 def test_the_dashboard_updates_itself_without_a_reload(page: Any) -> None:
