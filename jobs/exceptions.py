@@ -7,6 +7,16 @@ try:
     from psycopg import errors as pg_errors
 except ImportError:  # the "postgres" extra is not installed: no PostgreSQL connection
     PgOperationalError = pg_errors = None  # type: ignore[assignment,misc]
+try:
+    from MySQLdb import OperationalError as MyOperationalError
+except ImportError:  # the "mysql" extra is not installed: no MariaDB/MySQL connection
+    MyOperationalError = None  # type: ignore[assignment,misc]
+
+# MariaDB/MySQL error numbers that mean "no connection now": client errors 2002/2003
+# (cannot connect), 2006/2013 (server gone, connection lost); server errors 1040 (too
+# many connections), 1053 (shutting down), 1927 (connection killed, MariaDB), 4031
+# (disconnected for inactivity, MySQL).
+MYSQL_UNAVAILABLE = frozenset({2002, 2003, 2006, 2013, 1040, 1053, 1927, 4031})
 
 
 class JobsError(Exception):
@@ -115,9 +125,13 @@ def database_unavailable(exc: BaseException) -> bool:
     """
     if isinstance(exc, InterfaceError):  # the connection is closed or unusable
         return True
-    if not isinstance(exc, OperationalError) or PgOperationalError is None:
+    if not isinstance(exc, OperationalError):
         return False
     cause = exc.__cause__
+    if MyOperationalError is not None and isinstance(cause, MyOperationalError):
+        return bool(cause.args) and cause.args[0] in MYSQL_UNAVAILABLE
+    if PgOperationalError is None:
+        return False
     if type(cause) is PgOperationalError:  # no SQLSTATE: no connection, or it broke
         return True
     return isinstance(
