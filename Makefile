@@ -17,7 +17,7 @@ REQUIRE_MYSQL ?= 0
 REQUIRE_BROWSER ?= 0
 export REQUIRE_BROWSER
 
-.PHONY: run test lint test-sqlite test-postgres test-mysql check bench bench-admin bench-purge bench-stats \
+.PHONY: run test lint test-sqlite test-postgres test-mysql check bench bench-mariadb bench-admin bench-purge bench-stats \
 	bench-pooler screenshots clean
 
 $(BIN)/python:
@@ -38,10 +38,19 @@ $(VENV)/.dev: requirements.txt requirements-mysql.txt requirements-dev.txt | $(B
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@ $(VENV)/.runtime $(VENV)/.mysql
 
+# Create the MariaDB/MySQL database a URL names, if missing (utf8mb4, binary collation);
+# fails when the server cannot be reached.
+MYSQL_CREATE = $(BIN)/python -c "import MySQLdb, sys, urllib.parse as u; \
+	p = u.urlsplit(sys.argv[1]); \
+	c = MySQLdb.connect(host=p.hostname, port=p.port or 3306, user=u.unquote(p.username or 'root'), \
+		password=u.unquote(p.password or ''), connect_timeout=3); \
+	c.cursor().execute('CREATE DATABASE IF NOT EXISTS \`%s\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin' % p.path.strip('/'))"
+
 # `make run` with DATABASE_URL=mysql://... installs the MySQL driver too.
 RUN_DEPS := $(VENV)/.runtime $(if $(filter mysql://% mysql2://% mariadb://%,$(DATABASE_URL)),$(VENV)/.mysql)
 
 run: $(RUN_DEPS)
+	@case "$(DATABASE_URL)" in mysql://*|mysql2://*|mariadb://*) $(MYSQL_CREATE) '$(DATABASE_URL)';; esac
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/python manage.py bootstrap
@@ -70,7 +79,8 @@ test-postgres: $(VENV)/.dev
 	fi
 
 test-mysql: $(VENV)/.dev
-	@if $(BIN)/python -c "import MySQLdb,sys,urllib.parse as u; p=u.urlsplit('$(MYSQL_TEST_URL)'); MySQLdb.connect(host=p.hostname, port=p.port or 3306, user=p.username or 'root', password=p.password or '', connect_timeout=3).close()" 2>/dev/null; then \
+	@# The database itself must exist too: Django's checks on MySQL read the server's settings.
+	@if $(MYSQL_CREATE) '$(MYSQL_TEST_URL)' 2>/dev/null; then \
 		echo "== MariaDB/MySQL tests ($(MYSQL_TEST_URL))"; \
 		DATABASE_URL=$(MYSQL_TEST_URL) $(BIN)/pytest $(PYTEST_ARGS); \
 	elif [ "$(REQUIRE_MYSQL)" = "1" ]; then \
@@ -87,6 +97,11 @@ test: lint check
 
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench
+
+# The MariaDB rows (drain, pickup latency, bulk enqueue, 1M-row ratio) on the server at
+# BENCH_MYSQL_URL (default mysql://root@127.0.0.1:3306/); writes docs/benchmarks-mariadb.md.
+bench-mariadb: $(VENV)/.dev
+	$(BIN)/python -m bench drain latency enqueue scale --db mysql --output docs/benchmarks-mariadb.md
 
 # The admin at 1,000,000 jobs on PostgreSQL (BENCH_DATABASE_URL, default jobqueue_bench): load, time
 # pages; writes docs/admin-scale.md.

@@ -101,9 +101,11 @@ def _claim_free(
     if limit <= 0:
         return []
     due = flow.free_jobs(_due(queues, tasks, now)).values("pk")[:limit]
-    if connection.features.has_select_for_update_skip_locked:
-        due = due.select_for_update(skip_locked=True)
     with transaction.atomic():
+        # Asked once connected: MySQL's answer depends on the server's version, which a
+        # connection not yet open would look up over a temporary one of its own.
+        if connection.features.has_select_for_update_skip_locked:
+            due = due.select_for_update(skip_locked=True)
         return _mark(due, worker_id, lease, now)
 
 

@@ -11,7 +11,10 @@ per idempotency key). In their place, on MySQL only:
   orders by the column there);
 - ``idempotency_active``, a virtual column holding the key while the job is queued or
   processing (else NULL, which a unique index lets repeat), under a unique index;
-- ``(status, ...)`` indexes for the partial ones that count processing jobs.
+- ``(status, ...)`` indexes for the partial ones that count processing jobs;
+- the app's tables in ``utf8mb4`` with the binary collation, whatever the database's
+  default: idempotency keys, queue names, concurrency keys and task names compare exactly
+  (case and accents count), as on PostgreSQL and SQLite.
 
 The columns are the database's own (Django's model does not declare them): inserts and
 updates never name them. Other databases: nothing to do.
@@ -42,8 +45,14 @@ DROP = [
 
 
 def add(apps, schema_editor):
-    if schema_editor.connection.vendor == "mysql":
-        schema_editor.execute(f"ALTER TABLE {TABLE} {', '.join(ADD)}")
+    if schema_editor.connection.vendor != "mysql":
+        return
+    for model in apps.get_app_config("jobs").get_models():
+        table = schema_editor.quote_name(model._meta.db_table)
+        schema_editor.execute(
+            f"ALTER TABLE {table} CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+        )
+    schema_editor.execute(f"ALTER TABLE {TABLE} {', '.join(ADD)}")
 
 
 def drop(apps, schema_editor):
