@@ -98,8 +98,9 @@ test: lint check
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench
 
-# The MariaDB rows (drain, pickup latency, bulk enqueue, 1M-row ratio) on the server at
-# BENCH_MYSQL_URL (default mysql://root@127.0.0.1:3306/); writes docs/benchmarks-mariadb.md.
+# The MariaDB rows (drain with runworker's defaults and tuned, pickup latency, enqueue,
+# the 1M-row ratio; 2,000 jobs a drain) on the server at BENCH_MYSQL_URL (default
+# mysql://root@127.0.0.1:3306/); writes docs/benchmarks-mariadb.md.
 bench-mariadb: $(VENV)/.dev
 	$(BIN)/python -m bench drain latency enqueue scale --db mysql --output docs/benchmarks-mariadb.md
 

@@ -184,7 +184,7 @@ def _insert(jobs: list[Job]) -> list[Job]:
                             copy.write_row(row)
             else:
                 # MySQL's driver inlines the values: no parameter limit, but a statement
-                # must fit max_allowed_packet (16 MB by default on MariaDB 10.11).
+                # must fit max_allowed_packet (16M by default on MariaDB 10.11).
                 params = db.features.max_query_params or 1000 * len(_FIELDS)
                 per_statement = max(1, params // len(_FIELDS))
                 for start in range(0, len(rows), per_statement):
