@@ -220,7 +220,7 @@ def row_locked_elsewhere(job_id: Any) -> Iterator[None]:
 
     if connection.vendor == "sqlite":
         pytest.skip("row locks with SKIP LOCKED are PostgreSQL's and MySQL's; SQLite serialises")
-    with _other_connection() as other, connection.cursor() as cursor:
+    with other_connection() as other, connection.cursor() as cursor:
         other.cursor().execute("SELECT id FROM jobs_job WHERE id = %s FOR UPDATE", [job_id])
         if connection.vendor == "mysql":
             cursor.execute("SET SESSION innodb_lock_wait_timeout = 2")
@@ -236,7 +236,7 @@ def row_locked_elsewhere(job_id: Any) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _other_connection() -> Iterator[Any]:
+def other_connection() -> Iterator[Any]:
     """A second driver connection to the test database, in a transaction, rolled back."""
     from django.db import connection
 
