@@ -9,11 +9,15 @@ WORKERS ?= 1
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/jobqueue
 # Set REQUIRE_POSTGRES=1 to fail instead of skipping when PostgreSQL is down (CI does).
 REQUIRE_POSTGRES ?= 0
+# MariaDB (or MySQL) used by `make test` (its test database is test_<name>).
+MYSQL_TEST_URL ?= mysql://root@127.0.0.1:3306/jobqueue
+# Set REQUIRE_MYSQL=1 to fail instead of skipping when MariaDB is down (CI does).
+REQUIRE_MYSQL ?= 0
 # Set REQUIRE_BROWSER=1 to fail instead of skipping the browser tests when Chromium is missing (CI does).
 REQUIRE_BROWSER ?= 0
 export REQUIRE_BROWSER
 
-.PHONY: run test lint test-sqlite test-postgres check bench bench-admin bench-purge bench-stats \
+.PHONY: run test lint test-sqlite test-postgres test-mysql check bench bench-mariadb bench-admin bench-purge bench-stats \
 	bench-pooler screenshots clean
 
 $(BIN)/python:
@@ -24,11 +28,29 @@ $(VENV)/.runtime: requirements.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
-	$(BIN)/pip install --quiet -r requirements-dev.txt
-	touch $@ $(VENV)/.runtime
+# MariaDB/MySQL's driver (mysqlclient) compiles against libmysqlclient: Debian's
+# default-libmysqlclient-dev, pkg-config and a C compiler. Only for mysql:// URLs.
+$(VENV)/.mysql: requirements-mysql.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-mysql.txt
+	touch $@
 
-run: $(VENV)/.runtime
+$(VENV)/.dev: requirements.txt requirements-mysql.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@ $(VENV)/.runtime $(VENV)/.mysql
+
+# Create the MariaDB/MySQL database a URL names, if missing (utf8mb4, binary collation);
+# fails when the server cannot be reached.
+MYSQL_CREATE = $(BIN)/python -c "import MySQLdb, sys, urllib.parse as u; \
+	p = u.urlsplit(sys.argv[1]); \
+	c = MySQLdb.connect(host=p.hostname, port=p.port or 3306, user=u.unquote(p.username or 'root'), \
+		password=u.unquote(p.password or ''), connect_timeout=3); \
+	c.cursor().execute('CREATE DATABASE IF NOT EXISTS \`%s\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin' % p.path.strip('/'))"
+
+# `make run` with DATABASE_URL=mysql://... installs the MySQL driver too.
+RUN_DEPS := $(VENV)/.runtime $(if $(filter mysql://% mysql2://% mariadb://%,$(DATABASE_URL)),$(VENV)/.mysql)
+
+run: $(RUN_DEPS)
+	@case "$(DATABASE_URL)" in mysql://*|mysql2://*|mariadb://*) $(MYSQL_CREATE) '$(DATABASE_URL)';; esac
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/python manage.py bootstrap
@@ -56,6 +78,17 @@ test-postgres: $(VENV)/.dev
 		echo "== PostgreSQL not reachable at $(PG_TEST_URL): PostgreSQL tests SKIPPED"; \
 	fi
 
+test-mysql: $(VENV)/.dev
+	@# The database itself must exist too: Django's checks on MySQL read the server's settings.
+	@if $(MYSQL_CREATE) '$(MYSQL_TEST_URL)' 2>/dev/null; then \
+		echo "== MariaDB/MySQL tests ($(MYSQL_TEST_URL))"; \
+		DATABASE_URL=$(MYSQL_TEST_URL) $(BIN)/pytest $(PYTEST_ARGS); \
+	elif [ "$(REQUIRE_MYSQL)" = "1" ]; then \
+		echo "MariaDB is not reachable at $(MYSQL_TEST_URL) and REQUIRE_MYSQL=1" >&2; exit 1; \
+	else \
+		echo "== MariaDB not reachable at $(MYSQL_TEST_URL): MariaDB tests SKIPPED"; \
+	fi
+
 test: lint check
 	@echo "== SQLite tests"
 	$(MAKE) test-sqlite
@@ -63,6 +96,12 @@ test: lint check
 
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench
+
+# The MariaDB rows (drain with runworker's defaults and tuned, pickup latency, enqueue,
+# the 1M-row ratio; 2,000 jobs a drain) on the server at BENCH_MYSQL_URL (default
+# mysql://root@127.0.0.1:3306/); writes docs/benchmarks-mariadb.md.
+bench-mariadb: $(VENV)/.dev
+	$(BIN)/python -m bench drain latency enqueue scale --db mysql --output docs/benchmarks-mariadb.md
 
 # The admin at 1,000,000 jobs on PostgreSQL (BENCH_DATABASE_URL, default jobqueue_bench): load, time
 # pages; writes docs/admin-scale.md.

@@ -8,7 +8,10 @@ an SQLite file) and every later one is a copy of it.
 Environment: ``BENCH_PG_URL`` (an admin connection, default the local
 ``postgres`` database), ``BENCH_DB_PREFIX`` (names of the PostgreSQL databases,
 default ``bench_``), ``BENCH_SQLITE_DIR`` (where the SQLite files go, default
-the temp directory).
+the temp directory), ``BENCH_MYSQL_URL`` (MariaDB/MySQL: the server, default
+``mysql://root@127.0.0.1:3306/``; databases are named ``BENCH_MYSQL_PREFIX``, default
+``bench_``, plus the measurement's name). MariaDB has no template databases: each
+MariaDB database is migrated afresh.
 """
 
 import json
@@ -27,6 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 PREFIX = os.environ.get("BENCH_DB_PREFIX", "bench_")
 SQLITE_DIR = Path(os.environ.get("BENCH_SQLITE_DIR", tempfile.gettempdir()))
+MYSQL_URL = os.environ.get("BENCH_MYSQL_URL", "mysql://root@127.0.0.1:3306/").rstrip("/")
+MYSQL_PREFIX = os.environ.get("BENCH_MYSQL_PREFIX", "bench_")
+DATABASES = ["sqlite", "postgres", "mysql"]
 
 
 def emit(record: dict[str, Any]) -> dict[str, Any]:
@@ -76,8 +82,33 @@ def drop_templates() -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{PREFIX}template" WITH (FORCE)')
 
 
+def _mysql(sql: str) -> None:
+    """Run one statement on the MariaDB/MySQL server (no database chosen)."""
+    from urllib.parse import urlsplit
+
+    import MySQLdb
+
+    where = urlsplit(MYSQL_URL)
+    conn = MySQLdb.connect(
+        host=where.hostname or "127.0.0.1",
+        port=where.port or 3306,
+        user=where.username or "root",
+        password=where.password or "",
+    )
+    try:
+        conn.cursor().execute(sql)
+    finally:
+        conn.close()
+
+
 def database_url(kind: str, name: str) -> str:
-    """Create an empty, migrated database of ``kind`` ('sqlite' or 'postgres'); return its URL."""
+    """Create an empty, migrated database of ``kind`` (one of ``DATABASES``); return its URL."""
+    if kind == "mysql":
+        _mysql(f"DROP DATABASE IF EXISTS `{MYSQL_PREFIX}{name}`")
+        _mysql(f"CREATE DATABASE `{MYSQL_PREFIX}{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+        url = f"{MYSQL_URL}/{MYSQL_PREFIX}{name}"
+        manage("migrate", "--noinput", "-v0", url=url).check_returncode()
+        return url
     template = _template(kind)
     if kind == "sqlite":
         path = _sqlite_path(name)
@@ -96,6 +127,9 @@ def drop_database(url: str) -> None:
     """Remove a benchmark database made by ``database_url``."""
     if url.startswith("sqlite:///"):
         _drop_sqlite(Path(url.removeprefix("sqlite:///")))
+        return
+    if url.startswith("mysql://"):
+        _mysql(f"DROP DATABASE IF EXISTS `{url.rsplit('/', 1)[1]}`")
         return
     import psycopg
 

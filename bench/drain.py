@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import database_url, drop_database, emit, start_workers, wait_all
+from bench.common import DATABASES, database_url, drop_database, emit, start_workers, wait_all
 from bench.django_env import setup
 
 
@@ -86,7 +86,7 @@ def run(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("db", choices=["sqlite", "postgres"])
+    parser.add_argument("db", choices=DATABASES)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--batch", type=int, help="runworker --batch (default: none given)")

@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Any
 
-from bench.common import ROOT, database_url, drop_database, emit, env_for, wait_for
+from bench.common import DATABASES, ROOT, database_url, drop_database, emit, env_for, wait_for
 from bench.django_env import setup
 
 BULK = 1000
@@ -195,7 +195,7 @@ def run(kind: str, seconds: float, threads: int) -> list[dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("db", choices=["sqlite", "postgres"])
+    parser.add_argument("db", choices=DATABASES)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--threads", type=int, default=4)
     args = parser.parse_args()

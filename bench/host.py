@@ -19,7 +19,7 @@ import argparse
 import sqlite3
 import statistics
 
-from bench.common import database_url, drop_database, emit, start_workers, wait_all
+from bench.common import DATABASES, database_url, drop_database, emit, start_workers, wait_all
 from bench.django_env import setup
 
 SETTINGS = {"repo": "jobqueue.settings", "host": "bench.host_settings"}
@@ -90,7 +90,7 @@ def run(kind: str, jobs: int, batch: int | None, repeat: int) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("db", choices=["sqlite", "postgres"])
+    parser.add_argument("db", choices=DATABASES)
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--batch", type=int, help="runworker --batch (default: none given)")
     parser.add_argument("--repeat", type=int, default=3)

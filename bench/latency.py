@@ -16,6 +16,7 @@ import statistics
 import time
 
 from bench.common import (
+    DATABASES,
     database_url,
     drop_database,
     emit,
@@ -81,7 +82,7 @@ def run(kind: str, samples: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("db", choices=["sqlite", "postgres"])
+    parser.add_argument("db", choices=DATABASES)
     parser.add_argument("--samples", type=int, default=50)
     args = parser.parse_args()
     run(args.db, args.samples)

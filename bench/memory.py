@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from bench.common import (
+    DATABASES,
     SQLITE_DIR,
     database_url,
     drop_database,
@@ -113,7 +114,7 @@ def run(kind: str, first: int, total: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("db", choices=["sqlite", "postgres"])
+    parser.add_argument("db", choices=DATABASES)
     parser.add_argument("--first", type=int, default=1000)
     parser.add_argument("--total", type=int, default=100_000)
     args = parser.parse_args()

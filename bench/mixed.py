@@ -27,6 +27,7 @@ import statistics
 import time
 
 from bench.common import (
+    DATABASES,
     database_url,
     drop_database,
     emit,
@@ -141,7 +142,7 @@ def run(kind: str, workers: int, rate: float, seconds: float, count: int, varian
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("db", choices=["sqlite", "postgres"])
+    parser.add_argument("db", choices=DATABASES)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rate", type=float, default=60)
     parser.add_argument("--seconds", type=float, default=5)

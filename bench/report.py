@@ -41,6 +41,31 @@ def _pg_version() -> str:
         return f"unavailable ({exc.__class__.__name__})"
 
 
+def _mysql_version() -> str:
+    """The MariaDB/MySQL server's version at ``BENCH_MYSQL_URL``; empty if unreachable."""
+    from urllib.parse import urlsplit
+
+    try:
+        import MySQLdb
+
+        where = urlsplit(os.environ.get("BENCH_MYSQL_URL", "mysql://root@127.0.0.1:3306/"))
+        conn = MySQLdb.connect(
+            host=where.hostname or "127.0.0.1",
+            port=where.port or 3306,
+            user=where.username or "root",
+            password=where.password or "",
+            connect_timeout=3,
+        )
+    except Exception:  # no driver, no server: the report says nothing of MariaDB
+        return ""
+    try:
+        cursor = conn.cursor()
+        cursor.execute("SELECT VERSION()")
+        return cursor.fetchone()[0]
+    finally:
+        conn.close()
+
+
 def _git(*args: str) -> str:
     return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
@@ -75,6 +100,7 @@ def machine() -> dict[str, Any]:
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
         "postgresql": _pg_version(),
         "sqlite": sqlite3.sqlite_version,
+        "mariadb": _mysql_version(),
         "python": platform.python_version(),
         "django": django.get_version(),
         "commit": _git_commit(),
@@ -316,6 +342,7 @@ def _machine(machine: dict[str, Any]) -> str:
         ["load average at start (1/5/15 min)", load],
         ["PostgreSQL", machine["postgresql"]],
         ["SQLite", machine["sqlite"]],
+        *([["MariaDB/MySQL", machine["mariadb"]]] if machine.get("mariadb") else []),
         ["Python / Django", f"{machine['python']} / {machine['django']}"],
     ]
     return (

@@ -7,6 +7,19 @@ try:
     from psycopg import errors as pg_errors
 except ImportError:  # the "postgres" extra is not installed: no PostgreSQL connection
     PgOperationalError = pg_errors = None  # type: ignore[assignment,misc]
+try:
+    from MySQLdb import OperationalError as MyOperationalError
+except ImportError:  # the "mysql" extra is not installed: no MariaDB/MySQL connection
+    MyOperationalError = None  # type: ignore[assignment,misc]
+
+# MariaDB/MySQL error numbers that mean "no connection now": client errors 2002/2003
+# (cannot connect), 2006/2013 (server gone, connection lost); server errors 1040 (too
+# many connections), 1053 (shutting down), 1927 (connection killed, MariaDB), 4031
+# (disconnected for inactivity, MySQL).
+MYSQL_UNAVAILABLE = frozenset({2002, 2003, 2006, 2013, 1040, 1053, 1927, 4031})
+# ... and "this transaction lost to another one, run it again": 1213 (deadlock: InnoDB
+# rolled it back), 1205 (lock wait timeout).
+MYSQL_CONFLICT = frozenset({1213, 1205})
 
 
 class JobsError(Exception):
@@ -115,9 +128,13 @@ def database_unavailable(exc: BaseException) -> bool:
     """
     if isinstance(exc, InterfaceError):  # the connection is closed or unusable
         return True
-    if not isinstance(exc, OperationalError) or PgOperationalError is None:
+    if not isinstance(exc, OperationalError):
         return False
     cause = exc.__cause__
+    if MyOperationalError is not None and isinstance(cause, MyOperationalError):
+        return bool(cause.args) and cause.args[0] in MYSQL_UNAVAILABLE
+    if PgOperationalError is None:
+        return False
     if type(cause) is PgOperationalError:  # no SQLSTATE: no connection, or it broke
         return True
     return isinstance(
@@ -128,3 +145,18 @@ def database_unavailable(exc: BaseException) -> bool:
         | pg_errors.CannotConnectNow
         | pg_errors.TooManyConnections,
     )
+
+
+def lock_conflict(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database rolled the transaction back because it conflicted
+    with another (a deadlock, a lock wait timeout): running it again is the answer.
+
+    InnoDB picks deadlock victims among row-by-row writes (MariaDB, MySQL); PostgreSQL's
+    statements here take their rows in one go. Matched by class and error number.
+    """
+    if not isinstance(exc, OperationalError):
+        return False
+    cause = exc.__cause__
+    if MyOperationalError is not None and isinstance(cause, MyOperationalError):
+        return bool(cause.args) and cause.args[0] in MYSQL_CONFLICT
+    return pg_errors is not None and isinstance(cause, pg_errors.DeadlockDetected)

@@ -140,6 +140,8 @@ def database_url() -> str:
     s = connection.settings_dict
     if connection.vendor == "sqlite":
         return f"sqlite:///{s['NAME']}"
+    if connection.vendor == "mysql":
+        return f"mysql://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 3306}/{s['NAME']}"
     return f"postgres://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
@@ -212,25 +214,53 @@ def processes(transactional_db: None, tmp_path: Path) -> Iterator[Processes]:
 
 @contextlib.contextmanager
 def row_locked_elsewhere(job_id: Any) -> Iterator[None]:
-    """Hold a row lock on the job from a second, real PostgreSQL connection (as a claim in
-    flight does), with this connection's lock waits capped at 2 s so a wait fails fast."""
+    """Hold a row lock on the job from a second, real connection (as a claim in flight
+    does), with this connection's lock waits capped at 2 s so a wait fails fast."""
     from django.db import connection
 
-    if connection.vendor != "postgresql":
-        pytest.skip("row locks with SKIP LOCKED are PostgreSQL's; SQLite serialises writers")
-    import psycopg
+    if connection.vendor == "sqlite":
+        pytest.skip("row locks with SKIP LOCKED are PostgreSQL's and MySQL's; SQLite serialises")
+    with other_connection() as other, connection.cursor() as cursor:
+        other.cursor().execute("SELECT id FROM jobs_job WHERE id = %s FOR UPDATE", [job_id])
+        if connection.vendor == "mysql":
+            cursor.execute("SET SESSION innodb_lock_wait_timeout = 2")
+        else:
+            cursor.execute("SET lock_timeout = '2s'")  # a wait would fail, not hang
+        try:
+            yield
+        finally:
+            if connection.vendor == "mysql":
+                cursor.execute("SET SESSION innodb_lock_wait_timeout = DEFAULT")
+            else:
+                cursor.execute("RESET lock_timeout")
+
+
+@contextlib.contextmanager
+def other_connection() -> Iterator[Any]:
+    """A second driver connection to the test database, in a transaction, rolled back."""
+    from django.db import connection
 
     s = connection.settings_dict
-    other = psycopg.connect(
-        dbname=s["NAME"], user=s["USER"], host=s["HOST"] or "127.0.0.1", port=s["PORT"] or 5432
-    )
+    if connection.vendor == "mysql":
+        import MySQLdb
+
+        other = MySQLdb.connect(
+            database=s["NAME"],
+            user=s["USER"],
+            host=s["HOST"] or "127.0.0.1",
+            port=int(s["PORT"] or 3306),
+            password=s["PASSWORD"] or "",
+        )
+        other.cursor().execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        other.autocommit(False)
+    else:
+        import psycopg
+
+        other = psycopg.connect(
+            dbname=s["NAME"], user=s["USER"], host=s["HOST"] or "127.0.0.1", port=s["PORT"] or 5432
+        )
     try:
-        other.execute("SELECT id FROM jobs_job WHERE id = %s FOR UPDATE", [job_id])
-        with connection.cursor() as cursor:
-            cursor.execute("SET lock_timeout = '2s'")  # a wait would fail, not hang
-        yield
+        yield other
     finally:
         other.rollback()
         other.close()
-        with connection.cursor() as cursor:
-            cursor.execute("RESET lock_timeout")

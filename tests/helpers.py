@@ -165,3 +165,25 @@ def serve(env: dict[str, str], port: int, log: Path, *options: str) -> subproces
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+def kill_other_connections() -> int:
+    """Drop every other connection to the test database from the server side, as a
+    restart would (PostgreSQL: pg_terminate_backend; MariaDB/MySQL: KILL); return how many."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        if connection.vendor == "mysql":
+            cursor.execute(
+                "SELECT id FROM information_schema.processlist "
+                "WHERE db = DATABASE() AND id <> CONNECTION_ID()"
+            )
+            ids = [int(pid) for (pid,) in cursor.fetchall()]
+            for pid in ids:
+                cursor.execute(f"KILL CONNECTION {pid}")
+            return len(ids)
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return cursor.rowcount

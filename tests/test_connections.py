@@ -4,6 +4,7 @@ from collections import Counter
 
 import pytest
 from django.core import checks
+from django.db import connection
 
 from jobs.models import Job, Status
 from jobs.worker.connections import (
@@ -31,7 +32,11 @@ def test_a_worker_opens_one_connection_per_process_whatever_conn_max_age(
     assert Job.objects.filter(status=Status.DONE).count() == 20
     per_process = Counter(log.read_text().split())
     assert len(per_process) == 2, per_process  # the worker and its executor
-    assert set(per_process.values()) == {1}, per_process
+    # Django's MySQL backend reads the server's version once per process over a temporary
+    # connection of its own when a query is compiled before the first connect (to know
+    # MariaDB's native UUID type): one more, once, never one per job.
+    once = 2 if connection.vendor == "mysql" else 1
+    assert set(per_process.values()) == {once}, per_process
 
 
 def sqlite(**options):

@@ -72,6 +72,35 @@ def test_connection_failures_are_unavailable_and_query_errors_are_not(postgres):
     connection.close()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_mysql_errors_are_told_apart_by_number():
+    """MariaDB/MySQL: a killed connection is an outage, a deadlock a conflict to run again,
+    a bad query neither."""
+    from django.db import DatabaseError, OperationalError, connection
+
+    from jobs.exceptions import database_unavailable, lock_conflict
+
+    if connection.vendor != "mysql":
+        pytest.skip("MariaDB/MySQL error numbers")
+    import MySQLdb
+
+    with pytest.raises(DatabaseError) as bad, connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM no_such_table")
+    assert not database_unavailable(bad.value) and not lock_conflict(bad.value)
+    with pytest.raises(DatabaseError) as killed, connection.cursor() as cursor:
+        cursor.execute("KILL CONNECTION CONNECTION_ID()")
+    assert database_unavailable(killed.value) and not lock_conflict(killed.value)
+    connection.close()
+    for number in (1213, 1205):  # deadlock, lock wait timeout: as Django wraps them
+        try:
+            try:
+                raise MySQLdb.OperationalError(number, "conflict")
+            except MySQLdb.OperationalError as driver:
+                raise OperationalError(*driver.args) from driver
+        except OperationalError as wrapped:
+            assert lock_conflict(wrapped) and not database_unavailable(wrapped)
+
+
 def assert_unavailable(response: Any) -> None:
     assert response.status_code == 503, response.content
     assert response["Retry-After"] == "2"

@@ -58,7 +58,7 @@ def test_each_setting_is_in_the_readme_with_its_default(attribute, settings, mon
     assert name in table, f"{name} is read by jobs.conf but missing from the README's table"
     default = getattr(conf, attribute)
     if attribute == "POLL_INTERVAL":  # one default per database
-        assert table[name] == "0.05 (SQLite), 0.5 (PostgreSQL)"
+        assert table[name] == "0.05 (SQLite), 0.5 (PostgreSQL), 0.1 (MariaDB/MySQL)"
         return
     assert matches(table[name], default), f"README says {table[name]!r}, the code {default!r}"
 

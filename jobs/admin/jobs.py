@@ -16,7 +16,8 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q, QuerySet, TextField
+from django.db import connections
+from django.db.models import CharField, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -50,6 +51,13 @@ logger = logging.getLogger(__name__)
 SEARCH_ROWS = 20_000
 # A whole job id, or its first 8 or more hex digits (the list shows the first 8).
 ID_PREFIX = re.compile(r"[0-9a-fA-F]{8}(-?[0-9a-fA-F]){0,24}")
+
+
+def _dashed_length(digits: int) -> int:
+    """How many characters of a UUID's dashed text hold its first ``digits`` hex digits."""
+    return digits + sum(digits > at for at in (8, 12, 16, 20))
+
+
 # The list's error column shows this many characters of the error's first line.
 ERROR_COLUMN = 48
 
@@ -353,6 +361,14 @@ class JobAdmin(JobActions, admin.ModelAdmin):
             return queryset, False
         if ID_PREFIX.fullmatch(term):
             digits = term.replace("-", "").lower()
+            if len(digits) == 32:
+                return queryset.filter(pk=uuid.UUID(digits)), False
+            if connections[queryset.db].vendor == "mysql":
+                # MariaDB's UUID type does not sort as its text does (it orders time-based
+                # UUIDs by time): match the text's prefix (a scan of the ids) instead.
+                prefix = str(uuid.UUID(digits.ljust(32, "0")))[: _dashed_length(len(digits))]
+                ids = queryset.annotate(id_text=Cast("id", CharField(max_length=36)))
+                return ids.filter(id_text__startswith=prefix), False
             low, high = uuid.UUID(digits.ljust(32, "0")), uuid.UUID(digits.ljust(32, "f"))
             return queryset.filter(pk__gte=low, pk__lte=high), False
         # The newest SEARCH_ROWS jobs of the list: an index range on creation time.

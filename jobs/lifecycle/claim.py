@@ -101,9 +101,11 @@ def _claim_free(
     if limit <= 0:
         return []
     due = flow.free_jobs(_due(queues, tasks, now)).values("pk")[:limit]
-    if connection.features.has_select_for_update_skip_locked:
-        due = due.select_for_update(skip_locked=True)
     with transaction.atomic():
+        # Asked once connected: MySQL's answer depends on the server's version, which a
+        # connection not yet open would look up over a temporary one of its own.
+        if connection.features.has_select_for_update_skip_locked:
+            due = due.select_for_update(skip_locked=True)
         return _mark(due, worker_id, lease, now)
 
 
@@ -112,6 +114,8 @@ def _mark(due: Any, worker_id: str, lease: datetime, now: datetime) -> list[Job]
     ``worker_id``; return them."""
     if due is None:
         return []
+    if not connection.features.can_return_rows_from_update:
+        return _mark_then_read(due, worker_id, lease, now)
     fields = list(Job._meta.concrete_fields)
     adapt = connection.ops.adapt_datetimefield_value
     due_sql, due_params = due.query.sql_with_params()
@@ -140,6 +144,34 @@ def _mark(due: Any, worker_id: str, lease: datetime, now: datetime) -> list[Job]
         rows = cursor.fetchall()
     columns = _columns(fields)
     return [_from_row(columns, row) for row in rows]
+
+
+def _mark_then_read(due: Any, worker_id: str, lease: datetime, now: datetime) -> list[Job]:
+    """``_mark`` where an UPDATE returns no rows (MariaDB, MySQL): select the ids (locking
+    them, SKIP LOCKED, in the caller's transaction), mark those still queued, read them.
+
+    The UPDATE is guarded on the status as everywhere: under READ COMMITTED InnoDB
+    re-reads a row another transaction changed before matching it.
+    """
+    ids = [row["pk"] for row in due]
+    if not ids:
+        return []
+    marked = Job.objects.filter(pk__in=ids, status=QUEUED).update(
+        status=PROCESSING,
+        worker_id=worker_id,
+        lease_expires_at=lease,
+        attempts=F("attempts") + 1,
+        started_at=None,
+        finished_at=None,
+        updated_at=now,
+    )
+    if not marked:
+        return []
+    return list(
+        Job.objects.filter(
+            pk__in=ids, status=PROCESSING, worker_id=worker_id, lease_expires_at=lease
+        ).order_by()
+    )
 
 
 def _claim_controlled(

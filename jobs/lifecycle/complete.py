@@ -10,9 +10,10 @@ from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from jobs.exceptions import lock_conflict
 from jobs.lifecycle import flow
 from jobs.lifecycle.dependents import parents_ended
 from jobs.lifecycle.events import attempt_duration, log_transition, logger
@@ -90,43 +91,55 @@ def succeed_many(*, worker_id: str, completions: Sequence[tuple[Job, Any]]) -> i
     table = connection.ops.quote_name(Job._meta.db_table)
     done = "status = %s, error = NULL, error_class = NULL, traceback = NULL, finished_at = %s, "
     done += "lease_expires_at = NULL, updated_at = %s"
-    with transaction.atomic(), connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                f"UPDATE {table} SET {done}, result = v.result, "  # noqa: S608
-                f"started_at = COALESCE(v.started_at, {table}.started_at) "
-                "FROM unnest(%s::uuid[], %s::integer[], %s::jsonb[], %s::timestamptz[]) "
-                "AS v(id, attempts, result, started_at) "
-                f"WHERE {table}.id = v.id AND {table}.attempts = v.attempts "
-                f"AND {table}.status = %s AND {table}.worker_id = %s RETURNING {table}.id",
-                [DONE, stamp, stamp, ids, attempts, results, starts, PROCESSING, worker_id],
-            )
-            mine = {pk for (pk,) in cursor.fetchall()}
-            recorded = len(mine)
-        else:
-            cursor.executemany(
-                f"UPDATE {table} SET {done}, result = %s, "  # noqa: S608
-                "started_at = COALESCE(%s, started_at) "
-                "WHERE id = %s AND attempts = %s AND status = %s AND worker_id = %s",
-                [
-                    (DONE, stamp, stamp, result, start, pk, attempt, PROCESSING, worker_id)
-                    for pk, attempt, result, start in zip(
-                        ids, attempts, results, starts, strict=True
-                    )
-                ],
-            )
-            recorded = cursor.rowcount
-            mine = None
-        flow.announce_freed(held)
-        if recorded < len(held) and mine is None:
-            # Some were taken away meanwhile: keep only those this worker recorded.
-            mine = set(
-                Job.objects.filter(
-                    pk__in=[job.pk for job in held], status=DONE, finished_at=now
-                ).values_list("pk", flat=True)
-            )
-        if parents := [j.pk for j in held if j.has_dependents and (mine is None or j.pk in mine)]:
-            parents_ended(ids=parents, now=now)  # set-based, for the whole batch
+
+    def write() -> set[Any] | None:
+        """The ids recorded (None: all of them), in one transaction."""
+        with transaction.atomic(), connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute(
+                    f"UPDATE {table} SET {done}, result = v.result, "  # noqa: S608
+                    f"started_at = COALESCE(v.started_at, {table}.started_at) "
+                    "FROM unnest(%s::uuid[], %s::integer[], %s::jsonb[], %s::timestamptz[]) "
+                    "AS v(id, attempts, result, started_at) "
+                    f"WHERE {table}.id = v.id AND {table}.attempts = v.attempts "
+                    f"AND {table}.status = %s AND {table}.worker_id = %s RETURNING {table}.id",
+                    [DONE, stamp, stamp, ids, attempts, results, starts, PROCESSING, worker_id],
+                )
+                mine = {pk for (pk,) in cursor.fetchall()}
+                recorded = len(mine)
+            else:
+                cursor.executemany(
+                    f"UPDATE {table} SET {done}, result = %s, "  # noqa: S608
+                    "started_at = COALESCE(%s, started_at) "
+                    "WHERE id = %s AND attempts = %s AND status = %s AND worker_id = %s",
+                    # In id order: concurrent groups lock their rows in one order.
+                    sorted(
+                        (
+                            (DONE, stamp, stamp, result, start, pk, attempt, PROCESSING, worker_id)
+                            for pk, attempt, result, start in zip(
+                                ids, attempts, results, starts, strict=True
+                            )
+                        ),
+                        key=lambda row: row[5],
+                    ),
+                )
+                recorded = cursor.rowcount
+                mine = None
+            flow.announce_freed(held)
+            if recorded < len(held) and mine is None:
+                # Some were taken away meanwhile: keep only those this worker recorded.
+                mine = set(
+                    Job.objects.filter(
+                        pk__in=[job.pk for job in held], status=DONE, finished_at=now
+                    ).values_list("pk", flat=True)
+                )
+            if parents := [
+                j.pk for j in held if j.has_dependents and (mine is None or j.pk in mine)
+            ]:
+                parents_ended(ids=parents, now=now)  # set-based, for the whole batch
+        return mine
+
+    mine = _again_on_conflict(write)
     if mine is not None and len(mine) < len(held):
         logger.warning(
             "worker=%s discarded=%s completions no longer held", worker_id, len(held) - len(mine)
@@ -136,6 +149,20 @@ def succeed_many(*, worker_id: str, completions: Sequence[tuple[Job, Any]]) -> i
         job.status, job.finished_at = DONE, now
         log_transition(job, "succeed", outcome="done", duration=attempt_duration(job, now))
     return len(held)
+
+
+def _again_on_conflict(write: Any, tries: int = 5) -> Any:
+    """Run ``write`` (one transaction) and return its answer; run it again when the
+    database rolled it back for a conflict (``lock_conflict``: an InnoDB deadlock with a
+    concurrent claim). Not inside a caller's transaction: that one is lost already."""
+    for attempt in range(1, tries + 1):
+        try:
+            return write()
+        except DatabaseError as exc:
+            if attempt == tries or connection.in_atomic_block or not lock_conflict(exc):
+                raise
+            logger.info("transaction conflict, attempt=%s: %s", attempt, exc)
+    raise AssertionError("unreachable")
 
 
 def fail(

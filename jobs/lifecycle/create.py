@@ -183,7 +183,10 @@ def _insert(jobs: list[Job]) -> list[Job]:
                         for row in rows:
                             copy.write_row(row)
             else:
-                per_statement = max(1, db.features.max_query_params // len(_FIELDS))
+                # MySQL's driver inlines the values: no parameter limit, but a statement
+                # must fit max_allowed_packet (16M by default on MariaDB 10.11).
+                params = db.features.max_query_params or 1000 * len(_FIELDS)
+                per_statement = max(1, params // len(_FIELDS))
                 for start in range(0, len(rows), per_statement):
                     chunk = rows[start : start + per_statement]
                     cursor.execute(statements.values(len(chunk)), list(chain(*chunk)))
