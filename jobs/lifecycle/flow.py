@@ -168,13 +168,14 @@ def own_key(key: str | None, task: str) -> str | None:
 
 
 def key_limited_jobs(limited: dict[str, int] | None = None) -> int:
-    """Give the queued jobs of the limited tasks that have no key (created before the
-    limit was declared) their task's key, so that claims see the limit; return how many.
-    Runs when a worker starts."""
+    """Give the queued and processing jobs of the limited tasks that have no key (created
+    before the limit was declared) their task's key, so that claims see the limit and
+    count them; return how many. Runs when a worker starts."""
     limited = tasks.concurrency_limits() if limited is None else limited
     updated = 0
+    active = [Status.QUEUED, Status.PROCESSING]
     for name in sorted(limited):
-        jobs = Job.objects.filter(status=Status.QUEUED, task=name, concurrency_key__isnull=True)
+        jobs = Job.objects.filter(status__in=active, task=name, concurrency_key__isnull=True)
         updated += jobs.update(concurrency_key=task_key(name))
     return updated
 
@@ -213,11 +214,17 @@ def processing_by_key(keys: Any) -> dict[str, int]:
 
 
 def processing_by_task(names: Any) -> dict[str, int]:
-    """How many jobs each task of ``names`` has processing (0 included)."""
+    """How many jobs each task of ``names`` has processing (0 included).
+
+    A limited task's jobs all carry a concurrency key (``task_key`` or their own), so the
+    count reads the small partial index of keyed processing jobs, never the task's
+    history (the task index would be the planner's other choice)."""
     if not names:
         return {}
     counts = (
-        Job.objects.filter(status=Status.PROCESSING, task__in=list(names))
+        Job.objects.filter(
+            status=Status.PROCESSING, concurrency_key__isnull=False, task__in=list(names)
+        )
         .values_list("task")
         .annotate(n=Count("pk"))
     )
