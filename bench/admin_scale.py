@@ -34,7 +34,8 @@ LOAD_SQL = """
 INSERT INTO jobs_job (
     id, task, payload, status, queue, priority, run_after, attempts, max_attempts,
     timeout, idempotency_key, result, error, error_class, traceback, created_at, updated_at,
-    started_at, finished_at, worker_id, lease_expires_at, progress, progress_message
+    started_at, finished_at, worker_id, lease_expires_at, progress, progress_message,
+    has_dependents
 )
 SELECT
     gen_random_uuid(),
@@ -55,7 +56,7 @@ SELECT
          THEN c.created_at + interval '2 seconds' END,
     CASE WHEN s.status <> 'queued' THEN 'host-' || (i %% 4) END,
     CASE WHEN s.status = 'processing' THEN now() + interval '30 seconds' END,
-    NULL, ''
+    NULL, '', false
 FROM generate_series(1, %(rows)s) AS i
 CROSS JOIN LATERAL (
     SELECT now() - (i * interval '30 days' / %(rows)s) AS created_at

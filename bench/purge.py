@@ -29,11 +29,12 @@ from bench.django_env import setup
 
 FILL = """
 INSERT INTO jobs_job (id, task, status, queue, priority, attempts, max_attempts, created_at,
-                      updated_at, started_at, finished_at, payload, result, progress_message)
+                      updated_at, started_at, finished_at, payload, result, progress_message,
+                      has_dependents)
 SELECT gen_random_uuid(), 'noop', CASE WHEN i %% 10 = 0 THEN 'failed' ELSE 'done' END,
        'default', 0, 1, 1, now() - interval '40 days', now() - interval '40 days',
        now() - interval '40 days', now() - interval '40 days',
-       jsonb_build_object('n', i), 'null'::jsonb, ''
+       jsonb_build_object('n', i), 'null'::jsonb, '', false
 FROM generate_series(1, %s) AS i
 """
 ATTEMPTS = """

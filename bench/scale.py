@@ -19,13 +19,13 @@ from bench.django_env import setup
 
 COLUMNS = """id, task, payload, status, queue, priority, run_after, attempts, max_attempts,
     timeout, idempotency_key, result, error, traceback, created_at, updated_at, started_at,
-    finished_at, worker_id, lease_expires_at, progress, progress_message"""
+    finished_at, worker_id, lease_expires_at, progress, progress_message, has_dependents"""
 
 PG_LOAD = f"""
 INSERT INTO jobs_job ({COLUMNS})
 SELECT gen_random_uuid(), 'noop', NULL, 'done', 'default', 0, NULL, 1, 3,
        NULL, NULL, 'null'::jsonb, NULL, NULL, t, t, t, t + interval '1 millisecond',
-       'preload', NULL, NULL, ''
+       'preload', NULL, NULL, '', false
 FROM generate_series(1, %s) AS i
 CROSS JOIN LATERAL (SELECT now() - interval '2 days' + i * interval '100 microseconds' AS t) c
 """
@@ -34,7 +34,7 @@ SQLITE_LOAD = f"""
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < %s)
 INSERT INTO jobs_job ({COLUMNS})
 SELECT lower(hex(randomblob(16))), 'noop', NULL, 'done', 'default', 0, NULL, 1, 3,
-       NULL, NULL, 'null', NULL, NULL, t, t, t, t, 'preload', NULL, NULL, ''
+       NULL, NULL, 'null', NULL, NULL, t, t, t, t, 'preload', NULL, NULL, '', 0
 FROM (SELECT i, strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now', '-2 days',
                          '+' || (i / 10000.0) || ' seconds') AS t FROM n)
 """
@@ -43,7 +43,7 @@ MYSQL_LOAD = f"""
 INSERT INTO jobs_job ({COLUMNS})
 SELECT UUID(), 'noop', NULL, 'done', 'default', 0, NULL, 1, 3,
        NULL, NULL, 'null', NULL, NULL, t, t, t, t + INTERVAL 1000 MICROSECOND,
-       'preload', NULL, NULL, ''
+       'preload', NULL, NULL, '', 0
 FROM (SELECT UTC_TIMESTAMP(6) - INTERVAL 2 DAY + INTERVAL (%s + seq) * 100 MICROSECOND AS t
       FROM seq_1_to_%s) AS c
 """

@@ -31,7 +31,7 @@ from bench.common import ROOT, percentile, scratch_postgres
 LOAD = """
 INSERT INTO jobs_job (id, task, status, queue, priority, attempts, max_attempts,
     created_at, updated_at, started_at, finished_at, run_after, worker_id,
-    lease_expires_at, progress_message, payload, result)
+    lease_expires_at, progress_message, payload, result, has_dependents)
 SELECT gen_random_uuid(), 'echo', s.status, 'q' || (i / 200 %% 5), 0,
     CASE WHEN s.status = 'queued' THEN 0 ELSE 1 END, 3,
     ts.t, ts.t,
@@ -40,7 +40,7 @@ SELECT gen_random_uuid(), 'echo', s.status, 'q' || (i / 200 %% 5), 0,
     CASE WHEN s.status = 'queued' AND i %% 2000 = 0 THEN now() + interval '1 hour' END,
     CASE WHEN s.status = 'processing' THEN 'bench-worker' END,
     CASE WHEN s.status = 'processing' THEN now() + interval '30 seconds' END,
-    '', to_jsonb(i), NULL
+    '', to_jsonb(i), NULL, false
 FROM generate_series(1, %(rows)s) AS i,
 LATERAL (SELECT CASE
     WHEN i %% 5000 = 4999 THEN 'processing'
