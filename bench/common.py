@@ -234,7 +234,15 @@ def percentile(values: list[float], fraction: float) -> float:
 def load_bare(cursor: Any, sql: str, params: Any) -> None:
     """Run ``sql`` (a large ``INSERT ... SELECT`` into the job table, PostgreSQL) with the
     table's indexes dropped, then build them again, each by one sort. Millions of rows load
-    several times faster: a row at a time, each index takes a random page write per row."""
+    several times faster: a row at a time, each index takes a random page write per row.
+    One transaction: a load that fails leaves the table and its indexes as they were."""
+    from django.db import transaction
+
+    with transaction.atomic():
+        _load_bare(cursor, sql, params)
+
+
+def _load_bare(cursor: Any, sql: str, params: Any) -> None:
     cursor.execute(
         "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'jobs_job' "
         "AND indexname NOT IN (SELECT conname FROM pg_constraint)"
