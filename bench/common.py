@@ -235,14 +235,8 @@ def load_bare(cursor: Any, sql: str, params: Any) -> None:
     """Run ``sql`` (a large ``INSERT ... SELECT`` into the job table, PostgreSQL) with the
     table's indexes dropped, then build them again, each by one sort. Millions of rows load
     several times faster: a row at a time, each index takes a random page write per row.
-    One transaction: a load that fails leaves the table and its indexes as they were."""
-    from django.db import transaction
-
-    with transaction.atomic():
-        _load_bare(cursor, sql, params)
-
-
-def _load_bare(cursor: Any, sql: str, params: Any) -> None:
+    The indexes are built again even when the load fails (not one transaction: the
+    deferred foreign key's checks would forbid the builds until it commits)."""
     cursor.execute(
         "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'jobs_job' "
         "AND indexname NOT IN (SELECT conname FROM pg_constraint)"
@@ -250,7 +244,9 @@ def _load_bare(cursor: Any, sql: str, params: Any) -> None:
     indexes = cursor.fetchall()
     for name, _ in indexes:
         cursor.execute(f'DROP INDEX "{name}"')
-    cursor.execute(sql, params)
-    cursor.execute("SET maintenance_work_mem = '1GB'")
-    for _, definition in indexes:
-        cursor.execute(definition)
+    try:
+        cursor.execute(sql, params)
+    finally:
+        cursor.execute("SET maintenance_work_mem = '1GB'")
+        for _, definition in indexes:
+            cursor.execute(definition)
