@@ -1,7 +1,8 @@
 """Run the benchmarks: ``python -m bench [GROUP ...] [--db sqlite|postgres|mysql] [--output PATH]``.
 
-Groups: drain, host, latency, enqueue, mixed, scale, memory (default: all). Each measurement
-runs in a process of its own against a fresh database and prints one JSON line;
+Groups: drain, host, latency, enqueue, mixed, scale, memory, pooler (default: all; pooler
+is PostgreSQL's: 100 workers through a private PgBouncer, as ``make bench-pooler``).
+Each measurement runs in a process of its own against a fresh database and prints one JSON line;
 this runner echoes them. A full run (every group, SQLite and PostgreSQL) writes
 docs/benchmarks.md; a partial one writes only with ``--output``. ``make bench-mariadb``
 measures MariaDB (drain, latency, enqueue, scale with ``--db mysql``) into
@@ -63,6 +64,8 @@ def plan(groups: list[str], dbs: list[str]) -> list[list[str]]:
             steps.append(["bench.scale", "mysql", *MYSQL_JOBS, "--rounds", "2"])
     if "memory" in groups:
         steps.append(["bench.memory", "sqlite" if "sqlite" in dbs else dbs[0]])
+    if "pooler" in groups and "postgres" in dbs:
+        steps.append(["bench.pooler"])
     return steps
 
 
@@ -94,7 +97,7 @@ def rerender(log: Path, output: Path) -> None:
 
 
 def main() -> None:
-    groups = ["drain", "host", "latency", "enqueue", "mixed", "scale", "memory"]
+    groups = ["drain", "host", "latency", "enqueue", "mixed", "scale", "memory", "pooler"]
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("groups", nargs="*", help=f"any of {', '.join(groups)} (default: all)")
     parser.add_argument("--db", choices=DATABASES, action="append")

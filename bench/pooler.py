@@ -180,15 +180,9 @@ def run(workers: int, jobs: int, pool_size: int, direct: bool = False) -> dict[s
     )
 
 
-def markdown(result: dict[str, Any], machine: dict[str, Any], seconds: float) -> str:
-    from bench import report
-
-    how = (
-        "straight to PostgreSQL (no pooler)"
-        if result["pool_size"] is None
-        else f"through PgBouncer, transaction mode, {result['pool_size']} server connections"
-    )
-    rows = [
+def rows(result: dict[str, Any]) -> list[list[Any]]:
+    """The run as table rows (this report's and ``make bench``'s)."""
+    return [
         ["workers (concurrency 1 each)", result["workers"]],
         ["jobs", f"{result['jobs']:,}"],
         ["every worker registered after (s)", result["boot_s"]],
@@ -201,14 +195,31 @@ def markdown(result: dict[str, Any], machine: dict[str, Any], seconds: float) ->
         ["CPU busy, median (1.0 = both cores)", result["cpu_median"]],
         ["worker exit codes", ", ".join(map(str, result["exit_codes"]))],
     ]
+
+
+def how(result: dict[str, Any]) -> str:
+    if result["pool_size"] is None:
+        return "straight to PostgreSQL (no pooler)"
+    return f"through PgBouncer, transaction mode, {result['pool_size']} server connections"
+
+
+def section(result: dict[str, Any], level: str = "##") -> str:
+    return (
+        f"{level} {result['workers']} workers drain {result['jobs']:,} no-op jobs, {how(result)}"
+        "\n\nWorkers started first (their registration timed), then the jobs queued at once; "
+        f"sampled every half second ({result['samples']} samples).\n\n"
+    )
+
+
+def markdown(result: dict[str, Any], machine: dict[str, Any], seconds: float) -> str:
+    from bench import report
+
     return report.standalone(
         "Many workers through PgBouncer",
         machine,
         seconds,
-        f"PostgreSQL, {how}",
-        f"## {result['workers']} workers drain {result['jobs']:,} no-op jobs\n\n"
-        "Workers started first (their registration timed), then the jobs queued at once; "
-        f"sampled every half second ({result['samples']} samples).\n\n" + report.table("|", rows),
+        f"PostgreSQL, {how(result)}",
+        section(result) + report.table("|", rows(result)),
     )
 
 

@@ -333,6 +333,12 @@ def _memory(records: Records) -> str:
     )
 
 
+def _pooler(records: Records) -> str:
+    from bench import pooler
+
+    return "".join(pooler.section(r) + table("|", pooler.rows(r)) for r in _of(records, "pooler"))
+
+
 def _machine(machine: dict[str, Any]) -> str:
     load = " / ".join(map(str, machine["loadavg_at_start"]))
     rows = [
@@ -393,6 +399,7 @@ def markdown(machine: dict[str, Any], records: Records, seconds: float) -> str:
         _mixed(records),
         _scale(records),
         _memory(records),
+        _pooler(records),
     ]
     parts.append(
         "## Peers (issue #3, same machine class, 5,000 noop jobs, one process)\n\n"
