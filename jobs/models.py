@@ -37,6 +37,10 @@ class Status(models.TextChoices):
 
 # Not finished: a waiting job is queued once its last parent ends (or cancelled with it).
 ACTIVE_STATUSES = (Status.QUEUED, Status.PROCESSING, Status.WAITING)
+# The statuses of a job that may run or is running: the predicate of the partial indexes
+# on idempotency keys and on retrying causes. A lookup must name exactly these (not
+# ACTIVE_STATUSES) for the database to use those indexes. Waiting jobs hold no key.
+RUNNABLE_STATUSES = (Status.QUEUED, Status.PROCESSING)
 FINISHED_STATUSES = (Status.DONE, Status.FAILED, Status.CANCELLED)
 
 # When a queued job becomes runnable: its run_after if deferred, else its
@@ -223,7 +227,7 @@ class Job(models.Model):
             models.Index(
                 fields=["error_class", "task"],
                 name="jobs_retrying_cause_idx",
-                condition=Q(status__in=["queued", "processing"], error_class__isnull=False),
+                condition=Q(status__in=RUNNABLE_STATUSES, error_class__isnull=False),
             ),
             # Retention deletes finished jobs by age, a batch at a time.
             models.Index(
@@ -245,7 +249,7 @@ class Job(models.Model):
             # every status change would otherwise write an entry for them.)
             models.UniqueConstraint(
                 fields=["idempotency_key"],
-                condition=Q(status__in=["queued", "processing"], idempotency_key__isnull=False),
+                condition=Q(status__in=RUNNABLE_STATUSES, idempotency_key__isnull=False),
                 name="jobs_idempotency_active",
             ),
         ]

@@ -14,6 +14,7 @@ from itertools import chain
 from typing import Any, NamedTuple
 
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from jobs import notify, tasks
@@ -21,7 +22,7 @@ from jobs.conf import conf
 from jobs.exceptions import InvalidJob, InvalidPayload, TransitionRefused, flatten_errors
 from jobs.lifecycle import flow
 from jobs.lifecycle.events import log_enqueued, log_transition
-from jobs.models import ACTIVE_STATUSES, Job, ScheduleFire
+from jobs.models import RUNNABLE_STATUSES, Job, ScheduleFire
 
 
 def enqueue(
@@ -56,15 +57,18 @@ def enqueue(
             with transaction.atomic():  # a savepoint: the caller's transaction goes on
                 _insert([job])
         except IntegrityError:
-            existing = Job.objects.filter(
-                idempotency_key=job.idempotency_key, status__in=ACTIVE_STATUSES
-            ).first()
+            existing = holder_of(job.idempotency_key).first()
             if existing is not None:
                 return existing, False
             continue  # the holder finished in between: insert again
         log_transition(job, "enqueue")
         return job, True
     raise TransitionRefused(f"idempotency key {idempotency_key!r} is contended")
+
+
+def holder_of(idempotency_key: str) -> QuerySet:
+    """The unfinished job holding ``idempotency_key`` (through its partial unique index)."""
+    return Job.objects.filter(idempotency_key=idempotency_key, status__in=RUNNABLE_STATUSES)
 
 
 def enqueue_many(specs: Sequence[dict[str, Any]]) -> list[Job]:
