@@ -47,8 +47,8 @@ def test_filters(admin_client, make_job, query, expected):
 
 
 def test_the_queue_filter_lists_queued_flow_controlled_and_task_queues(admin_client, make_job):
-    from jobs.admin.changelist import queued_queues
     from jobs.models import Queue
+    from jobs.observability.stats import queued_queues
 
     for queue in ["b", "a", "b", "c"]:
         make_job(queue=queue)

@@ -12,6 +12,7 @@ from django.utils import timezone
 from jobs import lifecycle
 from jobs.admin import changelist, chart, dashboard
 from jobs.models import Job, Status, Worker
+from jobs.observability import stats
 from tests.admin_helpers import CHANGELIST, shown
 from tests.helpers import one_of_each, put_in
 
@@ -264,3 +265,35 @@ def test_an_unfinished_job_s_page_refreshes_itself_a_finished_one_stops(admin_cl
     lifecycle.cancel(job_id=job.pk)
     page = shown(admin_client.get(reverse("admin:jobs_job_change", args=[job.pk])))
     assert 'data-live-stop="the job is cancelled"' in page and "jobs/live.js" not in page
+
+
+def test_queued_counts_past_the_cap_are_estimated_on_postgresql(
+    admin_client, make_job, monkeypatch
+):
+    """Each queue's queued jobs are counted up to the cap only (a capped count per queue,
+    never a count of the whole backlog); past it PostgreSQL's estimate stands, marked ≈.
+    Other databases count exactly."""
+    for queue in ["a", "a", "a", "b"]:
+        make_job(queue=queue)
+    monkeypatch.setattr(stats, "QUEUED_EXACT_LIMIT", 2)
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get(DASHBOARD)
+    assert response.status_code == 200
+    snapshot = stats.snapshot(cap=2)
+    if connection.vendor == "postgresql":
+        assert snapshot["queues"]["a"]["estimated"] == ["queued"]
+        assert "estimated" not in snapshot["queues"]["b"]
+        assert snapshot["statuses"]["queued"]["exact"] is False
+        assert "≈" in shown(response)
+        counts = [
+            q["sql"].upper()
+            for q in queries.captured_queries
+            if "COUNT(" in q["sql"].upper()
+            and "'QUEUED'" in q["sql"].upper()
+            and "COALESCE" not in q["sql"].upper()  # delayed jobs: a range of the due index
+        ]
+        assert counts and all("LIMIT" in sql for sql in counts), counts
+    else:
+        assert snapshot["queues"]["a"]["queued"] == 3
+        assert snapshot["statuses"]["queued"] == {"count": 4, "exact": True}
+    assert stats.snapshot()["statuses"]["queued"] == {"count": 4, "exact": True}  # the API's

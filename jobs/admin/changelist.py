@@ -13,15 +13,14 @@ from typing import Any
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
-from django.db import connections
 from django.db.models import Max, Min, Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.functional import cached_property
 
 from jobs import tasks
-from jobs.models import Job, Queue, Status, Worker
-from jobs.observability.stats import count_or_estimate
+from jobs.models import Queue, Status, Worker
+from jobs.observability.stats import count_or_estimate, queued_queues
 
 # Count at most this many rows exactly; past it, PostgreSQL's estimate stands in.
 EXACT_COUNT_BELOW = 1_000
@@ -87,30 +86,6 @@ class DelayedFilter(admin.SimpleListFilter):
         if self.value() == "delayed":
             return queued.filter(run_after__gt=timezone.now())
         return queryset
-
-
-def queued_queues() -> set[str]:
-    """The queues that have queued jobs, read from the claim index (queued rows only).
-
-    On PostgreSQL a skip scan, one index probe per queue (a recursive query: each step
-    takes the next queue name after the last); a plain ``DISTINCT`` would read every
-    queued row's entry, a cost that grows with the backlog.
-    """
-    queued = Job.objects.filter(status=Status.QUEUED).order_by()
-    connection = connections[queued.db]  # the replica, where the list reads from one
-    if connection.vendor != "postgresql":
-        return set(queued.values_list("queue", flat=True).distinct())
-    table = connection.ops.quote_name(Job._meta.db_table)
-    sql = (
-        "WITH RECURSIVE q AS ("  # noqa: S608 (identifiers from the model)
-        f"(SELECT queue FROM {table} WHERE status = %s ORDER BY queue LIMIT 1) UNION ALL "
-        f"SELECT (SELECT queue FROM {table} WHERE status = %s AND queue > q.queue "
-        "ORDER BY queue LIMIT 1) FROM q WHERE q.queue IS NOT NULL"
-        ") SELECT queue FROM q WHERE queue IS NOT NULL"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [Status.QUEUED, Status.QUEUED])
-        return {queue for (queue,) in cursor.fetchall()}
 
 
 class QueueFilter(admin.SimpleListFilter):

@@ -2,8 +2,9 @@
 
 Status counts, queue depths and the queue lag are those of ``GET /api/stats``
 (``jobs.observability.stats``: exact up to ``JOBS_STATS_EXACT_LIMIT`` jobs per finished status,
-the planner's estimate beyond on PostgreSQL). The per-minute throughput reads only
-the last hour through the ``finished_at`` index.
+the planner's estimate beyond on PostgreSQL), except that each queue's queued jobs are
+counted exactly up to ``stats.QUEUED_EXACT_LIMIT`` only, then estimated. The per-minute
+throughput reads only the last hour through the ``finished_at`` index.
 """
 
 from dataclasses import dataclass, field
@@ -92,7 +93,8 @@ def stamp(moment: datetime | None, zone: tzinfo | None = None) -> str:
 def context() -> dict[str, Any]:
     """Everything the dashboard template shows."""
     now = timezone.now()
-    snapshot = stats.snapshot(now=now)  # the counts and lags of GET /api/stats
+    # The counts and lags of GET /api/stats, each queue's queued jobs counted up to a cap.
+    snapshot = stats.snapshot(now=now, cap=stats.QUEUED_EXACT_LIMIT)
     statuses, queues = snapshot["statuses"], snapshot["queues"]
     lags = [entry["lag_seconds"] for entry in queues.values() if entry["lag_seconds"]]
     series = throughput(now)
@@ -108,6 +110,7 @@ def context() -> dict[str, Any]:
                 **{s.value: entry[s] for s in ACTIVE_STATUSES},
                 "delayed": delayed.get(name, 0),
                 "due": max(entry[Status.QUEUED] - delayed.get(name, 0), 0),
+                "estimated": Status.QUEUED.value in entry.get("estimated", ()),
             }
             for name, entry in queues.items()
             if any(entry[s] for s in ACTIVE_STATUSES)

@@ -52,6 +52,7 @@ class Row:
     done: int = 0  # in the last hour
     failed: int = 0  # in the last hour
     wait_seconds: float | None = None  # the oldest due job's
+    estimated: bool = False  # the queued counts are the planner's estimate
 
     @property
     def per_minute(self) -> float:
@@ -95,7 +96,7 @@ def queue_names() -> list[str]:
 def rows(now: datetime | None = None) -> list[Row]:
     """Every queue with jobs, a stored row or settings, by name."""
     now = now or timezone.now()
-    queues, _ = stats.by_queue(now)
+    queues, _ = stats.by_queue(now, cap=stats.QUEUED_EXACT_LIMIT)
     delayed = delayed_by_queue(now)
     configured = lifecycle.all_limits()
     names = sorted(set(queue_names()) | set(configured) | set(queues))
@@ -110,6 +111,7 @@ def rows(now: datetime | None = None) -> list[Row]:
             row.processing = entry[Status.PROCESSING]
             row.done, row.failed = hour[Status.DONE], hour[Status.FAILED]
             row.wait_seconds = entry["lag_seconds"]
+            row.estimated = Status.QUEUED.value in entry.get("estimated", ())
         found.append(row)
     return found
 
@@ -130,6 +132,7 @@ def view(request: HttpRequest, model_admin: Any) -> HttpResponse:
         "title": "Queue overview",
         "opts": model_admin.opts,
         "rows": rows(),
+        "exact_limit": f"{stats.QUEUED_EXACT_LIMIT:,}",
         "can_control": can_control(request, model_admin),
     }
     return TemplateResponse(request, "admin/jobs/queues.html", context)
