@@ -4,6 +4,7 @@ run-after columns and its "scheduled" filter."""
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
@@ -86,6 +87,34 @@ def test_a_failure_without_a_cause_is_its_own_group(admin_client, make_job):
     response = admin_client.get(f"{CHANGELIST}?status__exact=failed&{group.query}")
     assert str(job.pk)[:8] in shown(response)
     assert response.context["cl"].result_count == 1
+
+
+def test_large_groups_are_counted_up_to_the_cap_then_estimated(admin_client, make_job, monkeypatch):
+    """Past ``EXACT_FAILED`` in a group, PostgreSQL's estimate stands (marked ≈): the
+    page's cost follows the number of groups, not of failures. Groups, order, first and
+    last failure, and cause-less failures are as an exact grouping finds them."""
+    monkeypatch.setattr(failures, "EXACT_FAILED", 2)
+    for order in range(3):
+        fail_with(make_job, f"ValueError: order {order} rejected")
+    fail_with(make_job, "KeyError: 'sku'", task="noop")
+    bare = fail_with(make_job, "TypeError: x")
+    Job.objects.filter(pk=bare.pk).update(error=None, error_class=None)
+    big, *rest = failures.groups()
+    assert (big.error_class, big.task) == ("ValueError", "echo")
+    small = next(g for g in rest if g.error_class == "KeyError")
+    none = next(g for g in rest if g.error_class is None)
+    assert len(rest) == 2 and (small.task, none.task) == ("noop", "echo")
+    assert (small.failed, small.estimated, none.failed, none.estimated) == (1, False, 1, False)
+    assert big.first < big.last and big.sample.error == "ValueError: order 2 rejected"
+    if connection.vendor == "postgresql":
+        assert big.estimated and big.failed >= 2  # an EXPLAIN's estimate (not analyzed)
+        assert "≈" in shown(admin_client.get(FAILURES))
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE jobs_job")  # the combined statistics, read in one query
+        assert failures._common_causes("default")[("ValueError", "echo")] == 3
+        assert failures.groups()[0].failed == 3
+    else:
+        assert (big.failed, big.estimated) == (3, False)
 
 
 def test_list_shows_the_error_and_when_a_delayed_job_runs(admin_client, make_job):

@@ -457,6 +457,7 @@ class JobAdmin(JobActions, admin.ModelAdmin):
             "opts": self.opts,
             "groups": failures.groups(),
             "max_groups": failures.MAX_GROUPS,
+            "exact_failed": f"{failures.EXACT_FAILED:,}",
             "can_change": self.has_change_permission(request),
             "can_delete": self.has_delete_permission(request),
         }
