@@ -114,6 +114,10 @@ def test_a_text_search_reads_the_newest_jobs_of_the_list_and_says_so(
     assert len(notes) == 1 and "newest 3 jobs of this list (created since" in notes[0]
     assert found(queue="mail") == ({old.pk}, [])  # a filter reaches the older one
     assert found(q=str(old.pk))[0] == {old.pk}  # an id is looked up, never bounded
+    monkeypatch.setattr(job_admin, "SEARCH_MATCHES", 2)
+    hits, notes = found()
+    assert hits == {job.pk for job in newer[1:]}  # the newest 2 matches of the 3
+    assert "Listing the newest 2 matches" in notes[1]
 
 
 @pytest.mark.parametrize(

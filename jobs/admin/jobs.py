@@ -48,7 +48,12 @@ logger = logging.getLogger(__name__)
 
 # A text search reads the payload and error of at most this many jobs: the newest of
 # the filtered list. Unbounded, a search that matches nothing reads the whole table.
-SEARCH_ROWS = 20_000
+# 5,000: a search that matches nothing within status = failed reads 5,000 failed jobs
+# scattered among 125,000 (their creation times' range), 45 ms at ten million jobs.
+SEARCH_ROWS = 5_000
+# It lists at most this many matches, the newest: found in the one read of the window
+# (the page and its count then look them up by id, instead of reading the window again).
+SEARCH_MATCHES = 1_000
 # A whole job id, or its first 8 or more hex digits (the list shows the first 8).
 ID_PREFIX = re.compile(r"[0-9a-fA-F]{8}(-?[0-9a-fA-F]){0,24}")
 
@@ -382,7 +387,17 @@ class JobAdmin(JobActions, admin.ModelAdmin):
                 f"{stamp(cutoff)}): filter by date, status, queue or task to reach older ones.",
             )
         text = queryset.annotate(payload_text=Cast("payload", TextField()))
-        return text.filter(Q(payload_text__icontains=term) | Q(error__icontains=term)), False
+        found = text.filter(Q(payload_text__icontains=term) | Q(error__icontains=term))
+        ids = list(
+            found.order_by("-created_at", "-pk").values_list("pk", flat=True)[: SEARCH_MATCHES + 1]
+        )
+        if len(ids) > SEARCH_MATCHES:
+            messages.info(
+                request,
+                f"Listing the newest {SEARCH_MATCHES:,} matches: narrow the search or the "
+                "filters to see the others.",
+            )
+        return queryset.filter(pk__in=ids[:SEARCH_MATCHES]), False
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type:
         return IndexedChangeList
