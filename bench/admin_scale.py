@@ -170,11 +170,24 @@ class QueryTimer:
             self.seconds += time.perf_counter() - started
 
 
+def backend_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the PostgreSQL backend ``pid`` has used, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(client: Any, url: str, repeat: int) -> dict[str, Any]:
+    """Wall time of each render, its queries' time, and the CPU both processes spent
+    (this one's and its PostgreSQL backend's, a mean per render): on a shared machine
+    the wall times include waiting for a core, the CPU time does not."""
     from django.db import connection
 
     client.get(url)  # warm caches and connections
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
     times, timers = [], []
+    cpu_started = time.process_time() + backend_cpu_seconds(backend)
     for _ in range(repeat):
         timers.append(QueryTimer())
         with connection.execute_wrapper(timers[-1]):
@@ -183,11 +196,13 @@ def measure(client: Any, url: str, repeat: int) -> dict[str, Any]:
             times.append((time.perf_counter() - started) * 1000)
         if response.status_code != 200:
             raise SystemExit(f"{url} answered {response.status_code}")
+    cpu = time.process_time() + backend_cpu_seconds(backend) - cpu_started
     return {
         "median_ms": round(statistics.median(times), 1),
         "max_ms": round(max(times), 1),
         "queries": timers[-1].count,
         "query_median_ms": round(statistics.median(t.seconds for t in timers) * 1000, 1),
+        "cpu_mean_ms": round(cpu / repeat * 1000, 1),
     }
 
 
@@ -282,7 +297,14 @@ def markdown(result: dict[str, Any], machine: dict[str, Any], seconds: float) ->
         else "already in the database from an earlier run (not timed)"
     )
     rows = [
-        [name, page["median_ms"], page["max_ms"], page["queries"], page["query_median_ms"]]
+        [
+            name,
+            page["median_ms"],
+            page["max_ms"],
+            page["queries"],
+            page["query_median_ms"],
+            page.get("cpu_mean_ms", ""),
+        ]
         for name, page in result["pages"].items()
     ]
     sections = [
@@ -291,8 +313,11 @@ def markdown(result: dict[str, Any], machine: dict[str, Any], seconds: float) ->
         f"30 days across three queues and three tasks; {load}.\n",
         f"## Pages (median and worst of {result['repeat']} renders after one warm-up)\n\n"
         "Each page rendered in process through Django's test client as a superuser; "
-        "*query ms* is the median of the time its queries took per render.\n\n"
-        + report.table("page | median ms | max ms | queries | query ms", rows),
+        "*query ms* is the median of the time its queries took per render; *CPU ms* the "
+        "CPU time this process and its PostgreSQL backend spent per render (a mean; "
+        "parallel query workers not counted), which other work on the machine does not "
+        "inflate as it does the wall times.\n\n"
+        + report.table("page | median ms | max ms | queries | query ms | CPU ms", rows),
     ]
     if applied := result.get("apply to all"):
         sections.append(
