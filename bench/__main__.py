@@ -4,7 +4,8 @@ Groups: drain, host, latency, enqueue, mixed, scale, memory, pooler (default: al
 is PostgreSQL's: 100 workers through a private PgBouncer, as ``make bench-pooler``).
 Each measurement runs in a process of its own against a fresh database and prints one JSON line;
 this runner echoes them. A full run (every group, SQLite and PostgreSQL) writes
-docs/benchmarks.md; a partial one writes only with ``--output``. ``make bench-mariadb``
+docs/benchmarks.md; a partial one writes only with ``--output``, except ``pooler`` alone,
+which replaces its own section of docs/benchmarks.md. ``make bench-mariadb``
 measures MariaDB (drain, latency, enqueue, scale with ``--db mysql``) into
 docs/benchmarks-mariadb.md.
 """
@@ -122,6 +123,11 @@ def main() -> None:
     output = args.output
     if output is None and set(args.groups) == set(groups) and sorted(dbs) == ["postgres", "sqlite"]:
         output = ROOT / "docs" / "benchmarks.md"
+    elif output is None and args.groups == ["pooler"]:
+        # The 100-worker run alone (minutes of its own): its section of the report only.
+        report.update_pooler(
+            ROOT / "docs" / "benchmarks.md", machine, records, time.monotonic() - started
+        )
     if output is not None:
         output.write_text(report.markdown(machine, records, time.monotonic() - started))
         print(f"wrote {output}", file=sys.stderr)

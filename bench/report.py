@@ -333,10 +333,35 @@ def _memory(records: Records) -> str:
     )
 
 
-def _pooler(records: Records) -> str:
+POOLER_START, POOLER_END = "<!-- section: pooler -->", "<!-- /section: pooler -->"
+
+
+def _pooler(records: Records, stamp: str = "") -> str:
     from bench import pooler
 
-    return "".join(pooler.section(r) + table("|", pooler.rows(r)) for r in _of(records, "pooler"))
+    body = "".join(
+        pooler.section(r) + stamp + table("|", pooler.rows(r)) for r in _of(records, "pooler")
+    )
+    return f"{POOLER_START}\n{body}{POOLER_END}\n" if body else ""
+
+
+def update_pooler(path: Path, machine: dict[str, Any], records: Records, seconds: float) -> None:
+    """Put a run of the pooler group alone into the report at ``path``, in place of its
+    earlier section (or before the peers), saying when, at which commit and load it ran."""
+    load = " / ".join(map(str, machine["loadavg_at_start"]))
+    stamp = (
+        f"Run on its own by `{command()}` on {machine['date']} at commit "
+        f"`{machine['commit']}` ({seconds:.0f} s; load average at start {load}).\n\n"
+    )
+    section = _pooler(records, stamp)
+    text = path.read_text()
+    if POOLER_START in text:
+        head, rest = text.split(POOLER_START, 1)
+        text = head + section.rstrip("\n") + rest.split(POOLER_END, 1)[1]
+    else:
+        head, peers = text.split("## Peers", 1)
+        text = head + section + "\n## Peers" + peers
+    write(path, text)
 
 
 def _machine(machine: dict[str, Any]) -> str:
