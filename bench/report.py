@@ -83,7 +83,8 @@ def command() -> str:
     """This process's command line as typed: ``python -m bench.x ...`` or ``python path ...``."""
     spec = getattr(sys.modules["__main__"], "__spec__", None)
     if spec is not None:
-        return shlex.join(["python", "-m", spec.name, *sys.argv[1:]])
+        name = spec.name.removesuffix(".__main__")  # python -m bench, not bench.__main__
+        return shlex.join(["python", "-m", name, *sys.argv[1:]])
     return shlex.join(["python", *sys.argv])
 
 
