@@ -235,10 +235,13 @@ def load_bare(cursor: Any, sql: str, params: Any) -> None:
     """Run ``sql`` (a large ``INSERT ... SELECT`` into the job table, PostgreSQL) with the
     table's indexes dropped, then build them again, each by one sort. Millions of rows load
     several times faster: a row at a time, each index takes a random page write per row.
-    One transaction: a load that fails leaves the table and its indexes as they were."""
+    One transaction: a load that fails leaves the table and its indexes as they were. Its
+    foreign keys are checked as each statement ends, not at commit: deferred checks still
+    pending on the table would refuse the ``CREATE INDEX``."""
     from django.db import transaction
 
     with transaction.atomic():
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         _load_bare(cursor, sql, params)
 
 
@@ -254,3 +257,20 @@ def _load_bare(cursor: Any, sql: str, params: Any) -> None:
     cursor.execute("SET maintenance_work_mem = '1GB'")
     for _, definition in indexes:
         cursor.execute(definition)
+
+
+@contextmanager
+def private_postgres(port: int, **settings: str) -> Iterator[Any]:
+    """Start a private PostgreSQL cluster on ``port`` (``initdb`` under /tmp, the server's
+    stock settings: autovacuum on, fsync on; ``settings`` add ``-c name=value``) and yield
+    it (``url(database)``, ``create_database(name)``, ``log``: its server log); remove it
+    afterwards. For what a shared server may have turned off (autovacuum) or whose log it
+    keeps to itself."""
+    from tests.pg_cluster import PgCluster
+
+    cluster = PgCluster(port)
+    try:
+        cluster.start(fsync="on", **settings)
+        yield cluster
+    finally:
+        cluster.destroy()
