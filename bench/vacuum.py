@@ -25,15 +25,13 @@ import itertools
 import json
 import os
 import re
-import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from bench import report
-from bench.common import ROOT, env_for, load_bare, private_postgres, stop_workers
+from bench.common import ROOT, load_bare, private_postgres, start_workers, stop_workers
 from bench.django_env import setup
 from bench.purge import FILL, Feeder, latency
 
@@ -161,9 +159,7 @@ def phase(name: str, args: argparse.Namespace, log: Path) -> dict[str, Any]:
 
     configure(PHASES[name])
     log_from = log.stat().st_size
-    command = [sys.executable, "manage.py", "runworker", "--poll-interval", "0.05"]
-    env = env_for(os.environ["DATABASE_URL"])
-    workers = [subprocess.Popen(command, cwd=ROOT, env=env) for _ in range(args.workers)]
+    workers = start_workers(args.workers, os.environ["DATABASE_URL"], "--poll-interval", "0.05")
     feeder = Feeder(args.rate)
     try:
         feeder.start()
