@@ -128,6 +128,7 @@ def sample(started: float) -> dict[str, Any]:
         "queued_due_idx_kb": round(due / kb),
         "probe_buffers": buffers,
         "probe_ms": round(ms, 2),
+        "load": round(os.getloadavg()[0], 1),
     }
 
 
@@ -234,6 +235,7 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
         "latency": result["latency"],
         "latency_last_minute": result["latency_last_minute"],
         "vacuum_after_s": result["vacuum_after_s"],
+        "load": spread([s["load"] for s in samples]),
     }
 
 
@@ -288,6 +290,7 @@ def markdown(result: dict[str, Any], machine: dict[str, Any], seconds: float) ->
         for p in phases
     ]
     metrics = [
+        ("machine load average (1 min) over the samples", lambda s: s["load"]),
         ("jobs done", lambda s: f"{s['jobs']:,}"),
         ("jobs done per second", lambda s: s["jobs_per_s"]),
         (
@@ -352,6 +355,7 @@ def markdown(result: dict[str, Any], machine: dict[str, Any], seconds: float) ->
                 f"{s['queued_due_idx_kb']:,}",
                 f"{s['probe_buffers']:,}",
                 s["probe_ms"],
+                s["load"],
                 f"{w.get('jobs', 0):,}",
                 _window(w),
             ]
@@ -374,7 +378,7 @@ def markdown(result: dict[str, Any], machine: dict[str, Any], seconds: float) ->
             + report.table(
                 "s | dead rows | autovacuums | autoanalyzes | heap MB | `jobs_claim_idx` kB "
                 "| `jobs_claim_any_idx` kB | `jobs_queued_due_idx` kB | claim buffers "
-                "| claim ms | jobs done | latency ms",
+                "| claim ms | load | jobs done | latency ms",
                 rows,
             )
             + (
