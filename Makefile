@@ -18,7 +18,7 @@ REQUIRE_BROWSER ?= 0
 export REQUIRE_BROWSER
 
 .PHONY: run test lint test-sqlite test-postgres test-mysql check bench bench-mariadb bench-admin bench-admin-10m bench-purge bench-stats \
-	bench-pooler screenshots clean
+	bench-vacuum bench-pooler screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -116,6 +116,12 @@ bench-admin-10m: $(VENV)/.dev
 # Purge 1,000,000 finished jobs while two workers drain new ones; writes docs/purge.md.
 bench-purge: $(VENV)/.dev
 	$(BIN)/python -m bench.purge
+
+# Autovacuum on 10,000,000 finished jobs under a steady stream of jobs, PostgreSQL's defaults
+# against per-table settings, in a private cluster on BENCH_VACUUM_PORT; writes docs/vacuum.md.
+BENCH_VACUUM_PORT ?= 19100
+bench-vacuum: $(VENV)/.dev
+	$(BIN)/python -m bench.vacuum --port $(BENCH_VACUUM_PORT)
 
 # GET /api/stats on 1,000,000 jobs; writes docs/stats.md.
 bench-stats: $(VENV)/.dev

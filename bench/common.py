@@ -235,8 +235,17 @@ def load_bare(cursor: Any, sql: str, params: Any) -> None:
     """Run ``sql`` (a large ``INSERT ... SELECT`` into the job table, PostgreSQL) with the
     table's indexes dropped, then build them again, each by one sort. Millions of rows load
     several times faster: a row at a time, each index takes a random page write per row.
-    The indexes are built again even when the load fails (not one transaction: the
-    deferred foreign key's checks would forbid the builds until it commits)."""
+    One transaction: a load that fails leaves the table and its indexes as they were. Its
+    foreign keys are checked as each statement ends, not at commit: deferred checks still
+    pending on the table would refuse the ``CREATE INDEX``."""
+    from django.db import transaction
+
+    with transaction.atomic():
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        _load_bare(cursor, sql, params)
+
+
+def _load_bare(cursor: Any, sql: str, params: Any) -> None:
     cursor.execute(
         "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'jobs_job' "
         "AND indexname NOT IN (SELECT conname FROM pg_constraint)"
@@ -244,9 +253,24 @@ def load_bare(cursor: Any, sql: str, params: Any) -> None:
     indexes = cursor.fetchall()
     for name, _ in indexes:
         cursor.execute(f'DROP INDEX "{name}"')
+    cursor.execute(sql, params)
+    cursor.execute("SET maintenance_work_mem = '1GB'")
+    for _, definition in indexes:
+        cursor.execute(definition)
+
+
+@contextmanager
+def private_postgres(port: int, **settings: str) -> Iterator[Any]:
+    """Start a private PostgreSQL cluster on ``port`` (``initdb`` under /tmp, the server's
+    stock settings: autovacuum on, fsync on; ``settings`` add ``-c name=value``) and yield
+    it (``url(database)``, ``create_database(name)``, ``log``: its server log); remove it
+    afterwards. For what a shared server may have turned off (autovacuum) or whose log it
+    keeps to itself."""
+    from tests.pg_cluster import PgCluster
+
+    cluster = PgCluster(port)
     try:
-        cursor.execute(sql, params)
+        cluster.start(fsync="on", **settings)
+        yield cluster
     finally:
-        cursor.execute("SET maintenance_work_mem = '1GB'")
-        for _, definition in indexes:
-            cursor.execute(definition)
+        cluster.destroy()
