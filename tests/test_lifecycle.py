@@ -422,28 +422,32 @@ def test_edit_holds_the_job_in_the_status_seen_until_it_commits(make_job):
     cannot claim it until the edit's transaction ends (the check itself locks the row)."""
     from django.db import connection
 
-    if connection.vendor != "postgresql":
-        pytest.skip("SQLite's IMMEDIATE transactions hold the database's one write lock")
-    import psycopg
+    from tests.conftest import other_connection
 
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite's IMMEDIATE transactions hold the database's one write lock")
     job = make_job()
-    s = connection.settings_dict
-    other = psycopg.connect(
-        dbname=s["NAME"], user=s["USER"], host=s["HOST"] or "127.0.0.1", port=s["PORT"] or 5432
-    )
-    try:
-        other.execute("SET lock_timeout = '1s'")
+    with other_connection() as other:
+        cursor = other.cursor()
+        if connection.vendor == "mysql":
+            import MySQLdb
+
+            cursor.execute("SET SESSION innodb_lock_wait_timeout = 1")
+            lock_wait = MySQLdb.OperationalError
+        else:
+            import psycopg
+
+            cursor.execute("SET lock_timeout = '1s'")
+            lock_wait = psycopg.errors.LockNotAvailable
         with transaction.atomic():
             lifecycle.edit(job_id=job.pk, seen=Status.QUEUED)
-            with pytest.raises(psycopg.errors.LockNotAvailable):
-                other.execute(
+            with pytest.raises(lock_wait):
+                cursor.execute(
                     "UPDATE jobs_job SET status = 'processing' WHERE id = %s AND status = 'queued'",
-                    [job.pk],
+                    [str(job.pk) if connection.vendor == "mysql" else job.pk],
                 )
             other.rollback()
-        assert Job.objects.get(pk=job.pk).status == Status.QUEUED
-    finally:
-        other.close()
+    assert Job.objects.get(pk=job.pk).status == Status.QUEUED
 
 
 # -- the cost of creating jobs --------------------------------------------------------------
