@@ -148,6 +148,24 @@ def test_succeed_many_records_each_result_and_skips_jobs_taken_away(make_job):
     assert (kept.status, stale.status) == (Status.DONE, Status.PROCESSING)  # as recorded
 
 
+def test_succeed_many_is_one_write_of_the_group_on_a_server(make_job):
+    """On PostgreSQL and MariaDB/MySQL a group of successes is one statement, whatever its
+    size (SQLite, which has no round trip to save, runs one per job)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    if connection.vendor == "sqlite":
+        pytest.skip("one UPDATE per job on SQLite")
+    for _ in range(20):
+        make_job()
+    claimed = lifecycle.claim(worker_id="w", limit=20)
+    with CaptureQueriesContext(connection) as captured:
+        assert lifecycle.succeed_many(worker_id="w", completions=[(j, 1) for j in claimed]) == 20
+    updates = [q["sql"] for q in captured.captured_queries if q["sql"].startswith("UPDATE")]
+    assert len(updates) == 1, updates
+    assert Job.objects.filter(status=Status.DONE, result=1).count() == 20
+
+
 def test_fail_retries_with_backoff_then_lands_in_failed(make_job, settings):
     settings.JOBS_BACKOFF_BASE = 10
     job = make_job(max_attempts=2)
