@@ -42,7 +42,8 @@ def _pg_version() -> str:
 
 
 def _mysql_version() -> str:
-    """The MariaDB/MySQL server's version at ``BENCH_MYSQL_URL``; empty if unreachable."""
+    """The MariaDB/MySQL server's version and buffer pool size at ``BENCH_MYSQL_URL``;
+    empty if unreachable."""
     from urllib.parse import urlsplit
 
     try:
@@ -60,8 +61,10 @@ def _mysql_version() -> str:
         return ""
     try:
         cursor = conn.cursor()
-        cursor.execute("SELECT VERSION()")
-        return cursor.fetchone()[0]
+        # The buffer pool decides whether a million jobs' indexes stay in memory.
+        cursor.execute("SELECT VERSION(), @@innodb_buffer_pool_size DIV 1048576")
+        version, pool_mb = cursor.fetchone()
+        return f"{version} (`innodb_buffer_pool_size` {pool_mb}M)"
     finally:
         conn.close()
 

@@ -105,7 +105,7 @@ TARGETS: list[
             lambda v: v >= 0.9,
             " x",
         )
-        for db in ("postgres", "sqlite")
+        for db in ("postgres", "sqlite", "mysql")
     ],
     (
         "every job ran exactly once (memory run, `bench.mark` run log)",

@@ -52,9 +52,10 @@ def test_claim_reads_an_index_in_claim_order(backlog: None, queues: list[str] | 
 FINISHED = 20_000
 LOAD_FINISHED = (
     "INSERT INTO jobs_job (id, task, status, queue, priority, attempts, max_attempts, "  # noqa: S608
-    "created_at, updated_at, started_at, finished_at, worker_id, progress_message) "
+    "created_at, updated_at, started_at, finished_at, worker_id, progress_message, "
+    "has_dependents) "
     "SELECT UUID(), 'noop', 'done', CONCAT('q', MOD(seq, 4)), MOD(seq, 3), 1, 3, "
-    "t, t, t, t, 'preload', '' FROM (SELECT seq, UTC_TIMESTAMP(6) - INTERVAL 2 DAY "
+    "t, t, t, t, 'preload', '', 0 FROM (SELECT seq, UTC_TIMESTAMP(6) - INTERVAL 2 DAY "
     f"+ INTERVAL seq * 1000 MICROSECOND AS t FROM seq_1_to_{FINISHED}) AS s"
 )
 

@@ -326,6 +326,30 @@ class TestPythonApi:
         with pytest.raises(ValueError, match="not a queue name"):
             jobs.pause_queue(name="no spaces")
 
+    def test_pauses_and_resumes_of_one_queue_at_once_never_fail(self):
+        """Two threads pausing and resuming one queue at once: never a database error (on
+        InnoDB, an insert of the row already there took a shared lock, and two of them
+        asking for the write lock deadlocked: a 500 from ``POST /api/queues/<name>/resume``)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from django.db import connections
+
+        import jobs
+
+        jobs.pause_queue(name="mail")
+
+        def toggle(paused: bool) -> None:
+            try:
+                for _ in range(30):
+                    (jobs.pause_queue if paused else jobs.resume_queue)(name="mail")
+            finally:
+                connections.close_all()
+
+        with ThreadPoolExecutor(2) as pool:
+            for done in [pool.submit(toggle, True), pool.submit(toggle, False)]:
+                done.result()
+        assert Queue.objects.filter(name="mail").count() == 1
+
     def test_enqueue_takes_a_concurrency_key(self):
         import jobs
 

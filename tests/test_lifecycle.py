@@ -148,6 +148,24 @@ def test_succeed_many_records_each_result_and_skips_jobs_taken_away(make_job):
     assert (kept.status, stale.status) == (Status.DONE, Status.PROCESSING)  # as recorded
 
 
+def test_succeed_many_is_one_write_of_the_group_on_a_server(make_job):
+    """On PostgreSQL and MariaDB/MySQL a group of successes is one statement, whatever its
+    size (SQLite, which has no round trip to save, runs one per job)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    if connection.vendor == "sqlite":
+        pytest.skip("one UPDATE per job on SQLite")
+    for _ in range(20):
+        make_job()
+    claimed = lifecycle.claim(worker_id="w", limit=20)
+    with CaptureQueriesContext(connection) as captured:
+        assert lifecycle.succeed_many(worker_id="w", completions=[(j, 1) for j in claimed]) == 20
+    updates = [q["sql"] for q in captured.captured_queries if q["sql"].startswith("UPDATE")]
+    assert len(updates) == 1, updates
+    assert Job.objects.filter(status=Status.DONE, result=1).count() == 20
+
+
 def test_fail_retries_with_backoff_then_lands_in_failed(make_job, settings):
     settings.JOBS_BACKOFF_BASE = 10
     job = make_job(max_attempts=2)
@@ -422,28 +440,32 @@ def test_edit_holds_the_job_in_the_status_seen_until_it_commits(make_job):
     cannot claim it until the edit's transaction ends (the check itself locks the row)."""
     from django.db import connection
 
-    if connection.vendor != "postgresql":
-        pytest.skip("SQLite's IMMEDIATE transactions hold the database's one write lock")
-    import psycopg
+    from tests.conftest import other_connection
 
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite's IMMEDIATE transactions hold the database's one write lock")
     job = make_job()
-    s = connection.settings_dict
-    other = psycopg.connect(
-        dbname=s["NAME"], user=s["USER"], host=s["HOST"] or "127.0.0.1", port=s["PORT"] or 5432
-    )
-    try:
-        other.execute("SET lock_timeout = '1s'")
+    with other_connection() as other:
+        cursor = other.cursor()
+        if connection.vendor == "mysql":
+            import MySQLdb
+
+            cursor.execute("SET SESSION innodb_lock_wait_timeout = 1")
+            lock_wait = MySQLdb.OperationalError
+        else:
+            import psycopg
+
+            cursor.execute("SET lock_timeout = '1s'")
+            lock_wait = psycopg.errors.LockNotAvailable
         with transaction.atomic():
             lifecycle.edit(job_id=job.pk, seen=Status.QUEUED)
-            with pytest.raises(psycopg.errors.LockNotAvailable):
-                other.execute(
+            with pytest.raises(lock_wait):
+                cursor.execute(
                     "UPDATE jobs_job SET status = 'processing' WHERE id = %s AND status = 'queued'",
-                    [job.pk],
+                    [str(job.pk) if connection.vendor == "mysql" else job.pk],
                 )
             other.rollback()
-        assert Job.objects.get(pk=job.pk).status == Status.QUEUED
-    finally:
-        other.close()
+    assert Job.objects.get(pk=job.pk).status == Status.QUEUED
 
 
 # -- the cost of creating jobs --------------------------------------------------------------

@@ -486,8 +486,6 @@ class TestServerRestarts:
         exits 0 at once if told to stop first)."""
         from django.db import connection
 
-        if connection.vendor == "mysql":
-            pytest.skip("not yet passing on MariaDB: the retries are not logged within 20 s")
         s = connection.settings_dict
         port = free_port()
         scheme, default_port = (

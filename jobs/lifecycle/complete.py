@@ -72,8 +72,9 @@ def succeed_many(*, worker_id: str, completions: Sequence[tuple[Job, Any]]) -> i
 
     Each is fenced like ``succeed`` (on job, status, worker and attempt); one that
     was taken away meanwhile is skipped. On PostgreSQL one ``UPDATE ... FROM
-    unnest(arrays)`` writes them all and returns the ids it recorded; elsewhere
-    one statement is executed per job (SQLite has no round trip to save).
+    unnest(arrays)`` writes them all and returns the ids it recorded; on MariaDB/MySQL
+    one ``UPDATE ... JOIN`` (``_done_joined``); on SQLite one statement is executed per
+    job (it has no round trip to save).
     """
     if not completions:
         return 0
@@ -107,6 +108,11 @@ def succeed_many(*, worker_id: str, completions: Sequence[tuple[Job, Any]]) -> i
                 )
                 mine = {pk for (pk,) in cursor.fetchall()}
                 recorded = len(mine)
+            elif connection.vendor == "mysql":
+                values = sorted(zip(ids, attempts, results, starts, strict=True))
+                fence = [DONE, stamp, stamp, PROCESSING, worker_id]
+                recorded = _done_joined(cursor, table, done, values, fence)
+                mine = None
             else:
                 cursor.executemany(
                     f"UPDATE {table} SET {done}, result = %s, "  # noqa: S608
@@ -149,6 +155,27 @@ def succeed_many(*, worker_id: str, completions: Sequence[tuple[Job, Any]]) -> i
         job.status, job.finished_at = DONE, now
         log_transition(job, "succeed", outcome="done", duration=attempt_duration(job, now))
     return len(held)
+
+
+def _done_joined(cursor: Any, table: str, done: str, values: list[tuple], params: list) -> int:
+    """MariaDB/MySQL: record a group of successes in one ``UPDATE`` joined to a derived
+    table of their values (id, attempt, result, start; in id order), fenced as each
+    single one is; return how many rows it matched. One round trip instead of one a job
+    (an UPDATE returns no rows there, so the caller reads which ones it recorded).
+    ``params``: those of ``done``, then the status and worker the rows must have."""
+    # MariaDB's UUID type: the ids as UUIDs, so the join looks each one up by key.
+    uuid = "CAST(%s AS UUID)" if connection.features.has_native_uuid_field else "%s"
+    first = f"SELECT {uuid} AS id, %s AS attempts, %s AS result, %s AS started_at"
+    rows = " UNION ALL ".join([first] + [f"SELECT {uuid}, %s, %s, %s"] * (len(values) - 1))
+    cursor.execute(
+        f"UPDATE {table} JOIN ({rows}) AS v "  # noqa: S608 - identifiers and placeholders
+        f"ON {table}.id = v.id AND {table}.attempts = v.attempts SET {done}, "
+        f"{table}.result = v.result, "
+        f"{table}.started_at = COALESCE(v.started_at, {table}.started_at) "
+        f"WHERE {table}.status = %s AND {table}.worker_id = %s",
+        [value for row in values for value in row] + params,
+    )
+    return cursor.rowcount
 
 
 def _again_on_conflict(write: Any, tries: int = 5) -> Any:

@@ -183,8 +183,28 @@ def key_limited_jobs(limited: dict[str, int] | None = None) -> int:
 def lock_queue(name: str) -> Limits:
     """Lock queue ``name``'s row for this transaction (creating it if missing); return its
     limits as read under the lock."""
-    Queue.objects.bulk_create([Queue(name=name)], ignore_conflicts=True)
-    return limits(name, Queue.objects.select_for_update().get(name=name))
+    [row] = lock_rows(Queue, "name", [name])
+    return limits(name, row)
+
+
+def lock_rows(model: Any, field: str, names: Any) -> list[Any]:
+    """Lock the rows of ``model`` whose ``field`` is one of ``names``, in sorted order,
+    inserting the missing ones first; return them in that order.
+
+    Only missing rows are inserted: InnoDB's duplicate check of an insert takes a shared
+    lock on the row already there, and two transactions that both hold one and then ask
+    for the write lock deadlock (two workers claiming one queue, pause and resume of one
+    queue at once). The lock comes first, then the insert for what it did not find.
+    """
+    names = sorted(set(names))
+    locked = model.objects.select_for_update().filter(**{f"{field}__in": names})
+    rows = list(locked.order_by(field))
+    if len(rows) < len(names):
+        found = {getattr(row, field) for row in rows}
+        new = [model(**{field: name}) for name in names if name not in found]
+        model.objects.bulk_create(new, ignore_conflicts=True)
+        rows = list(locked.order_by(field))
+    return rows
 
 
 def processing(**filters: Any) -> int:
@@ -197,9 +217,7 @@ def lock_keys(keys: Any, limited: Any = ()) -> tuple[dict[str, int], dict[str, i
     keys, limited = set(keys), set(limited)
     names = sorted(keys | {task_key(task) for task in limited})
     if names:
-        rows = [ConcurrencyKey(key=name) for name in names]
-        ConcurrencyKey.objects.bulk_create(rows, ignore_conflicts=True)
-        list(ConcurrencyKey.objects.select_for_update().filter(key__in=names).order_by("key"))
+        lock_rows(ConcurrencyKey, "key", names)
     return processing_by_key(keys), processing_by_task(limited)
 
 
@@ -344,8 +362,8 @@ def resume_queue(*, name: str) -> Queue:
 
 def _set_paused(name: str, paused: bool) -> Queue:
     with transaction.atomic():
-        Queue.objects.bulk_create([Queue(name=name)], ignore_conflicts=True)
-        Queue.objects.filter(name=name).update(paused=paused, updated_at=timezone.now())
+        [row] = lock_rows(Queue, "name", [name])
+        Queue.objects.filter(pk=row.pk).update(paused=paused, updated_at=timezone.now())
         if not paused:
             notify.notify([name])
     return Queue.objects.get(name=name)

@@ -4,7 +4,9 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 
+from jobs.exceptions import database_unavailable
 from jobs.observability.log import ensure_console
 from jobs.worker.loop import Worker
 
@@ -21,6 +23,9 @@ def _at_least_one(text: str) -> int:
 
 class Command(BaseCommand):
     help = "Run a worker: claim queued jobs and run their tasks until stopped."
+    # Run by handle(): on MariaDB/MySQL the model checks ask the server's version, and a
+    # worker started before its database answers must wait for it, not crash.
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -57,6 +62,8 @@ class Command(BaseCommand):
         parser.add_argument("--worker-id", help="Worker id (unique per process; generated).")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if not options.get("skip_checks"):
+            self._check()
         undo_logging = ensure_console()
         try:
             worker = self._worker(options)
@@ -69,6 +76,16 @@ class Command(BaseCommand):
             sys.exit(1)
         finally:
             undo_logging()
+
+    def _check(self) -> None:
+        """The system checks, unless the database does not answer yet (then the worker
+        waits for it: see "Faults" in the README)."""
+        try:
+            self.check()
+        except DatabaseError as exc:
+            if not database_unavailable(exc):
+                raise
+            self.stderr.write(f"System checks skipped, no answer from the database: {exc}")
 
     def _worker(self, options: dict[str, Any]) -> Worker:
         return Worker(
