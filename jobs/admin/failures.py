@@ -162,9 +162,10 @@ def _common_causes(using: str) -> dict[tuple[str | None, str], int]:
     with connections[using].cursor() as cursor:
         cursor.execute(
             "SELECT s.attnames, s.most_common_vals, s.most_common_freqs, c.reltuples "
-            "FROM pg_stats_ext s JOIN pg_class c ON c.oid = %s::regclass "
-            "WHERE s.tablename = %s AND s.statistics_name = %s",
-            [TABLE, TABLE, CAUSE_STATISTICS],
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "JOIN pg_stats_ext s ON s.schemaname = n.nspname AND s.tablename = c.relname "
+            "WHERE c.oid = %s::regclass AND s.statistics_name = %s",
+            [TABLE, CAUSE_STATISTICS],
         )
         row = cursor.fetchone()
     if row is None or row[1] is None:  # not analyzed yet
