@@ -400,7 +400,12 @@ class JobAdmin(JobActions, admin.ModelAdmin):
                 f"{stamp(cutoff)}): filter by date, status, queue or task to reach older ones.",
             )
         text = queryset.annotate(payload_text=Cast("payload", TextField()))
-        found = text.filter(Q(payload_text__icontains=term) | Q(error__icontains=term))
+        match = Q(payload_text__icontains=term) | Q(error__icontains=term)
+        if not term.isascii():
+            # SQLite and MariaDB keep the payload as JSON text, written with non-ASCII
+            # characters escaped ("caf\\u00e9"): look for that spelling too.
+            match |= Q(payload_text__icontains=json.dumps(term)[1:-1])
+        found = text.filter(match)
         ids = list(
             found.order_by("-created_at", "-pk").values_list("pk", flat=True)[: SEARCH_MATCHES + 1]
         )
