@@ -145,7 +145,7 @@ def succeed_many(*, worker_id: str, completions: Sequence[tuple[Job, Any]]) -> i
                 parents_ended(ids=parents, now=now)  # set-based, for the whole batch
         return mine
 
-    mine = _again_on_conflict(write)
+    mine = again_on_conflict(write)
     if mine is not None and len(mine) < len(held):
         logger.warning(
             "worker=%s discarded=%s completions no longer held", worker_id, len(held) - len(mine)
@@ -178,7 +178,7 @@ def _done_joined(cursor: Any, table: str, done: str, values: list[tuple], params
     return cursor.rowcount
 
 
-def _again_on_conflict(write: Any, tries: int = 5) -> Any:
+def again_on_conflict(write: Any, tries: int = 5) -> Any:
     """Run ``write`` (one transaction) and return its answer; run it again when the
     database rolled it back for a conflict (``lock_conflict``: an InnoDB deadlock with a
     concurrent claim). Not inside a caller's transaction: that one is lost already."""

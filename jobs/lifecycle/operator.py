@@ -17,7 +17,7 @@ from django.utils import timezone
 from jobs.exceptions import JobChanged, TransitionRefused
 from jobs.lifecycle import flow
 from jobs.lifecycle.claim import claim_for_hand, release
-from jobs.lifecycle.complete import fail, succeed
+from jobs.lifecycle.complete import again_on_conflict, fail, succeed
 from jobs.lifecycle.dependents import parents_ended, retried
 from jobs.lifecycle.events import log_transition, logger
 from jobs.lifecycle.transitions import (
@@ -45,18 +45,29 @@ def cancel(*, job_id: Any) -> Job:
     its next heartbeat or when it reports, and its result is discarded.
     """
     now = timezone.now()
-    with transaction.atomic():
-        job = Job.objects.select_for_update().filter(pk=job_id, status__in=ACTIVE_STATUSES).first()
-        if job is None:
-            raise refused(job_id, "cancel")
-        Job.objects.filter(pk=job.pk, status=job.status).update(
-            status=CANCELLED, finished_at=now, lease_expires_at=None, updated_at=now
-        )
-        if job.status == PROCESSING:
-            archive([job], outcome=Outcome.CANCELLED, now=now, error="cancelled")
-            flow.announce_freed([job])
-        if job.has_dependents:
-            parents_ended(ids=[job.pk], now=now)
+
+    def write() -> Job:
+        with transaction.atomic():
+            job = (
+                Job.objects.select_for_update()
+                .filter(pk=job_id, status__in=ACTIVE_STATUSES)
+                .first()
+            )
+            if job is None:
+                raise refused(job_id, "cancel")
+            Job.objects.filter(pk=job.pk, status=job.status).update(
+                status=CANCELLED, finished_at=now, lease_expires_at=None, updated_at=now
+            )
+            if job.status == PROCESSING:
+                archive([job], outcome=Outcome.CANCELLED, now=now, error="cancelled")
+                flow.announce_freed([job])
+            if job.has_dependents:
+                parents_ended(ids=[job.pk], now=now)
+        return job
+
+    # On InnoDB, locking a running job's row can deadlock with its worker's heartbeat or
+    # claim (error 1213): the transaction was rolled back whole, so it is run again.
+    job = again_on_conflict(write)
     job.refresh_from_db()
     log_transition(job, "cancel")
     return job
