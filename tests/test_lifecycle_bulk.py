@@ -1,9 +1,11 @@
 """Set-based operator transitions: each changes exactly the jobs its guard allows."""
 
+import threading
 import uuid
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
 
@@ -254,3 +256,36 @@ def test_recovery_records_a_lost_worker_as_the_cause(make_job):
     assert lifecycle.recover() == 1
     job.refresh_from_db()
     assert (job.status, job.error_class) == (Status.FAILED, "worker lost")
+
+
+@pytest.mark.skipif(
+    not connection.features.has_select_for_update_skip_locked, reason="SQLite serialises"
+)
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_verbs_over_the_same_jobs_never_fail():
+    """Two operators (or API clients) apply verbs to every job at once, over and over:
+    each call changes what it finds and none fails (InnoDB rolls one of two conflicting
+    transactions back whole, a deadlock: that one runs again)."""
+    Job.objects.bulk_create(
+        Job(task="echo", status=Status.CANCELLED, finished_at=timezone.now()) for _ in range(300)
+    )
+    errors: list[BaseException] = []
+
+    def operator(verb: str) -> None:
+        try:
+            for _ in range(15):
+                lifecycle.apply_to_all(verb=verb, jobs=Job.objects.all(), batch_size=50)
+                lifecycle.retry_many(ids=Job.objects.filter(status=Status.CANCELLED))
+                lifecycle.cancel_many(ids=Job.objects.filter(status=Status.QUEUED))
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=operator, args=(v,)) for v in ("retry", "cancel")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert Job.objects.count() == 300

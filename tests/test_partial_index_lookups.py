@@ -40,3 +40,15 @@ def test_the_holder_of_a_key_is_returned_on_a_duplicate_enqueue():
     again, created_again = create.enqueue(task="echo", idempotency_key="k")
     assert created and not created_again and again.pk == first.pk
     assert Job.objects.count() == 1
+
+
+@pytest.mark.skipif(not connection.features.supports_partial_indexes, reason="no partial indexes")
+def test_the_job_list_of_jobs_with_an_error_reads_their_own_index():
+    """The admin's "has error" filter, newest first: an index of those jobs alone, not the
+    newest of every job until 50 with an error turn up."""
+    page = Job.objects.filter(error__isnull=False).order_by("-created_at", "-pk")[:51]
+    if connection.vendor == "postgresql":
+        plan = plan_of(page)
+    else:
+        plan = page.explain()
+    assert "jobs_error_created_idx" in plan, plan

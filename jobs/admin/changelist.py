@@ -219,8 +219,17 @@ class CheapDateHierarchy:
 INDEXED_SORTS = ("status", "task", "queue")
 
 
+# Columns no list column shows: a page reads them for nothing (tracebacks run to
+# kilobytes, and JSON is decoded row by row). The job page reads the whole job.
+UNLISTED = ("payload", "result", "traceback", "parent_results")
+
+
 class IndexedChangeList(ChangeList):
     """A changelist whose column sorts each follow an index (``INDEXED_SORTS``)."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        self.queryset = self.queryset.defer(*UNLISTED)
+        super().get_results(request)
 
     def get_ordering(self, request: HttpRequest, queryset: QuerySet) -> list[Any]:
         ordering = super().get_ordering(request, queryset)

@@ -14,8 +14,9 @@ instant are left alone rather than waited for. A running job is cancelled as
 ``cancel`` does (its holder finds out at its next heartbeat), never deleted.
 """
 
+import functools
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,7 @@ from django.utils import timezone
 
 from jobs.conf import conf
 from jobs.exceptions import TransitionRefused
+from jobs.lifecycle.complete import again_on_conflict
 from jobs.lifecycle.dependents import parents_ended, retried
 from jobs.lifecycle.events import logger
 from jobs.lifecycle.operator import requeue_changes, retry
@@ -49,6 +51,18 @@ class BulkResult:
 
 
 Selection = QuerySet | Iterable[Any]
+
+
+def _again_on_conflict(verb: Callable[..., "BulkResult"]) -> Callable[..., "BulkResult"]:
+    """Run the verb's transaction again when the database rolled it back for a conflict
+    (an InnoDB deadlock with a concurrent verb or worker over the same rows); inside a
+    caller's transaction (``apply_to_all``'s batch), the caller's runs again instead."""
+
+    @functools.wraps(verb)
+    def run(**kwargs: Any) -> BulkResult:
+        return again_on_conflict(lambda: verb(**kwargs))
+
+    return run
 
 
 def _selected(ids: Selection) -> QuerySet:
@@ -83,6 +97,7 @@ def _bulk(
     return BulkResult(changed, skipped)
 
 
+@_again_on_conflict
 def cancel_many(*, ids: Selection) -> BulkResult:
     """Cancel the selected queued or processing jobs; report the others as skipped.
 
@@ -112,6 +127,7 @@ def cancel_many(*, ids: Selection) -> BulkResult:
     return BulkResult(changed, skipped)
 
 
+@_again_on_conflict
 def retry_many(*, ids: Selection) -> BulkResult:
     """Requeue the selected failed, cancelled or done jobs to run as soon as possible."""
     try:
@@ -137,6 +153,7 @@ def retry_many(*, ids: Selection) -> BulkResult:
         return BulkResult(changed, dict(skipped))
 
 
+@_again_on_conflict
 def run_next_many(*, ids: Selection) -> BulkResult:
     """Move the selected queued jobs to the front: top priority, due now.
 
@@ -145,6 +162,7 @@ def run_next_many(*, ids: Selection) -> BulkResult:
     return _bulk(ids, "run_next", {QUEUED}, priority=100, run_after=None, updated_at=timezone.now())
 
 
+@_again_on_conflict
 def delete_many(*, ids: Selection) -> BulkResult:
     """Delete the selected jobs that are not running (cancel those first)."""
     with transaction.atomic():
@@ -196,19 +214,23 @@ def apply_to_all(*, verb: str, jobs: QuerySet, batch_size: int | None = None) ->
     changed = batches = 0
     refused: set[Any] = set()  # jobs the verb left as they were (a retry's taken key)
     lock = connection.features.has_select_for_update_skip_locked
-    while True:
+
+    def batch() -> tuple[list[Any], BulkResult | None]:
         with transaction.atomic():
             rest = todo.exclude(pk__in=refused) if refused else todo
             chosen = rest.select_for_update(skip_locked=True) if lock else rest
             ids = list(chosen.values_list("pk", flat=True)[:batch_size])
-            if ids:
-                result = many(ids=ids)
-                changed += result.changed
-                batches += 1
-                if result.changed < len(ids):  # never choose those again
-                    refused.update(todo.filter(pk__in=ids).values_list("pk", flat=True))
-                for status, n in result.skipped.items():
-                    skipped[status] = skipped.get(status, 0) + n
+            return ids, many(ids=ids) if ids else None
+
+    while True:
+        ids, result = again_on_conflict(batch)
+        if result is not None:
+            changed += result.changed
+            batches += 1
+            if result.changed < len(ids):  # never choose those again
+                refused.update(todo.filter(pk__in=ids).values_list("pk", flat=True))
+            for status, n in result.skipped.items():
+                skipped[status] = skipped.get(status, 0) + n
         if len(ids) < batch_size:
             break
     logger.info(

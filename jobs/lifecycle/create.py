@@ -57,7 +57,7 @@ def enqueue(
             with transaction.atomic():  # a savepoint: the caller's transaction goes on
                 _insert([job])
         except IntegrityError:
-            existing = holder_of(job.idempotency_key).first()
+            existing = next(iter(holder_of(job.idempotency_key)), None)
             if existing is not None:
                 return existing, False
             continue  # the holder finished in between: insert again
@@ -67,8 +67,12 @@ def enqueue(
 
 
 def holder_of(idempotency_key: str) -> QuerySet:
-    """The unfinished job holding ``idempotency_key`` (through its partial unique index)."""
-    return Job.objects.filter(idempotency_key=idempotency_key, status__in=RUNNABLE_STATUSES)
+    """The unfinished job holding ``idempotency_key`` (through its partial unique index;
+    at most one row). Unordered: ordered, as ``first()`` would, the planner may instead
+    walk the jobs newest first (or by id) until one holds the key."""
+    return Job.objects.filter(
+        idempotency_key=idempotency_key, status__in=RUNNABLE_STATUSES
+    ).order_by()
 
 
 def enqueue_many(specs: Sequence[dict[str, Any]]) -> list[Job]:

@@ -82,13 +82,18 @@ def retry(*, job_id: Any) -> Job:
     holds its idempotency key.
     """
     now = timezone.now()
-    try:
+
+    def write() -> int:
         with transaction.atomic():
             updated = Job.objects.filter(pk=job_id, status__in=[FAILED, CANCELLED, DONE]).update(
                 **requeue_changes(now)
             )
             if updated:
                 retried(ids=[job_id], now=now)
+        return updated
+
+    try:
+        updated = again_on_conflict(write)
     except IntegrityError:
         # Requeued, it would be a second unfinished holder of its idempotency key.
         current = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
@@ -161,18 +166,23 @@ def edit(
     changes = changes or {}
     if unknown := sorted(set(changes) - set(EDITABLE_FIELDS)):
         raise ValueError(f"not editable by hand: {', '.join(unknown)}")
-    with transaction.atomic():
-        # Lock the row in the status seen, so it cannot move until the writes below commit.
-        if not Job.objects.select_for_update().filter(pk=job_id, status=seen).exists():
-            current = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
-            raise JobChanged(
-                f"job {job_id} changed since it was seen {seen}: it is {current or 'deleted'} now",
-                current=current,
-            )
-        if status is not None and status != seen:
-            set_status(job_id=job_id, status=status)
-        if changes:
-            Job.objects.filter(pk=job_id).update(**changes, updated_at=timezone.now())
+
+    def write() -> None:
+        with transaction.atomic():
+            # Lock the row in the status seen, so it cannot move until the writes below commit.
+            if not Job.objects.select_for_update().filter(pk=job_id, status=seen).exists():
+                current = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
+                raise JobChanged(
+                    f"job {job_id} changed since it was seen {seen}: "
+                    f"it is {current or 'deleted'} now",
+                    current=current,
+                )
+            if status is not None and status != seen:
+                set_status(job_id=job_id, status=status)
+            if changes:
+                Job.objects.filter(pk=job_id).update(**changes, updated_at=timezone.now())
+
+    again_on_conflict(write)
     logger.info("job=%s edit status=%s fields=%s", job_id, status or seen, ",".join(changes))
     return Job.objects.get(pk=job_id)
 
@@ -183,21 +193,28 @@ def delete(*, job_id: Any) -> Job:
     Raises ``TransitionRefused`` for a processing job (its holder would go on running
     a job nobody can see or stop: cancel it first), or for a missing one.
     """
-    with transaction.atomic():
-        # Locked, so no worker claims it between the check and the delete.
-        job = Job.objects.select_for_update().filter(pk=job_id).exclude(status=PROCESSING).first()
-        if job is None:
-            current = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
-            if current is None:
-                raise TransitionRefused(f"job {job_id} does not exist", current=None)
-            raise TransitionRefused(
-                f"cannot delete a {current} job: cancel it first", current=current
+
+    def write() -> Job:
+        with transaction.atomic():
+            # Locked, so no worker claims it between the check and the delete.
+            job = (
+                Job.objects.select_for_update().filter(pk=job_id).exclude(status=PROCESSING).first()
             )
-        if job.has_dependents:
-            mark_deleted([(job.pk, job.status)])
-        Job.objects.filter(pk=job.pk).delete()
-        if job.has_dependents and job.status in (QUEUED, WAITING):
-            parents_ended(ids=[job.pk], now=timezone.now())
+            if job is None:
+                current = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
+                if current is None:
+                    raise TransitionRefused(f"job {job_id} does not exist", current=None)
+                raise TransitionRefused(
+                    f"cannot delete a {current} job: cancel it first", current=current
+                )
+            if job.has_dependents:
+                mark_deleted([(job.pk, job.status)])
+            Job.objects.filter(pk=job.pk).delete()
+            if job.has_dependents and job.status in (QUEUED, WAITING):
+                parents_ended(ids=[job.pk], now=timezone.now())
+        return job
+
+    job = again_on_conflict(write)
     log_transition(job, "delete")
     return job
 
