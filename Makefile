@@ -93,6 +93,7 @@ test: lint check
 	@echo "== SQLite tests"
 	$(MAKE) test-sqlite
 	$(MAKE) test-postgres
+	$(MAKE) test-mysql
 
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench

@@ -52,6 +52,19 @@ def waiting_job() -> Job:
     return workflow.jobs.get(step="child")
 
 
+def callback_group(log: Path, members: list[dict], name: str = "") -> Any:
+    """A workflow of ``members`` (dicts of name, task, payload) and a callback after all
+    of them, which runs whatever their outcomes and writes how many it got to ``log``."""
+    callback = {
+        "name": "callback",
+        "task": "test.collect",
+        "payload": {"path": str(log)},
+        "after": [m["name"] for m in members],
+        "on_parent_failure": "run",
+    }
+    return lifecycle.enqueue_workflow(jobs=[*members, callback], name=name)
+
+
 def one_of_each(make_job: Callable[..., Job]) -> dict[str, Job]:
     """One job per status (the queued one last, so no claim takes it)."""
     return {status: put_in(status, make_job) for status in reversed(ALL)}

@@ -124,7 +124,7 @@ def test_figures_are_matched_as_whole_numbers():
         Decimal(n) for n in ("1000000", "12", "7158", "7335", "0.5", "1.2", "1.5", "2")
     ]
     assert numbers("`--batch 100` on PostgreSQL 15, a 2-core machine, issue #3") == []
-    assert unsourced("drains 7,761 a second", ["docs/benchmarks.md"]) == []
-    assert unsourced("drains 7,762 a second", ["docs/benchmarks.md"]) == [
+    assert unsourced("drains 7,761 a second", ["docs/runs/bench-2026-11-30-8ac68dc.md"]) == []
+    assert unsourced("drains 7,762 a second", ["docs/runs/bench-2026-11-30-8ac68dc.md"]) == [
         "7762 in: drains 7,762 a second"
     ]

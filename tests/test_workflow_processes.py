@@ -14,6 +14,7 @@ import pytest
 from jobs import lifecycle
 from jobs.models import Job, Outcome, Status, Workflow
 from tests.conftest import wait_for
+from tests.helpers import callback_group
 
 pytestmark = pytest.mark.slow
 
@@ -29,15 +30,7 @@ def start_workers(processes, env: dict[str, str] | None = None) -> list:
 
 
 def group(log: Path, members: list[dict]) -> Workflow:
-    """``members`` (dicts of name, task, payload) and a callback after all of them."""
-    callback = {
-        "name": "callback",
-        "task": "test.collect",
-        "payload": {"path": str(log)},
-        "after": [m["name"] for m in members],
-        "on_parent_failure": "run",
-    }
-    return lifecycle.enqueue_workflow(jobs=[*members, callback], name="group")
+    return callback_group(log, members, name="group")
 
 
 def ended(workflow: Workflow, count: int):

@@ -10,6 +10,7 @@ from jobs import lifecycle
 from jobs.exceptions import InvalidJob, TransitionRefused
 from jobs.models import Dependency, Job, Status, Workflow
 from jobs.testing import run_jobs
+from tests.helpers import callback_group
 
 pytestmark = pytest.mark.django_db
 
@@ -86,14 +87,7 @@ def test_a_group_callback_gets_every_outcome_once_also_of_failed_members(tmp_pat
         {"name": f"m{i}", "task": "test.member", "payload": {"i": i, "fail": i % 5 == 0}}
         for i in range(20)
     ]
-    callback = {
-        "name": "callback",
-        "task": "test.collect",
-        "payload": {"path": str(log)},
-        "after": [m["name"] for m in members],
-        "on_parent_failure": "run",
-    }
-    wf = lifecycle.enqueue_workflow(jobs=[*members, callback])
+    wf = callback_group(log, members)
     run_jobs()
     assert log.read_text() == "20\n"
     result = steps(wf)["callback"].result
