@@ -197,6 +197,13 @@ class Job(models.Model):
             ),
             models.Index(fields=["status", "-created_at"], name="jobs_status_created_idx"),
             models.Index(fields=["-created_at"], name="jobs_created_idx"),
+            # The job list's "has error" filter: the jobs with an error, newest first
+            # (built by migration 0013 where indexes can be partial, not on MySQL).
+            models.Index(
+                fields=["-created_at"],
+                name="jobs_error_created_idx",
+                condition=Q(error__isnull=False),
+            ),
             # The admin's filters and dashboard (throughput reads the last hour only).
             models.Index(fields=["queue", "-created_at"], name="jobs_queue_created_idx"),
             models.Index(fields=["task", "-created_at"], name="jobs_task_created_idx"),

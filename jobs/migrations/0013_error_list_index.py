@@ -5,11 +5,13 @@ walking every job newest first until 50 with an error turn up (1,250 rows a page
 
 Only where indexes can be partial (PostgreSQL, SQLite): on MariaDB/MySQL it would be a
 full index on ``created_at``, a copy of ``jobs_created_idx`` written by every insert.
-Not in the model's ``Meta`` for that reason. On PostgreSQL it is built ``CONCURRENTLY``:
-a plain build would hold off every enqueue and transition while it reads a large table.
+The model's ``Meta`` declares it (so that SQLite, which rebuilds a table to alter it,
+builds it again), and this migration builds it itself. On PostgreSQL it is built
+``CONCURRENTLY``: a plain build would hold off every enqueue and transition while it
+reads a large table.
 """
 
-from django.db import migrations
+from django.db import migrations, models
 
 NAME = "jobs_error_created_idx"
 
@@ -40,4 +42,18 @@ class Migration(migrations.Migration):
     atomic = False  # CREATE INDEX CONCURRENTLY cannot run in a transaction
     dependencies = [("jobs", "0012_failure_cause_statistics")]
 
-    operations = [migrations.RunPython(add, drop)]
+    operations = [
+        migrations.SeparateDatabaseAndState(
+            database_operations=[migrations.RunPython(add, drop)],
+            state_operations=[
+                migrations.AddIndex(
+                    model_name="job",
+                    index=models.Index(
+                        condition=models.Q(("error__isnull", False)),
+                        fields=["-created_at"],
+                        name="jobs_error_created_idx",
+                    ),
+                )
+            ],
+        )
+    ]
