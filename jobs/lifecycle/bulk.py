@@ -14,9 +14,8 @@ instant are left alone rather than waited for. A running job is cancelled as
 ``cancel`` does (its holder finds out at its next heartbeat), never deleted.
 """
 
-import functools
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +25,7 @@ from django.utils import timezone
 
 from jobs.conf import conf
 from jobs.exceptions import TransitionRefused
-from jobs.lifecycle.complete import again_on_conflict
+from jobs.lifecycle.complete import again_on_conflict, rerun_on_conflict
 from jobs.lifecycle.dependents import parents_ended, retried
 from jobs.lifecycle.events import logger
 from jobs.lifecycle.operator import requeue_changes, retry
@@ -51,18 +50,6 @@ class BulkResult:
 
 
 Selection = QuerySet | Iterable[Any]
-
-
-def _again_on_conflict(verb: Callable[..., "BulkResult"]) -> Callable[..., "BulkResult"]:
-    """Run the verb's transaction again when the database rolled it back for a conflict
-    (an InnoDB deadlock with a concurrent verb or worker over the same rows); inside a
-    caller's transaction (``apply_to_all``'s batch), the caller's runs again instead."""
-
-    @functools.wraps(verb)
-    def run(**kwargs: Any) -> BulkResult:
-        return again_on_conflict(lambda: verb(**kwargs))
-
-    return run
 
 
 def _selected(ids: Selection) -> QuerySet:
@@ -97,7 +84,7 @@ def _bulk(
     return BulkResult(changed, skipped)
 
 
-@_again_on_conflict
+@rerun_on_conflict
 def cancel_many(*, ids: Selection) -> BulkResult:
     """Cancel the selected queued or processing jobs; report the others as skipped.
 
@@ -127,7 +114,7 @@ def cancel_many(*, ids: Selection) -> BulkResult:
     return BulkResult(changed, skipped)
 
 
-@_again_on_conflict
+@rerun_on_conflict
 def retry_many(*, ids: Selection) -> BulkResult:
     """Requeue the selected failed, cancelled or done jobs to run as soon as possible."""
     try:
@@ -153,7 +140,7 @@ def retry_many(*, ids: Selection) -> BulkResult:
         return BulkResult(changed, dict(skipped))
 
 
-@_again_on_conflict
+@rerun_on_conflict
 def run_next_many(*, ids: Selection) -> BulkResult:
     """Move the selected queued jobs to the front: top priority, due now.
 
@@ -162,7 +149,7 @@ def run_next_many(*, ids: Selection) -> BulkResult:
     return _bulk(ids, "run_next", {QUEUED}, priority=100, run_after=None, updated_at=timezone.now())
 
 
-@_again_on_conflict
+@rerun_on_conflict
 def delete_many(*, ids: Selection) -> BulkResult:
     """Delete the selected jobs that are not running (cancel those first)."""
     with transaction.atomic():

@@ -5,7 +5,8 @@ Every write is fenced on the holder's attempt, so a holder that lost its lease
 changes nothing. Operators finish jobs through ``operator``, which calls these.
 """
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any
@@ -190,6 +191,17 @@ def again_on_conflict(write: Any, tries: int = 5) -> Any:
                 raise
             logger.info("transaction conflict, attempt=%s: %s", attempt, exc)
     raise AssertionError("unreachable")
+
+
+def rerun_on_conflict[F: Callable[..., Any]](verb: F) -> F:
+    """``verb``, whose writes are one transaction, run through ``again_on_conflict``:
+    called inside a caller's transaction, it is the caller's that runs again."""
+
+    @functools.wraps(verb)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return again_on_conflict(lambda: verb(*args, **kwargs))
+
+    return run  # type: ignore[return-value]
 
 
 def fail(

@@ -17,7 +17,7 @@ from django.utils import timezone
 from jobs.exceptions import JobChanged, TransitionRefused
 from jobs.lifecycle import flow
 from jobs.lifecycle.claim import claim_for_hand, release
-from jobs.lifecycle.complete import again_on_conflict, fail, succeed
+from jobs.lifecycle.complete import fail, rerun_on_conflict, succeed
 from jobs.lifecycle.dependents import parents_ended, retried
 from jobs.lifecycle.events import log_transition, logger
 from jobs.lifecycle.transitions import (
@@ -38,6 +38,9 @@ from jobs.retention import mark_deleted
 EDITABLE_FIELDS = ("payload", "queue", "priority", "run_after", "max_attempts", "timeout")
 
 
+# Each verb below locks rows a worker or another operator may lock too. On InnoDB that can
+# deadlock (error 1213), and the transaction is then rolled back whole: it runs again.
+@rerun_on_conflict
 def cancel(*, job_id: Any) -> Job:
     """Cancel a queued or processing job. Raises ``TransitionRefused`` otherwise.
 
@@ -45,34 +48,24 @@ def cancel(*, job_id: Any) -> Job:
     its next heartbeat or when it reports, and its result is discarded.
     """
     now = timezone.now()
-
-    def write() -> Job:
-        with transaction.atomic():
-            job = (
-                Job.objects.select_for_update()
-                .filter(pk=job_id, status__in=ACTIVE_STATUSES)
-                .first()
-            )
-            if job is None:
-                raise refused(job_id, "cancel")
-            Job.objects.filter(pk=job.pk, status=job.status).update(
-                status=CANCELLED, finished_at=now, lease_expires_at=None, updated_at=now
-            )
-            if job.status == PROCESSING:
-                archive([job], outcome=Outcome.CANCELLED, now=now, error="cancelled")
-                flow.announce_freed([job])
-            if job.has_dependents:
-                parents_ended(ids=[job.pk], now=now)
-        return job
-
-    # On InnoDB, locking a running job's row can deadlock with its worker's heartbeat or
-    # claim (error 1213): the transaction was rolled back whole, so it is run again.
-    job = again_on_conflict(write)
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(pk=job_id, status__in=ACTIVE_STATUSES).first()
+        if job is None:
+            raise refused(job_id, "cancel")
+        Job.objects.filter(pk=job.pk, status=job.status).update(
+            status=CANCELLED, finished_at=now, lease_expires_at=None, updated_at=now
+        )
+        if job.status == PROCESSING:
+            archive([job], outcome=Outcome.CANCELLED, now=now, error="cancelled")
+            flow.announce_freed([job])
+        if job.has_dependents:
+            parents_ended(ids=[job.pk], now=now)
     job.refresh_from_db()
     log_transition(job, "cancel")
     return job
 
 
+@rerun_on_conflict
 def retry(*, job_id: Any) -> Job:
     """Put a failed, cancelled or done job back in the queue, to run as soon as possible.
 
@@ -82,18 +75,13 @@ def retry(*, job_id: Any) -> Job:
     holds its idempotency key.
     """
     now = timezone.now()
-
-    def write() -> int:
+    try:
         with transaction.atomic():
             updated = Job.objects.filter(pk=job_id, status__in=[FAILED, CANCELLED, DONE]).update(
                 **requeue_changes(now)
             )
             if updated:
                 retried(ids=[job_id], now=now)
-        return updated
-
-    try:
-        updated = again_on_conflict(write)
     except IntegrityError:
         # Requeued, it would be a second unfinished holder of its idempotency key.
         current = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
@@ -148,6 +136,7 @@ def set_status(*, job_id: Any, status: str) -> Job:
     return job
 
 
+@rerun_on_conflict
 def edit(
     *,
     job_id: Any,
@@ -166,55 +155,44 @@ def edit(
     changes = changes or {}
     if unknown := sorted(set(changes) - set(EDITABLE_FIELDS)):
         raise ValueError(f"not editable by hand: {', '.join(unknown)}")
-
-    def write() -> None:
-        with transaction.atomic():
-            # Lock the row in the status seen, so it cannot move until the writes below commit.
-            if not Job.objects.select_for_update().filter(pk=job_id, status=seen).exists():
-                current = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
-                raise JobChanged(
-                    f"job {job_id} changed since it was seen {seen}: "
-                    f"it is {current or 'deleted'} now",
-                    current=current,
-                )
-            if status is not None and status != seen:
-                set_status(job_id=job_id, status=status)
-            if changes:
-                Job.objects.filter(pk=job_id).update(**changes, updated_at=timezone.now())
-
-    again_on_conflict(write)
+    with transaction.atomic():
+        # Lock the row in the status seen, so it cannot move until the writes below commit.
+        if not Job.objects.select_for_update().filter(pk=job_id, status=seen).exists():
+            current = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
+            raise JobChanged(
+                f"job {job_id} changed since it was seen {seen}: it is {current or 'deleted'} now",
+                current=current,
+            )
+        if status is not None and status != seen:
+            set_status(job_id=job_id, status=status)
+        if changes:
+            Job.objects.filter(pk=job_id).update(**changes, updated_at=timezone.now())
     logger.info("job=%s edit status=%s fields=%s", job_id, status or seen, ",".join(changes))
     return Job.objects.get(pk=job_id)
 
 
+@rerun_on_conflict
 def delete(*, job_id: Any) -> Job:
     """Delete a job that is not running and return it as it was.
 
     Raises ``TransitionRefused`` for a processing job (its holder would go on running
     a job nobody can see or stop: cancel it first), or for a missing one.
     """
-
-    def write() -> Job:
-        with transaction.atomic():
-            # Locked, so no worker claims it between the check and the delete.
-            job = (
-                Job.objects.select_for_update().filter(pk=job_id).exclude(status=PROCESSING).first()
+    with transaction.atomic():
+        # Locked, so no worker claims it between the check and the delete.
+        job = Job.objects.select_for_update().filter(pk=job_id).exclude(status=PROCESSING).first()
+        if job is None:
+            current = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
+            if current is None:
+                raise TransitionRefused(f"job {job_id} does not exist", current=None)
+            raise TransitionRefused(
+                f"cannot delete a {current} job: cancel it first", current=current
             )
-            if job is None:
-                current = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
-                if current is None:
-                    raise TransitionRefused(f"job {job_id} does not exist", current=None)
-                raise TransitionRefused(
-                    f"cannot delete a {current} job: cancel it first", current=current
-                )
-            if job.has_dependents:
-                mark_deleted([(job.pk, job.status)])
-            Job.objects.filter(pk=job.pk).delete()
-            if job.has_dependents and job.status in (QUEUED, WAITING):
-                parents_ended(ids=[job.pk], now=timezone.now())
-        return job
-
-    job = again_on_conflict(write)
+        if job.has_dependents:
+            mark_deleted([(job.pk, job.status)])
+        Job.objects.filter(pk=job.pk).delete()
+        if job.has_dependents and job.status in (QUEUED, WAITING):
+            parents_ended(ids=[job.pk], now=timezone.now())
     log_transition(job, "delete")
     return job
 
